@@ -1,0 +1,3 @@
+from automationd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Every SPEC §6 metric family, declared once on a private registry.
+
+Label children for jobs are capped: after ``JOB_LABEL_CAP`` distinct job names, further jobs
+report under ``job="_other"`` so the series count stays bounded. Children are cached so the hot
+path is a dict lookup plus an ``inc()``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from automationd import __version__
+
+JOB_LABEL_CAP = 500
+OTHER = "_other"
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.runs_total = Counter(
+            "automationd_runs_total", "Runs that reached a state", ["job", "state"], registry=r
+        )
+        self.attempts_total = Counter(
+            "automationd_attempts_total", "Attempts by outcome", ["job", "outcome"], registry=r
+        )
+        self.run_duration_seconds = Histogram(
+            "automationd_run_duration_seconds",
+            "Run duration from start to end",
+            ["job"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.schedule_lateness_seconds = Histogram(
+            "automationd_schedule_lateness_seconds",
+            "Scheduler fire time minus due time (jitter included in due)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "automationd_queue_depth", "Attempts waiting for a worker", registry=r
+        )
+        self.workers_busy = Gauge("automationd_workers_busy", "Attempts in flight", registry=r)
+        self.workers_max = Gauge("automationd_workers_max", "workers.max_concurrency", registry=r)
+        self.dlq_size = Gauge("automationd_dlq_size", "Entries in the dead-letter queue", registry=r)
+        self.ratelimit_tokens = Gauge(
+            "automationd_ratelimit_tokens", "Tokens in the service's bucket", ["service"], registry=r
+        )
+        self.ratelimit_wait_seconds = Histogram(
+            "automationd_ratelimit_wait_seconds",
+            "Time an attempt waited for its service (token, slot, pause)",
+            ["service"],
+            buckets=_LATENCY_BUCKETS + (30, 60, 300),
+            registry=r,
+        )
+        self.http_responses_total = Counter(
+            "automationd_http_responses_total",
+            "HTTP responses by service and status code",
+            ["service", "code"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "automationd_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["service"],
+            registry=r,
+        )
+        self.events_published_total = Counter(
+            "automationd_events_published_total", "Events stored", registry=r
+        )
+        self.jobs = Gauge("automationd_jobs", "Jobs by state", ["state"], registry=r)
+        self.build_info = Gauge(
+            "automationd_build_info", "Build information", ["version"], registry=r
+        )
+        self.fires_missed_total = Counter(
+            "automationd_fires_missed_total",
+            "Scheduled fires dropped by the misfire policy",
+            ["job"],
+            registry=r,
+        )
+        self.job_last_success_timestamp_seconds = Gauge(
+            "automationd_job_last_success_timestamp_seconds",
+            "When the job's last run succeeded (dead-man's switch)",
+            ["job"],
+            registry=r,
+        )
+        self.build_info.labels(__version__).set(1)
+        for state in ("enabled", "paused", "completed"):
+            self.jobs.labels(state).set(0)
+        self._job_labels: dict[str, str] = {}
+
+    def job(self, name: str) -> str:
+        """The label value to use for job ``name`` (its own name, or ``_other`` past the cap)."""
+        label = self._job_labels.get(name)
+        if label is None:
+            label = name if len(self._job_labels) < JOB_LABEL_CAP else OTHER
+            self._job_labels[name] = label
+        return label

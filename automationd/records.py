@@ -1,0 +1,175 @@
+"""Frozen records for runs, targets, attempts, events and dead letters.
+
+Times are float epoch seconds (UTC) inside the daemon; ``to_json()`` renders them as RFC 3339
+for the socket and the CLI. Change goes through ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from automationd.core.runstate import RunState, TargetState
+from automationd.errors import ErrorKind
+from automationd.units import rfc3339
+
+frozen = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+class Trigger(enum.StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    EVENT = "event"
+    RETRY = "retry"
+    REPLAY = "replay"
+    MISFIRE = "misfire"
+
+
+class Phase(enum.StrEnum):
+    CHECK = "check"
+    PERFORM = "perform"
+    VERIFY = "verify"
+
+
+@frozen
+class RunError:
+    kind: ErrorKind
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "message": self.message}
+
+
+@frozen
+class Run:
+    id: str
+    job: str
+    state: RunState
+    trigger: Trigger
+    created_at: float
+    scheduled_for: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    idempotency_key: str | None = None
+    payload: Any = None
+    targets_total: int = 0
+    targets_succeeded: int = 0
+    targets_failed: int = 0
+    error: RunError | None = None
+    result: Any = None
+    depth: int = 0  # event-chain depth: a run started by a run.* event is one deeper
+    origin: str | None = None  # run id this one retries, or event id that started it
+    reason: str | None = None  # why skipped/cancelled, when it was
+
+    def to_json(self) -> dict[str, Any]:
+        pending = max(0, self.targets_total - self.targets_succeeded - self.targets_failed)
+        return {
+            "id": self.id,
+            "job": self.job,
+            "state": self.state.value,
+            "trigger": self.trigger.value,
+            "scheduled_for": rfc3339(self.scheduled_for),
+            "created_at": rfc3339(self.created_at),
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
+            "attempts": self.attempts,
+            "idempotency_key": self.idempotency_key,
+            "targets": {
+                "total": self.targets_total,
+                "succeeded": self.targets_succeeded,
+                "failed": self.targets_failed,
+                "pending": pending,
+            },
+            "error": self.error.to_json() if self.error else None,
+            "result": self.result,
+            "payload": self.payload,
+            "depth": self.depth,
+            "origin": self.origin,
+            "reason": self.reason,
+        }
+
+
+@frozen
+class Target:
+    run_id: str
+    idx: int  # position in the run's target list; -1 means "no target" (one perform)
+    target: Any
+    state: TargetState = TargetState.PENDING
+    attempts: int = 0
+    error: RunError | None = None
+    result: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "error": self.error.to_json() if self.error else None,
+            "result": self.result,
+        }
+
+
+@frozen
+class Attempt:
+    run_id: str
+    n: int  # 1-based, counts every attempt of the run across phases and targets
+    phase: Phase
+    target: Any
+    target_idx: int
+    started_at: float
+    finished_at: float | None = None
+    outcome: str | None = None  # "ok" | ErrorKind value; None while in flight
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "phase": self.phase.value,
+            "target": self.target,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+
+@frozen
+class Event:
+    id: str
+    name: str
+    payload: Any
+    created_at: float
+    idempotency_key: str | None = None
+    depth: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "payload": self.payload,
+            "created_at": rfc3339(self.created_at),
+            "idempotency_key": self.idempotency_key,
+        }
+
+
+@frozen
+class DlqEntry:
+    id: str
+    run_id: str
+    job: str
+    target: Any
+    target_idx: int
+    error: RunError
+    failed_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "job": self.job,
+            "target": self.target,
+            "error": self.error.to_json(),
+            "failed_at": rfc3339(self.failed_at),
+        }
