@@ -48,6 +48,8 @@ class ActionError(AutomationdError):
     """An action attempt failed with a classified kind."""
 
     kind: ErrorKind = ErrorKind.RETRYABLE
+    #: captured ``(stream, text)`` pairs, persisted even though the attempt failed
+    output: tuple[tuple[str, str], ...] = ()
 
     def __init__(
         self,
@@ -55,12 +57,14 @@ class ActionError(AutomationdError):
         *,
         kind: ErrorKind | None = None,
         retry_after: float | None = None,
+        output: tuple[tuple[str, str], ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         if kind is not None:
             self.kind = kind
         self.retry_after = retry_after
+        self.output = output
 
 
 class RetryableError(ActionError):

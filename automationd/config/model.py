@@ -119,6 +119,7 @@ class PythonAction:
     type: str = "python"
     callable: str  # "package.module:function"
     timeout: float | None = None
+    fn: Any = field(default=None, compare=False)  # the resolved async function, set by the loader
 
 
 ActionSpec = ExecAction | HttpAction | PythonAction

@@ -35,3 +35,9 @@ class IdGenerator:
             self._last_ms = ms
             self._last_rand = self._rng.getrandbits(79)  # headroom for increments
         return _encode(ms, 10) + _encode(self._last_rand, 16)
+
+
+def id_floor(ts: float) -> str:
+    """The smallest id a generator could make at wall time ``ts``: ``id < id_floor(t)``
+    selects exactly the records created before ``t``."""
+    return _encode(int(ts * 1000), 10)

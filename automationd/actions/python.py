@@ -1,0 +1,93 @@
+"""python actions: ``async def fn(ctx)`` imported once from ``"package.module:function"``.
+
+The function gets the ``ActionContext`` (``ctx.log`` is a bound structlog logger). What it
+returns is the value (it must be JSON-able: the value is stored). ``RetryableError`` and
+``FatalError`` pass through with their kinds; our own timeout is ``timeout``; any other
+exception is a retryable failure described as ``"TypeName: message"``, because a bug in
+one action must never reach, or stop, the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from automationd.actions.base import ActionContext, ActionResult, phase_result
+from automationd.config.model import PythonAction
+from automationd.errors import ActionError, ErrorKind
+
+PythonFn = Callable[[ActionContext], Awaitable[Any]]
+
+
+def resolve_callable(spec: str) -> PythonFn:
+    """Import ``"pkg.mod:fn"`` (``fn`` may be dotted, e.g. ``Class.method``).
+
+    Raises ValueError with a message fit for a config error when the spec is malformed, the
+    module cannot be imported, the attribute is missing, or it is not an ``async def``.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"callable {spec!r} must look like 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"callable {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module itself is broken: say how
+        raise ValueError(
+            f"callable {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ValueError(f"callable {spec!r}: {module_name!r} has no {attr!r}") from exc
+    if not inspect.iscoroutinefunction(obj):
+        raise ValueError(f"callable {spec!r} is not an 'async def' function")
+    fn: PythonFn = obj
+    return fn
+
+
+def _check_json(value: Any) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ActionError(
+            f"python: returned a value that is not JSON-able: {exc}", kind=ErrorKind.FATAL
+        ) from exc
+
+
+class PythonRunner:
+    """A python action, built once per job."""
+
+    __slots__ = ("_fn", "_name")
+
+    def __init__(self, spec: PythonAction) -> None:
+        self._fn: PythonFn = spec.fn if spec.fn is not None else resolve_callable(spec.callable)
+        self._name = spec.callable
+
+    async def __call__(self, ctx: ActionContext) -> ActionResult:
+        timer = asyncio.timeout(ctx.timeout)
+        try:
+            async with timer:
+                value = await self._fn(ctx)
+        except ActionError:
+            raise
+        except TimeoutError as exc:
+            if timer.expired():
+                raise ActionError(
+                    f"python: {self._name} timed out after {ctx.timeout:g}s",
+                    kind=ErrorKind.TIMEOUT,
+                ) from exc
+            raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
+        except (Exception, SystemExit) as exc:
+            raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
+        _check_json(value)
+        return phase_result(ctx.phase, value)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

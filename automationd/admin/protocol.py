@@ -1,0 +1,152 @@
+"""NDJSON framing for the admin socket: bytes in, a ``Request`` or an error out (Sans-IO).
+
+Rules:
+
+* One request per line, UTF-8 JSON object ``{"id"?, "cmd", "args"?}``; at most ``MAX_LINE``
+  bytes before the newline. Every line gets exactly one response line, in request order.
+* Anything wrong with a line is a ``RequestError`` (an ``AdminError`` with code
+  ``bad_request``) carrying the request ``id`` whenever it could be read, so the error response
+  still lets a pipelining client match it to its request.
+* Nesting is capped at ``MAX_DEPTH`` *before* ``json`` parses, by a scan that is skipped
+  outright when the line holds too few brackets to be that deep (the common case).
+* Lone surrogates (``"\\ud800"``) decode fine in Python but cannot be re-encoded as UTF-8 and
+  would blow up later in a handler or the store; they are refused here. The check only runs
+  when the line contains a ``\\u`` escape at all.
+* Responses use one precomputed encoder (compact, ``ensure_ascii=False``, no NaN). A result
+  string carrying a lone surrogate (captured process output) is written as a ``\\uXXXX``
+  escape rather than failing, so the output is always valid UTF-8.
+
+Imports no asyncio: the server and the tests feed it bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from automationd.errors import AdminError
+
+MAX_LINE = 1 << 20
+MAX_DEPTH = 64
+
+RequestId = int | str | None
+
+ERROR_CODES = frozenset(
+    {"bad_request", "not_found", "conflict", "forbidden", "unavailable", "internal"}
+)
+_REQUEST_KEYS = frozenset({"id", "cmd", "args"})
+
+# A JSON string (with escapes) or one bracket: strings are skipped whole so brackets inside
+# them do not count towards the depth.
+_DEPTH_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed request line."""
+
+    id: RequestId
+    cmd: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class RequestError(AdminError):
+    """A line that is not a valid request; ``request_id`` is echoed in the error response."""
+
+    def __init__(self, message: str, request_id: RequestId = None) -> None:
+        super().__init__("bad_request", message)
+        self.request_id = request_id
+
+
+def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
+    """True when ``line`` nests arrays/objects deeper than ``limit`` (strings are skipped)."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    depth = 0
+    for m in _DEPTH_TOKEN.finditer(line):
+        tok = m.group()
+        if tok in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif tok in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def _has_surrogates(value: object) -> bool:
+    try:
+        _ENCODER.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def parse_request(line: bytes) -> Request:
+    """Parse one line (with or without its trailing newline) into a ``Request``."""
+    body = line.rstrip(b"\r\n")
+    if len(body) > MAX_LINE:
+        raise RequestError("request line exceeds 1 MiB")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"request is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise RequestError("empty request line")
+    if too_deep(body):
+        raise RequestError(f"request nests deeper than {MAX_DEPTH} levels")
+    try:
+        obj = _DECODER.decode(text)
+    except ValueError as exc:  # JSONDecodeError is a ValueError, and so is NaN/Infinity
+        raise RequestError(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RequestError("request must be a JSON object")
+
+    rid = obj.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, int | str | None):
+        raise RequestError("'id' must be an integer, a string or null")
+    if isinstance(rid, str) and _has_surrogates(rid):
+        rid = None
+    if "\\u" in text and _has_surrogates(obj):
+        raise RequestError("request contains a lone UTF-16 surrogate", rid)
+    unknown = obj.keys() - _REQUEST_KEYS
+    if unknown:
+        raise RequestError(f"unknown request key {min(unknown)!r}", rid)
+    cmd = obj.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise RequestError("'cmd' must be a non-empty string", rid)
+    args = obj.get("args")
+    if args is None:
+        args = {}
+    elif not isinstance(args, dict):
+        raise RequestError("'args' must be a JSON object", rid)
+    return Request(rid, cmd, args)
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (_ENCODER.encode(obj) + "\n").encode("utf-8", "backslashreplace")
+
+
+def encode_ok(request_id: RequestId, result: Any) -> bytes:
+    """``{"id":…,"ok":true,"result":…}\\n``; ``TypeError``/``ValueError`` if not JSON-able."""
+    return _line({"id": request_id, "ok": True, "result": result})
+
+
+def encode_error(request_id: RequestId, code: str, message: str) -> bytes:
+    """``{"id":…,"ok":false,"error":{"code":…,"message":…}}\\n``."""
+    return _line({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def encode_request(request_id: RequestId, cmd: str, args: dict[str, Any] | None = None) -> bytes:
+    """The client side: one request line (used by ``automationctl`` and test helpers)."""
+    return _line({"id": request_id, "cmd": cmd, "args": args or {}})

@@ -1,0 +1,470 @@
+"""The admin socket: a Unix stream server speaking NDJSON, serving a table of command handlers.
+
+Theory of operation:
+
+* Start-up never weakens or destroys what it did not create. The socket is bound under umask
+  0o117 (so it is born 0660), then given to ``admin_group``. An existing path is removed only
+  when it is a socket we own and nobody answers on it (stale from a crash); a live socket, a
+  symlink, a regular file, a directory or someone else's socket stops start-up with a message.
+  On exit the path is unlinked only if it is still the inode we bound.
+* Each accepted connection is checked with SO_PEERCRED: root, our own uid and members of
+  ``admin_group`` (primary gid, ``/etc/group`` member list, or supplementary groups) may talk;
+  others get one ``forbidden`` line. Past ``max_connections`` a newcomer gets ``unavailable``.
+  Both are answered from the accept callback, without spawning a task.
+* A connection is one task (``admin-conn:N``) owning a TaskGroup. Its body reads lines; every
+  request runs as its own child task, so a slow command never blocks the next read. Responses
+  leave in request order: each line appends either finished bytes or a future to ``pending``,
+  and a writer child awaits the head, then batches every already-finished response behind it
+  into one write. Reading stops while ``pending`` holds ``max_inflight_per_conn`` entries, so a
+  client that does not read its responses is throttled, not buffered.
+* Idle means "nothing in flight and no complete line for ``idle_timeout``"; a timer (not a
+  task) stops such a connection, so a client that never sends a newline is idle too.
+* Stopping a connection pauses the transport and feeds EOF to its reader: the read loop ends,
+  the writer flushes what is in flight, and the connection closes. ``close()`` does this for
+  all connections, waits up to a grace period, then cancels the stragglers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import socket
+import stat
+import struct
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automationd.admin.protocol import (
+    MAX_LINE,
+    Request,
+    RequestError,
+    encode_error,
+    encode_ok,
+    parse_request,
+)
+from automationd.errors import AdminError, AutomationdError
+from automationd.obs.logs import get_logger
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+log = get_logger()
+
+_CRED = struct.Struct("3i")
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; not exported by 3.11
+_EOF = object()  # marks the end of a connection's response stream
+_TOO_LONG = encode_error(None, "bad_request", "request line exceeds 1 MiB")
+
+
+class AdminSocketError(AutomationdError):
+    """The admin socket cannot be set up safely (start-up fails; exit code 1)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    idle_timeout: float
+    max_connections: int
+    max_inflight: int
+    admin_gid: int | None
+    own_uid: int
+
+
+def resolve_group(name: str) -> int | None:
+    """``admin_group`` → gid (``""`` → None); an unknown group is an ``AdminSocketError``."""
+    if not name:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise AdminSocketError(f"admin_group {name!r} does not exist") from None
+
+
+def _peer_groups(sock: Any, pid: int) -> set[int]:
+    """Supplementary groups of the peer: SO_PEERGROUPS, else ``/proc/<pid>/status``."""
+    with contextlib.suppress(OSError):
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * 1024)
+        return set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
+
+
+def _peer_allowed(sock: Any, s: _Settings) -> tuple[bool, int, int]:
+    """(allowed, pid, uid) for the peer of ``sock`` per SPEC §3."""
+    pid, uid, gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
+    if uid in (0, s.own_uid):
+        return True, pid, uid
+    if s.admin_gid is None:
+        return False, pid, uid
+    if gid == s.admin_gid:
+        return True, pid, uid
+    with contextlib.suppress(KeyError):
+        if pwd.getpwuid(uid).pw_name in grp.getgrgid(s.admin_gid).gr_mem:
+            return True, pid, uid
+    return s.admin_gid in _peer_groups(sock, pid), pid, uid
+
+
+class _Connection:
+    """One client: a read loop (the task body), a writer child and one child per request."""
+
+    def __init__(
+        self, server: AdminServer, n: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
+        self.server, self.n, self.reader, self.w = server, n, reader, w
+        self.loop = asyncio.get_running_loop()
+        self.pending: deque[Any] = deque()  # bytes | Future[bytes] | _EOF, in request order
+        self.wake = asyncio.Event()  # pending gained an entry
+        self.room = asyncio.Event()  # pending lost entries
+        self.stopping = False
+        self.last = self.loop.time()
+        self.idle: asyncio.TimerHandle | None = None
+        self.tg: asyncio.TaskGroup | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        self.idle = self.loop.call_at(self.last + self.server.settings.idle_timeout, self._on_idle)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self.tg = tg
+                tg.create_task(self._write_loop(), name=f"admin-conn:{self.n}:writer")
+                await self._read_loop()
+        except* Exception:
+            log.exception("admin.connection_failed", conn=self.n)
+        finally:
+            self.idle.cancel()
+            self.w.close()
+            self.server.forget(self)
+
+    def stop(self) -> None:
+        """Read nothing more; answer what is in flight, then close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        transport = self.w.transport
+        if not transport.is_closing() and isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+        self.reader.feed_eof()
+        self.room.set()
+
+    def _on_idle(self) -> None:
+        if self.stopping:
+            return
+        timeout = self.server.settings.idle_timeout
+        now = self.loop.time()
+        if not self.pending and now - self.last >= timeout * 0.999:
+            log.debug("admin.idle_close", conn=self.n)
+            self.stop()
+            return
+        self.idle = self.loop.call_at(max(self.last + timeout, now + 0.001), self._on_idle)
+
+    def _push(self, item: Any) -> None:
+        self.pending.append(item)
+        self.wake.set()
+
+    async def _read_loop(self) -> None:
+        reader, pending, limit = self.reader, self.pending, self.server.settings.max_inflight
+        while not self.stopping:
+            while len(pending) >= limit and not self.stopping:
+                self.room.clear()
+                await self.room.wait()
+            if self.stopping:
+                break
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip() and not self.stopping:
+                    self._dispatch(exc.partial)
+                break
+            except asyncio.LimitOverrunError as exc:
+                self._push(_TOO_LONG)
+                if not await self._discard_line(exc.consumed):
+                    break
+                continue
+            except OSError:  # reset by peer
+                break
+            self.last = self.loop.time()
+            self._dispatch(line)
+        self._push(_EOF)
+
+    async def _discard_line(self, consumed: int) -> bool:
+        """Drop the rest of an over-long line without buffering it; False at EOF."""
+        while True:
+            try:
+                await self.reader.readexactly(consumed)
+                await self.reader.readuntil(b"\n")
+                return True
+            except asyncio.LimitOverrunError as exc:
+                consumed = exc.consumed
+            except (asyncio.IncompleteReadError, OSError):
+                return False
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            req = parse_request(line)
+        except RequestError as exc:
+            self._push(encode_error(exc.request_id, exc.code, exc.message))
+            return
+        handler = self.server.handlers.get(req.cmd)
+        if handler is None:
+            self._push(encode_error(req.id, "bad_request", f"unknown command {req.cmd!r}"))
+            return
+        fut: asyncio.Future[bytes] = self.loop.create_future()
+        self._push(fut)
+        assert self.tg is not None
+        self.tg.create_task(_call(handler, req, fut), name=f"admin-conn:{self.n}:{req.cmd}")
+
+    async def _write_loop(self) -> None:
+        pending, w = self.pending, self.w
+        while True:
+            if not pending:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            head = pending[0]
+            if head is _EOF:
+                return
+            if not isinstance(head, bytes):
+                await head
+            chunks: list[bytes] = []
+            while pending:
+                item = pending[0]
+                if isinstance(item, bytes):
+                    chunks.append(item)
+                elif item is _EOF or not item.done():
+                    break
+                else:
+                    chunks.append(item.result())
+                pending.popleft()
+            if not pending:
+                self.last = self.loop.time()
+            self.room.set()
+            if w.transport.is_closing():
+                self.stop()
+                return
+            w.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            try:
+                await w.drain()
+            except OSError:  # the peer went away
+                self.stop()
+                return
+
+
+async def _call(handler: Handler, req: Request, fut: asyncio.Future[bytes]) -> None:
+    """Run one handler and resolve its response future, whatever happens."""
+    data: bytes | None = None
+    try:
+        data = encode_ok(req.id, await handler(req.args))
+    except AdminError as exc:
+        data = encode_error(req.id, exc.code, exc.message)
+    except Exception:
+        log.exception("admin.internal_error", cmd=req.cmd)
+        data = encode_error(req.id, "internal", "internal error (see the daemon log)")
+    finally:
+        if not fut.done():
+            fut.set_result(data or encode_error(req.id, "internal", "request was cancelled"))
+
+
+class AdminServer:
+    """A running admin socket; obtained from :func:`serve_admin`."""
+
+    def __init__(
+        self,
+        path: Path,
+        handlers: Mapping[str, Handler],
+        settings: _Settings,
+        tg: asyncio.TaskGroup,
+    ) -> None:
+        self.path = path
+        self.handlers = handlers
+        self.settings = settings
+        self._tg = tg
+        self._conns: set[_Connection] = set()
+        self._count = 0
+        self._closing = False
+        self._saturated = False
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        return len(self._conns)
+
+    def forget(self, conn: _Connection) -> None:
+        self._conns.discard(conn)
+        if len(self._conns) < self.settings.max_connections // 2:
+            self._saturated = False
+
+    def accept(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        """Accept callback (plain function): refuse or hand the connection to a task."""
+        if self._closing or len(self._conns) >= self.settings.max_connections:
+            why = "daemon is shutting down" if self._closing else "too many admin connections"
+            # Warn once per saturation episode: a flood must not turn into a log flood.
+            (log.debug if self._saturated else log.warning)("admin.connection_refused", reason=why)
+            self._saturated = True
+            w.write(encode_error(None, "unavailable", why))
+            w.close()
+            return
+        try:
+            ok, pid, uid = _peer_allowed(w.get_extra_info("socket"), self.settings)
+        except OSError:
+            ok, pid, uid = False, 0, -1
+        if not ok:
+            log.warning("admin.forbidden", peer_pid=pid, peer_uid=uid)
+            w.write(encode_error(None, "forbidden", f"uid {uid} may not use the admin socket"))
+            w.close()
+            return
+        self._count += 1
+        conn = _Connection(self, self._count, reader, w)
+        self._conns.add(conn)
+        conn.task = self._tg.create_task(conn.run(), name=f"admin-conn:{self._count}")
+
+    async def listen(self, sock: socket.socket) -> None:
+        """Start accepting on the bound ``sock``."""
+        backlog = max(128, self.settings.max_connections)
+        self._server = await asyncio.start_unix_server(
+            self.accept, sock=sock, limit=MAX_LINE + 1, backlog=backlog
+        )
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests answer for up to ``grace`` s, then close."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        conns = list(self._conns)
+        for conn in conns:
+            conn.stop()
+        tasks = [c.task for c in conns if c.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("admin.connections_cancelled", count=len(late))
+
+
+def _clear_path(path: Path, own_uid: int) -> None:
+    """Make ``path`` free for bind, removing only a stale socket of ours."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    what = f"admin socket path {str(path)!r}"
+    if stat.S_ISLNK(st.st_mode):
+        raise AdminSocketError(f"{what} is a symlink; refusing to touch it")
+    if not stat.S_ISSOCK(st.st_mode):
+        kind = "directory" if stat.S_ISDIR(st.st_mode) else "file that is not a socket"
+        raise AdminSocketError(f"{what} exists and is a {kind}; refusing to remove it")
+    if st.st_uid != own_uid:
+        raise AdminSocketError(f"{what} is a socket owned by uid {st.st_uid}; refusing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: left behind by a daemon that died
+        log.info("admin.stale_socket_removed", path=str(path))
+        return
+    except BlockingIOError:
+        pass  # backlog full: someone is listening
+    except OSError as exc:
+        raise AdminSocketError(f"cannot probe {what}: {exc.strerror}") from None
+    finally:
+        probe.close()
+    raise AdminSocketError(f"another daemon is listening on {str(path)!r}")
+
+
+def _bind(path: Path, gid: int | None) -> tuple[socket.socket, tuple[int, int]]:
+    """Bind a 0660 socket at ``path`` with no looser window; returns it and its (dev, ino)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o750)
+        if gid is not None:
+            os.chown(path.parent, -1, gid)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o117)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        st = os.lstat(path)
+        if stat.S_IMODE(st.st_mode) != 0o660:
+            os.chmod(path, 0o660)
+        if gid is not None:
+            os.chown(path, -1, gid, follow_symlinks=False)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "address in use"
+        raise AdminSocketError(f"cannot create admin socket {str(path)!r}: {reason}") from None
+    return sock, (st.st_dev, st.st_ino)
+
+
+def _unlink_if_ours(path: Path, ident: tuple[int, int]) -> None:
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+
+
+@contextlib.asynccontextmanager
+async def serve_admin(
+    path: Path,
+    handlers: Mapping[str, Handler],
+    *,
+    group: str = "",
+    idle_timeout: float = 300.0,
+    max_connections: int = 64,
+    max_inflight_per_conn: int = 256,
+) -> AsyncIterator[AdminServer]:
+    """Serve ``handlers`` on a Unix socket at ``path`` until the block exits.
+
+    ``handlers`` maps a cmd to ``async def h(args) -> JSON-able``; raising ``AdminError``
+    answers with its code, any other exception answers ``internal`` (and is logged). The
+    mapping is looked up per request, so the caller may fill it after start.
+    """
+    path = Path(path)
+    settings = _Settings(
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        max_inflight=max_inflight_per_conn,
+        admin_gid=resolve_group(group),
+        own_uid=os.geteuid(),
+    )
+    _clear_path(path, settings.own_uid)
+    sock, ident = _bind(path, settings.admin_gid)
+    # The group is entered and left by hand, not with ``async with`` around the ``yield``: an
+    # exception from the caller's block must reach the caller as itself, not wrapped in an
+    # ExceptionGroup. Connection tasks never fail (they log), so exiting clean loses nothing.
+    tg = asyncio.TaskGroup()
+    await tg.__aenter__()
+    try:
+        admin = AdminServer(path, handlers, settings, tg)
+        try:
+            await admin.listen(sock)
+            log.info("admin.listening", path=str(path), group=group or None)
+            yield admin
+        finally:
+            await admin.close()
+            await tg.__aexit__(None, None, None)
+    finally:
+        sock.close()
+        _unlink_if_ours(path, ident)
+        log.info("admin.closed", path=str(path))

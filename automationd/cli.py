@@ -1,0 +1,116 @@
+"""``automationd run|check-config``: argv → exit code, nothing more.
+
+Exit codes (SPEC §1): 0 clean stop / valid config, 2 bad config or bad usage, 1 any other
+fatal error (decided by the daemon). A bad config is always exactly one stderr line and
+never a traceback: operators read it in ``systemctl status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from automationd import __version__
+from automationd.config.load import load_config, parsed_schedule
+from automationd.config.model import Config, JobSpec
+from automationd.config.values import zone
+from automationd.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/automationd/automationd.toml")
+FIRES_SHOWN = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="automationd", description="Single-process automation daemon."
+    )
+    parser.add_argument("--version", action="version", version=f"automationd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file ({DEFAULT_CONFIG})"
+    )
+    check = sub.add_parser("check-config", help="validate a config and show upcoming fires")
+    check.add_argument("file", type=Path, nargs="?", help="config file")
+    check.add_argument("--config", type=Path, dest="config", help="same as FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``automationd`` script; returns the process exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "run":
+        return _run(args.config)
+    path = args.file or args.config
+    if path is None:
+        print("automationd check-config: a config FILE is required", file=sys.stderr)
+        return 2
+    return _check(path)
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def _run(path: Path) -> int:
+    config = _load(path)
+    if config is None:
+        return ConfigError.exit_code
+    from automationd.daemon import run_daemon  # lazy: check-config must not pay for the engine
+
+    return run_daemon(config)
+
+
+def _check(path: Path) -> int:
+    config = _load(path)
+    if config is None:
+        return ConfigError.exit_code
+    from automationd.clock import SystemClock  # lazy: it pulls in asyncio
+
+    now = SystemClock().time()
+    width = max((len(job.name) for job in config.jobs), default=0)
+    out = sys.stdout
+    for job in config.jobs:
+        out.write(f"{job.name:<{width}}  {describe_job(job, now)}\n")
+    services = len(config.services)
+    out.write(
+        f"{path}: OK ({len(config.jobs)} job{'s' * (len(config.jobs) != 1)}, "
+        f"{services} service{'s' * (services != 1)})\n"
+    )
+    return 0
+
+
+def describe_job(job: JobSpec, now: float, count: int = FIRES_SHOWN) -> str:
+    """``SCHEDULE  TZ  next: T1, T2, T3`` and/or ``on: GLOB``, fires in the job's zone with
+    a ``[note]`` after any fire that DST moved."""
+    parts: list[str] = []
+    if job.schedule is not None:
+        schedule = parsed_schedule(job.schedule, job.timezone)
+        fires: list[str] = []
+        after = now
+        for _ in range(count):
+            fire = schedule.next_after(after)
+            if fire is None:
+                break
+            text = _local(fire, job.timezone)
+            note = schedule.dst_note(fire)
+            fires.append(f"{text} [{note}]" if note else text)
+            after = fire
+        parts.append(f"{job.schedule}  {job.timezone}  next: {', '.join(fires) or '(none)'}")
+    if job.on is not None:
+        parts.append(f"on: {job.on}")
+    return "  ".join(parts)
+
+
+def _local(fire: float, tz_name: str) -> str:
+    return dt.datetime.fromtimestamp(fire, zone(tz_name)).isoformat(timespec="seconds")

@@ -1,0 +1,252 @@
+"""The one wiring place: builds every part, runs them under one TaskGroup, stops in order.
+
+Lifecycle (habits 7 and 8):
+1. start: lock + open the store → HTTP clients → services → engine → jobs from config and
+   store → crash recovery → scheduler (misfire catch-up) → admin socket → metrics endpoint →
+   READY=1.
+2. run: signal handlers only put requests on a queue; this module is the one owner that acts:
+   SIGHUP reloads (a bad config is logged and the old one stays), SIGTERM/SIGINT stop, a
+   second SIGINT forces.
+3. stop: STOPPING=1 → stop intake (admin socket closed, scheduler stopped) → drain: running
+   attempts may finish up to ``shutdown_timeout``, nothing new starts → cancel the rest
+   (they resume at next start) and log the count → flush the store → exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import random
+import signal
+import sys
+import structlog
+import uvloop
+
+from automationd import __version__
+from automationd.actions.base import HttpClients
+from automationd.admin.commands import Commands
+from automationd.admin.server import serve_admin
+from automationd.clock import Clock, SystemClock
+from automationd.config.load import load_config
+from automationd.config.model import Config
+from automationd.engine.catalog import Catalog
+from automationd.engine.dispatcher import Engine
+from automationd.engine.eventbus import EventBus
+from automationd.engine.intake import Intake
+from automationd.engine.jobs import JobTable
+from automationd.engine.pool import WorkerPool
+from automationd.engine.recovery import recover
+from automationd.engine.redo import Redo
+from automationd.engine.scheduler import Scheduler
+from automationd.engine.services import ServiceRegistry
+from automationd.errors import AutomationdError, ConfigError, LockedError
+from automationd.obs.logs import configure_logging
+from automationd.obs.metrics import Metrics
+from automationd.obs.systemd import Notifier, forget_env, run_watchdog
+from automationd.obs.web import serve_metrics
+from automationd.store.db import open_database
+from automationd.store.events import EventStore
+from automationd.store.jobs import load_job_rows
+from automationd.store.retention import Retention
+from automationd.store.runs import RunStore
+
+log = structlog.get_logger("automationd.daemon")
+
+
+class Request(enum.Enum):
+    STOP = "stop"
+    RELOAD = "reload"
+    FORCE = "force"
+
+
+class Daemon:
+    def __init__(self, config: Config, notifier: Notifier, clock: Clock) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.clock = clock
+        self.requests: asyncio.Queue[Request] = asyncio.Queue()
+        self._stopping = False
+        self._force: asyncio.Future[None] | None = None
+        self.stop_reason = "running"
+
+    # ----------------------------------------------------------------- signals
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self.requests.put_nowait(Request.RELOAD)
+        elif self._stopping and signum == signal.SIGINT:
+            self.requests.put_nowait(Request.FORCE)
+            if self._force is not None and not self._force.done():
+                self._force.set_result(None)
+        else:
+            self._stopping = True
+            self.requests.put_nowait(Request.STOP)
+
+    # ----------------------------------------------------------------- the whole life
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        cfg = self.config
+        started = self.clock.time()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                db = await stack.enter_async_context(open_database(cfg.daemon.state_dir,
+                                                                   clock=self.clock))
+                http = await stack.enter_async_context(HttpClients())
+                metrics = Metrics()
+                metrics.workers_max.set(cfg.workers.max_concurrency)
+                services = ServiceRegistry(cfg.services, self.clock, metrics)
+                pool = WorkerPool(cfg.workers.max_concurrency)
+                rng = random.Random()
+                engine = Engine(db=db, pool=pool, http=http, metrics=metrics, clock=self.clock,
+                                rng=rng, services=services)
+                runs, events = RunStore(db), EventStore(db)
+                jobs = JobTable()
+                scheduler = Scheduler(engine=engine, jobs=jobs, clock=self.clock, rng=rng,
+                                      metrics=metrics)
+                catalog = Catalog(config=cfg, jobs=jobs, engine=engine, scheduler=scheduler,
+                                  services=services)
+                catalog.load(await load_job_rows(db))
+                engine.dlq_size = await runs.dlq_count()
+                metrics.dlq_size.set(engine.dlq_size)
+                bus = EventBus(engine=engine, jobs=jobs, events=events, runs=runs,
+                               metrics=metrics)
+                engine.on_run_end = bus.on_run_end
+
+                async def reload() -> dict[str, int]:
+                    return await self._reload(catalog)
+
+                commands = Commands(
+                    engine=engine, catalog=catalog, intake=Intake(engine, runs),
+                    redo=Redo(engine, jobs, runs), bus=bus, runs=runs, events=events,
+                    services=services, started_at=started, reload=reload,
+                )
+                retention = Retention(db, self.clock, cfg.retention)
+
+                def health() -> tuple[bool, str]:
+                    if not db.healthy:
+                        return False, f"store: {db.health_reason}"
+                    return True, "ok"
+
+                def before_scrape() -> None:
+                    metrics.queue_depth.set(engine.queue_depth())
+                    metrics.workers_busy.set(pool.busy)
+                    metrics.dlq_size.set(engine.dlq_size)
+                    services.limits_list()
+
+                async with asyncio.TaskGroup() as tg:
+                    engine.attach(tg)
+                    resumed = await recover(engine, jobs, runs)
+                    scheduler.load(catch_up=True)
+                    sched_task = tg.create_task(scheduler.run(), name="scheduler")
+                    ret_task = tg.create_task(retention.run(), name="retention")
+                    wd_task = None
+                    if self.notifier.watchdog_interval:
+                        wd_task = tg.create_task(
+                            run_watchdog(self.notifier, self.clock, lambda: health()[0]),
+                            name="watchdog",
+                        )
+                    async with contextlib.AsyncExitStack() as edges:
+                        await edges.enter_async_context(
+                            serve_admin(cfg.daemon.admin_socket, commands.table(),
+                                        group=cfg.daemon.admin_group)
+                        )
+                        addr = await edges.enter_async_context(
+                            serve_metrics(cfg.daemon.metrics_listen, metrics.registry, health,
+                                          before_scrape)
+                        )
+                        self.notifier.ready(f"running: {len(jobs)} jobs")
+                        log.info("daemon.ready", version=__version__, pid=os.getpid(),
+                                 jobs=len(jobs), resumed_runs=resumed, metrics=addr,
+                                 socket=str(cfg.daemon.admin_socket),
+                                 startup_s=round(self.clock.time() - started, 3))
+                        forced = await self._serve_requests(catalog)
+                        self.notifier.stopping()
+                        self.notifier.status("stopping: draining running attempts")
+                    # intake is closed: the socket is gone; now stop firing and drain
+                    scheduler.stopped = True
+                    sched_task.cancel()
+                    ret_task.cancel()
+                    if wd_task is not None:
+                        wd_task.cancel()
+                    await self._drain(engine, pool, forced)
+            log.info("daemon.stopped", reason=self.stop_reason)
+            return 0
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _serve_requests(self, catalog: Catalog) -> bool:
+        """Act on signal requests until a stop; returns True if the stop is forced."""
+        while True:
+            req = await self.requests.get()
+            if req is Request.RELOAD:
+                with contextlib.suppress(ConfigError):
+                    await self._reload(catalog)
+                continue
+            self.stop_reason = "signal"
+            return req is Request.FORCE
+
+    async def _reload(self, catalog: Catalog) -> dict[str, int]:
+        self.notifier.reloading()
+        try:
+            try:
+                new = await asyncio.to_thread(load_config, self.config.path)
+            except ConfigError as exc:
+                log.error("config.reload_rejected", error=str(exc))
+                raise
+            counts = await catalog.reload(new)
+            self.config = new
+            log.info("config.reloaded", **counts)
+            return counts
+        finally:
+            self.notifier.ready()
+
+    async def _drain(self, engine: Engine, pool: WorkerPool, forced: bool) -> None:
+        """Let attempts in flight finish (up to shutdown_timeout), then cancel the rest."""
+        engine.draining.set()
+        pool.close()
+        loop = asyncio.get_running_loop()
+        tasks = {lv.task for lv in engine.live.values() if lv.task is not None}
+        if tasks and not forced:
+            timeout = self.config.daemon.shutdown_timeout
+            log.info("daemon.draining", runs=len(tasks), timeout_s=timeout)
+            self._force = loop.create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    while tasks and not self._force.done():
+                        await asyncio.wait([*tasks, self._force],
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        tasks = {t for t in tasks if not t.done()}
+            except TimeoutError:
+                pass
+        left = [lv.task for lv in engine.live.values()
+                if lv.task is not None and not lv.task.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            log.warning("daemon.cancelled_runs", runs=len(left), note="they resume at next start")
+
+
+def run_daemon(config: Config, clock: Clock | None = None) -> int:
+    """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
+    configure_logging(config.daemon.log_format, config.daemon.log_level)
+    notifier = Notifier.from_env(os.environ)
+    forget_env(os.environ)
+    daemon = Daemon(config, notifier, clock or SystemClock())
+    try:
+        return uvloop.run(daemon.run())
+    except* LockedError as eg:
+        _fatal(eg.exceptions[0])
+    except* AutomationdError as eg:
+        _fatal(eg.exceptions[0])
+    except* OSError as eg:
+        _fatal(eg.exceptions[0])
+    return 1
+
+
+def _fatal(exc: BaseException) -> None:
+    log.error("daemon.fatal", error=str(exc))
+    print(f"automationd: {exc}", file=sys.stderr)

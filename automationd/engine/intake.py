@@ -1,0 +1,103 @@
+"""Manual triggers: idempotency keys, dry runs, and the durable answer.
+
+Idempotency: the first request with a (job, key) registers a future *synchronously*, before
+any await, so concurrent requests with the same key find it and share its answer; only the
+first looks in the database (for keys from earlier lives of the daemon) and creates the run.
+No unique-constraint error can leak out. Recent keys stay in a bounded in-memory map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Any
+
+import structlog
+
+from automationd.actions.base import ActionContext, build_action
+from automationd.engine.dispatcher import Engine
+from automationd.engine.jobs import JobRuntime
+from automationd.errors import ActionError, AdminError
+from automationd.records import Phase, Run, Trigger
+from automationd.store.runs import RunStore
+
+_KEYS_KEPT = 100_000
+
+
+class Intake:
+    def __init__(self, engine: Engine, runs: RunStore) -> None:
+        self.engine = engine
+        self.runs = runs
+        self._keys: OrderedDict[tuple[str, str], asyncio.Future[Run]] = OrderedDict()
+
+    async def trigger(
+        self,
+        job: JobRuntime,
+        *,
+        payload: Any = None,
+        idempotency_key: str | None = None,
+        trigger: Trigger = Trigger.MANUAL,
+    ) -> tuple[Run, bool]:
+        """Create a run and return it once durable; ``(run, True)`` for a key seen before."""
+        if idempotency_key is None:
+            run, fut = self.engine.create_run(job, trigger=trigger, payload=payload)
+            await fut
+            return run, False
+        k = (job.name, idempotency_key)
+        seen = self._keys.get(k)
+        if seen is not None:
+            return await asyncio.shield(seen), True
+        mine: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        self._keys[k] = mine
+        if len(self._keys) > _KEYS_KEPT:
+            self._keys.popitem(last=False)
+        try:
+            old = await self.runs.by_key(job.name, idempotency_key)
+            if old is not None:
+                mine.set_result(old)
+                return old, True
+            run, fut = self.engine.create_run(
+                job, trigger=trigger, payload=payload, idempotency_key=idempotency_key
+            )
+            await fut
+        except BaseException as exc:
+            self._keys.pop(k, None)
+            if not mine.done():
+                mine.set_exception(exc)
+                mine.exception()  # retrieved: waiters re-raise it themselves
+            raise
+        mine.set_result(run)
+        return run, False
+
+    async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
+        """Run only the check phase and say what would be performed; nothing is stored."""
+        spec = job.spec
+        targets = list(spec.targets) if spec.targets is not None else None
+        if spec.check is None:
+            return {"dry_run": True, "perform": True, "targets": targets, "payload": payload}
+        action = build_action(spec.check, http=self.engine.http)
+
+
+        ctx = ActionContext(
+            job=job.name,
+            run_id="dry-run",
+            attempt=1,
+            phase=Phase.CHECK,
+            target=None,
+            payload=payload,
+            log=structlog.get_logger("automationd.dry_run").bind(job=job.name),
+            service=spec.service,
+            timeout=getattr(spec.check, "timeout", None) or spec.timeout,
+            idempotency_key="dry-run",
+        )
+        try:
+            res = await action(ctx)
+        except ActionError as exc:
+            raise AdminError("unavailable", f"check failed: {exc.kind}: {exc.message}") from exc
+        return {
+            "dry_run": True,
+            "perform": res.perform,
+            "targets": list(res.targets) if res.targets is not None else targets,
+            "payload": res.payload if res.payload is not None else payload,
+            "result": res.value,
+        }

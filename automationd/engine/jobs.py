@@ -1,0 +1,121 @@
+"""The live job table: each job's spec plus the state the daemon keeps about it.
+
+A ``JobRuntime`` is mutable and owned by the engine (habit 10: mutable state only in its
+owners). Actions are built lazily on a job's first run, so loading 100,000 jobs costs no
+action objects; schedules are shared between jobs with the same (expression, zone).
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from automationd.config.model import JobSpec
+from automationd.core.schedule import Schedule, parse_schedule
+from automationd.units import format_duration, rfc3339
+
+if TYPE_CHECKING:
+    from automationd.actions.base import Action
+    from automationd.engine.services import ServiceGate
+
+
+@dataclass(slots=True, eq=False)
+class JobRuntime:
+    spec: JobSpec
+    schedule: Schedule | None
+    paused: bool = False
+    completed: bool = False
+    run_count: int = 0
+    last_run: str | None = None
+    last_success: float | None = None
+    last_scheduled: float | None = None
+    next_run: float | None = None
+    wheel_handle: Any = None
+    wheel_due: float | None = None
+    active: dict[str, Any] = field(default_factory=dict)  # run id → live run context
+    actions: tuple[Action, Action | None, Action | None] | None = None
+    gate: ServiceGate | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def state(self) -> str:
+        if self.completed:
+            return "completed"
+        return "paused" if self.paused else "enabled"
+
+    @property
+    def enabled(self) -> bool:
+        return not self.paused and not self.completed
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "name": s.name,
+            "schedule": s.schedule,
+            "on": s.on,
+            "when": dict(s.when),
+            "state": self.state,
+            "source": s.source,
+            "next_run": rfc3339(self.next_run) if self.enabled else None,
+            "last_run": self.last_run,
+            "last_success": rfc3339(self.last_success),
+            "run_count": self.run_count,
+            "service": s.service,
+            "timezone": s.timezone,
+            "priority": s.priority,
+            "max_runs": s.max_runs,
+            "retries": s.retries,
+            "timeout": format_duration(s.timeout),
+            "overlap": s.overlap.value,
+            "misfire": s.misfire.value,
+            "action": s.action.type,
+            "running": len(self.active),
+        }
+
+
+def schedule_for(spec: JobSpec) -> Schedule | None:
+    if spec.schedule is None:
+        return None
+    return parse_schedule(spec.schedule, zoneinfo.ZoneInfo(spec.timezone))
+
+
+class JobTable:
+    """Jobs by name, plus the subset that listens for events (so publish never scans all)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRuntime] = {}
+        self.listeners: dict[str, JobRuntime] = {}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[JobRuntime]:
+        return iter(self._jobs.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def get(self, name: str) -> JobRuntime | None:
+        return self._jobs.get(name)
+
+    def put(self, job: JobRuntime) -> None:
+        self._jobs[job.name] = job
+        if job.spec.on is not None:
+            self.listeners[job.name] = job
+        else:
+            self.listeners.pop(job.name, None)
+
+    def remove(self, name: str) -> JobRuntime | None:
+        self.listeners.pop(name, None)
+        return self._jobs.pop(name, None)
+
+    def counts(self) -> dict[str, int]:
+        out = {"enabled": 0, "paused": 0, "completed": 0}
+        for j in self._jobs.values():
+            out[j.state] += 1
+        return out

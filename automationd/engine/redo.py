@@ -1,0 +1,87 @@
+"""Second chances: ``runs.retry`` and the dead-letter queue's retry and purge.
+
+A retried run re-does only the failed targets of a ``failed``/``partial`` run, without the
+check phase, as a new run (``trigger: "retry"``, ``origin`` = the old run). A DLQ retry does
+the same for the entries chosen, and removes them in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automationd.core.runstate import RunState, TargetState
+from automationd.engine.dispatcher import Engine, LiveRun
+from automationd.engine.jobs import JobTable
+from automationd.errors import conflict, not_found
+from automationd.records import DlqEntry, Run, Trigger
+from automationd.store.db import Write
+from automationd.store.runs import RunStore, w_dlq_delete
+
+
+class Redo:
+    def __init__(self, engine: Engine, jobs: JobTable, runs: RunStore) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self.runs = runs
+
+    async def retry_run(self, run_id: str) -> Run:
+        old = await self.runs.get(run_id)
+        if old is None:
+            raise not_found(f"no run with id {run_id!r}")
+        if old.state not in (RunState.FAILED, RunState.PARTIAL):
+            raise conflict(f"run {run_id} is {old.state.value}; only failed or partial runs retry")
+        job = self.jobs.get(old.job)
+        if job is None:
+            raise not_found(f"job {old.job!r} of run {run_id} no longer exists")
+        targets = [t for t in await self.runs.targets(run_id) if t.state is TargetState.FAILED]
+        if targets:
+            values: list[Any] | None = [t.target for t in targets]
+            skip_check = True
+        else:  # failed before any target existed (check phase): redo the whole run
+            values, skip_check = None, False
+        run, fut = self.engine.create_run(
+            job, trigger=Trigger.RETRY, payload=old.payload, targets=values,
+            skip_check=skip_check, origin=old.id, depth=old.depth,
+        )
+        await fut
+        return run
+
+    async def dlq_retry(self, entries: list[DlqEntry]) -> int:
+        """One new run per (run, job) group of entries; the entries leave the DLQ atomically."""
+        groups: dict[str, list[DlqEntry]] = {}
+        for e in entries:
+            groups.setdefault(e.run_id, []).append(e)
+        lives: list[LiveRun] = []
+        writes: list[Write] = []
+        done: list[str] = []
+        for run_id, group in groups.items():
+            job = self.jobs.get(group[0].job)
+            if job is None:
+                continue
+            old = await self.runs.get(run_id)
+            perform = [e for e in group if e.target_idx >= 0]
+            live, w = self.engine.prepare_run(
+                job, trigger=Trigger.RETRY,
+                payload=old.payload if old else None,
+                targets=[e.target for e in perform] if perform else None,
+                skip_check=bool(perform), origin=run_id, depth=old.depth if old else 0,
+            )
+            lives.append(live)
+            writes.extend(w)
+            done.extend(e.id for e in group)
+        writes.extend(w_dlq_delete(done))
+        if writes:
+            await self.engine.launch(lives, writes)
+        self._shrink(len(done))
+        return len(done)
+
+    async def dlq_purge(self, entries: list[DlqEntry]) -> int:
+        ids = [e.id for e in entries]
+        if ids:
+            await self.engine.write(w_dlq_delete(ids))
+        self._shrink(len(ids))
+        return len(ids)
+
+    def _shrink(self, n: int) -> None:
+        self.engine.dlq_size = max(0, self.engine.dlq_size - n)
+        self.engine.metrics.dlq_size.set(self.engine.dlq_size)

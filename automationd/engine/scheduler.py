@@ -1,0 +1,184 @@
+"""The scheduler: drives the timer wheel from the clock and turns due fires into runs.
+
+Theory of operation:
+- Every enabled job with a schedule sits on the wheel once, at its next due time plus its
+  jitter (drawn from the injected RNG). ``scheduled_for`` stays the nominal due time.
+- The driver sleeps until the wheel's next deadline or until ``wake()`` (the job set changed);
+  it never ticks on a fixed period. Sleeps are capped at ``MAX_SLEEP`` so a wall-clock step
+  while asleep is noticed within that bound.
+- At each wake it compares wall minus monotonic time with the previous wake; a change beyond
+  ``JUMP_TOLERANCE`` is a clock jump: every job's due time is recomputed from its last
+  scheduled fire (forward jumps become misfires, backward jumps never re-fire a time).
+- Each popped fire passes the overlap policy (skip / queue / allow / cancel_previous), then the
+  next due time is computed from the *scheduled* time (``@every`` does not drift by run time).
+- Lateness (fire time minus due time) is observed when the wheel hands the fire out.
+- At start, fires missed while the daemon was down follow the misfire policy, computed from
+  each job's persisted last scheduled fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import structlog
+
+from automationd.clock import Clock
+from automationd.core.policy import OverlapDecision, decide_overlap, plan_misfire
+from automationd.core.runstate import RunState
+from automationd.core.wheel import TimerWheel
+from automationd.engine.dispatcher import Engine, job_row
+from automationd.engine.jobs import JobRuntime, JobTable
+from automationd.obs.metrics import Metrics
+from automationd.records import Trigger
+from automationd.store.jobs import w_job
+
+log = structlog.get_logger("automationd.scheduler")
+
+MAX_SLEEP = 30.0
+JUMP_TOLERANCE = 1.0
+
+
+class Scheduler:
+    def __init__(
+        self, *, engine: Engine, jobs: JobTable, clock: Clock, rng: random.Random,
+        metrics: Metrics,
+    ) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self.clock = clock
+        self.rng = rng
+        self.metrics = metrics
+        self.wheel: TimerWheel[JobRuntime] = TimerWheel(clock.time())
+        self._wake = asyncio.Event()
+        self._offset = clock.time() - clock.monotonic()
+        self.stopped = False
+
+    # ------------------------------------------------------------ job set changes
+    def load(self, *, catch_up: bool) -> None:
+        """Place every enabled job on the wheel; with ``catch_up`` apply misfire policies."""
+        now = self.clock.time()
+        for job in self.jobs:
+            self.place(job, now, catch_up=catch_up)
+        self.wake()
+
+    def place(self, job: JobRuntime, now: float, *, catch_up: bool = False) -> None:
+        """(Re)compute a job's next due time and put it on the wheel."""
+        self.unplace(job)
+        sched = job.schedule
+        if sched is None or not job.enabled:
+            return
+        spec = job.spec
+        last = job.last_scheduled
+        if last is not None and last >= now:
+            nxt = sched.next_after(last)  # the clock went back: never re-fire a time
+        elif last is not None and catch_up:
+            plan = plan_misfire(sched, last, now, spec.misfire, spec.misfire_grace)
+            if plan.missed:
+                self.metrics.fires_missed_total.labels(self.metrics.job(job.name)).inc(
+                    plan.missed
+                )
+                log.warning("schedule.misfired", job=job.name, missed=plan.missed,
+                            policy=spec.misfire.value)
+            for due in plan.fire:
+                self._fire(job, due, Trigger.MISFIRE, now)
+                if not job.enabled:
+                    return
+            nxt = plan.next_due
+        else:
+            nxt = sched.next_after(now)
+        self._put(job, nxt)
+
+    def _put(self, job: JobRuntime, due: float | None) -> None:
+        if due is None:
+            job.next_run = None
+            if job.schedule is not None and job.schedule.kind == "at" and job.spec.on is None:
+                self._complete(job)
+            return
+        jitter = job.spec.jitter
+        deadline = due + self.rng.uniform(0.0, jitter) if jitter > 0 else due
+        job.next_run = due
+        job.wheel_handle = self.wheel.add(deadline, job)
+        job.wheel_due = due
+
+    def unplace(self, job: JobRuntime) -> None:
+        if job.wheel_handle is not None:
+            self.wheel.cancel(job.wheel_handle)
+            job.wheel_handle = None
+        job.next_run = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------ the loop
+    async def run(self) -> None:
+        while not self.stopped:
+            self.step()
+            self._wake.clear()
+            nd = self.wheel.next_deadline()
+            delay = MAX_SLEEP if nd is None else min(MAX_SLEEP, nd - self.clock.time())
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    def step(self) -> int:
+        """Fire everything due now; returns the number of fires handed out."""
+        now = self.clock.time()
+        offset = now - self.clock.monotonic()
+        if abs(offset - self._offset) > JUMP_TOLERANCE:
+            log.warning("clock.jumped", by_s=round(offset - self._offset, 3))
+            self._offset = offset
+            self._recompute(now)
+        self._offset = offset
+        due = self.wheel.pop_due(now)
+        if not due:
+            return 0
+        observe = self.metrics.schedule_lateness_seconds.observe
+        for job in due:
+            job.wheel_handle = None
+            nominal = job.wheel_due if job.wheel_due is not None else now
+            observe(max(0.0, now - nominal))
+            self._fire(job, nominal, Trigger.SCHEDULE, now)
+            if job.enabled and job.schedule is not None:
+                self._put(job, job.schedule.next_after(nominal))
+        return len(due)
+
+    def _recompute(self, now: float) -> None:
+        for _deadline, job in self.wheel.drain():
+            job.wheel_handle = None
+        for job in self.jobs:
+            self.place(job, now, catch_up=True)
+
+    # ------------------------------------------------------------ one fire
+    def _fire(self, job: JobRuntime, due: float, trigger: Trigger, now: float) -> None:
+        job.last_scheduled = max(due, job.last_scheduled or due)
+        engine = self.engine
+        if trigger is Trigger.MISFIRE:
+            decision = OverlapDecision.FIRE
+        else:
+            queued = sum(1 for lv in job.active.values() if lv.run.state is RunState.QUEUED
+                         and lv.after)
+            decision = decide_overlap(job.spec.overlap, len(job.active), queued)
+        if decision is OverlapDecision.SKIP:
+            engine.record_skipped(job, trigger=trigger, scheduled_for=due,
+                                  reason="overlap: previous run unfinished")
+        else:
+            after: tuple[asyncio.Task[None], ...] = ()
+            if decision in (OverlapDecision.QUEUE, OverlapDecision.CANCEL_PREVIOUS):
+                prev = list(job.active.values())
+                if decision is OverlapDecision.CANCEL_PREVIOUS:
+                    for lv in prev:
+                        engine.cancel(lv.run.id, "cancelled by a newer fire (cancel_previous)")
+                after = tuple(lv.task for lv in prev if lv.task is not None)
+            engine.create_run(job, trigger=trigger, scheduled_for=due, after=after)
+        if job.spec.max_runs and job.run_count >= job.spec.max_runs:
+            self._complete(job)
+
+    def _complete(self, job: JobRuntime) -> None:
+        job.completed = True
+        self.unplace(job)
+        self.engine.write([w_job(job_row(job))])
+        log.info("job.completed", job=job.name, run_count=job.run_count)

@@ -1,0 +1,78 @@
+"""Forward-only schema migrations tracked by ``PRAGMA user_version``.
+
+Rules:
+- ``MIGRATIONS`` is an ordered tuple of ``(version, sql)``; versions start at 1 and increase by
+  one. Version 1 is ``store/schema.sql``. A step is never edited once released; change the
+  schema by appending a step.
+- Each step runs in its own ``BEGIN IMMEDIATE`` transaction together with the
+  ``user_version`` bump, so a crash mid-migration leaves the database at the previous version,
+  never half-way.
+- A database whose ``user_version`` is newer than the code knows is refused with a
+  ``StoreError`` naming both versions: an older daemon must not write rows it does not
+  understand (a downgrade is done by restoring a backup, not by guessing).
+
+These functions are synchronous and take a plain ``sqlite3.Connection`` in autocommit mode
+(``isolation_level=None``): ``db.py`` runs them on the writer connection's thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from importlib import resources
+
+from automationd.errors import StoreError
+
+Step = tuple[int, str]
+
+
+def _schema_v1() -> str:
+    return resources.files("automationd.store").joinpath("schema.sql").read_text("utf-8")
+
+
+MIGRATIONS: tuple[Step, ...] = ((1, _schema_v1()),)
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, steps: Sequence[Step] = MIGRATIONS) -> int:
+    """Bring the database up to the newest step and return the resulting version.
+
+    Raises ``StoreError`` when the database is newer than ``steps`` or a step fails.
+    """
+    _check_steps(steps)
+    latest = steps[-1][0] if steps else 0
+    current = user_version(conn)
+    if current > latest:
+        raise StoreError(
+            f"database schema version {current} is newer than this automationd supports "
+            f"(version {latest}); upgrade automationd or restore an older backup"
+        )
+    for version, sql in steps:
+        if version <= current:
+            continue
+        _apply(conn, version, sql)
+        current = version
+    return current
+
+
+def _apply(conn: sqlite3.Connection, version: int, sql: str) -> None:
+    # executescript() runs the text verbatim; with isolation_level=None Python adds no
+    # implicit COMMIT around it, so the BEGIN/COMMIT below really bracket the step.
+    script = f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {int(version)};\nCOMMIT;"
+    try:
+        conn.executescript(script)
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"schema migration to version {version} failed: {exc}") from exc
+
+
+def _check_steps(steps: Sequence[Step]) -> None:
+    for i, (version, _) in enumerate(steps, start=1):
+        if version != i:
+            raise StoreError(f"migration steps must be numbered 1..n; step {i} says {version}")

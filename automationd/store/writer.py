@@ -1,0 +1,320 @@
+"""The store's single writer: group commit of many callers' writes into one transaction.
+
+Theory of operation
+===================
+
+Why: a durable commit costs one fsync (``synchronous=FULL``), a few milliseconds on real disks.
+One transaction per write caps the daemon at a few hundred writes/s; one transaction for
+everything that is waiting turns the same fsync into thousands of durable writes/s.
+
+Rules:
+
+1. Callers never touch the connection. ``submit(writes)`` appends one *entry* (a caller's list
+   of ``Write``s and one future) to ``pending`` and sets the wake event. It does not await, so
+   everything a caller submits before its next ``await`` lands in the same batch.
+2. There is exactly one writer task. It sleeps on an ``asyncio.Event`` (no polling, no linger
+   timer); when woken it takes EVERYTHING pending (whole entries, up to ``max_batch`` writes;
+   an entry is never split) and makes it one batch = one ``BEGIN IMMEDIATE … COMMIT``.
+3. While a batch is in the connection thread, new submissions accumulate in ``pending`` and
+   become the next batch as soon as the writer is back: that is the natural group commit.
+4. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier=True`` or
+   a ``call()`` function); a barrier is a segment of its own. Segments execute in order.
+5. Inside a segment, writes are grouped by ``sql`` and each group runs as ONE ``executemany``,
+   groups in the order of each sql's first appearance, rows within a group in submission
+   order. So the order between DIFFERENT sql strings is not kept inside a segment; use a
+   barrier when one statement must see another's effect (e.g. ``INSERT … SELECT``).
+6. Writes with the same ``(sql, key)`` (key not None) inside one segment collapse to the LAST
+   one, which takes the position of the last occurrence. The engine writes full-row upserts,
+   so last-wins is what the table would hold anyway; collapse never crosses a barrier.
+7. The whole batch runs in one hop to the connection thread (``execute_plan``). A caller's
+   future resolves only after ``COMMIT`` returned, i.e. after the fsync: "resolved" means
+   "durable". A read issued after that sees the write.
+8. If anything in a batch fails, the transaction is rolled back and EVERY entry of the batch
+   fails with a ``StoreError`` (group commit is all-or-nothing); the writer then goes on with
+   the next batch. Writes therefore must not fail for expected reasons: use ``INSERT OR
+   IGNORE`` / ``ON CONFLICT`` rather than relying on a constraint error.
+9. A submitted write is never withdrawn: cancelling the task that awaits it does not remove it.
+   Once a batch is in the thread its futures are settled when the thread finishes, even if the
+   writer task itself is cancelled meanwhile.
+10. If the connection thread is gone, a batch fails at once (never hangs); the health probe in
+    ``db.py`` fails batches stuck in a thread that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from automationd.clock import Clock
+from automationd.errors import StoreError
+
+T = TypeVar("T")
+TxnFn = Callable[[sqlite3.Connection], Any]
+
+log = structlog.get_logger("automationd.store")
+
+MAX_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One parameterised statement for the writer (see the theory of operation)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    key: Hashable | None = None
+    barrier: bool = False
+
+
+class Worker(Protocol):
+    """Runs functions on a connection's own thread (``db._Worker`` over aiosqlite)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]: ...
+
+
+class _Entry:
+    """One caller's submission: its writes (or one function) and the future to settle."""
+
+    __slots__ = ("fn", "future", "writes")
+
+    def __init__(
+        self, writes: Sequence[Write], fn: TxnFn | None, future: asyncio.Future[Any]
+    ) -> None:
+        self.writes = writes
+        self.fn = fn
+        self.future = future
+
+
+def _weight(entry: _Entry) -> int:
+    """Writes an entry counts for the batch cap and stats (a function counts as one)."""
+    return len(entry.writes) if entry.fn is None else 1
+
+
+_DROPPED: Any = object()
+# A step is either (sql, rows) for executemany or a function run inside the transaction.
+Step = tuple[str, list[tuple[Any, ...]]] | TxnFn
+
+
+def plan_batch(entries: Sequence[_Entry]) -> tuple[list[Step], int, int]:
+    """Turn entries into ordered steps; return (steps, statements, collapsed writes)."""
+    steps: list[Step] = []
+    groups: dict[str, tuple[list[tuple[Any, ...]], dict[Hashable, int]]] = {}
+    counts = [0, 0]  # statements, collapsed
+
+    def flush() -> None:
+        for sql, (rows, index) in groups.items():
+            kept = rows if len(index) == 0 else [r for r in rows if r is not _DROPPED]
+            counts[0] += len(kept)
+            steps.append((sql, kept))
+        groups.clear()
+
+    for entry in entries:
+        if entry.fn is not None:
+            flush()
+            steps.append(entry.fn)
+            continue
+        for w in entry.writes:
+            if w.barrier:
+                flush()
+                steps.append((w.sql, [w.params]))
+                counts[0] += 1
+                continue
+            group = groups.get(w.sql)
+            if group is None:
+                group = groups[w.sql] = ([], {})
+            rows, index = group
+            if w.key is not None:
+                old = index.get(w.key)
+                if old is not None:
+                    rows[old] = _DROPPED
+                    counts[1] += 1
+                index[w.key] = len(rows)
+            rows.append(w.params)
+    flush()
+    return steps, counts[0], counts[1]
+
+
+def execute_plan(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
+    """Run on the connection thread: one transaction for all steps; results of functions."""
+    if not steps:
+        conn.execute("SELECT 1").fetchone()  # a probe or an empty submit: prove the thread lives
+        return []
+    results: list[Any] = []
+    sql = "BEGIN IMMEDIATE"
+    try:
+        conn.execute(sql)
+        for step in steps:
+            if isinstance(step, tuple):
+                sql = step[0]
+                conn.executemany(sql, step[1])
+            else:
+                sql = getattr(step, "__name__", "function")
+                results.append(step(conn))
+        sql = "COMMIT"
+        conn.execute(sql)
+    except BaseException as exc:
+        if conn.in_transaction:
+            # If even ROLLBACK fails the connection is broken; the first error is what matters.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{type(exc).__name__}: {exc} (in {sql[:200]!r})") from exc
+        raise
+    return results
+
+
+class Writer:
+    """Owns ``pending`` and the one task that commits it; see the theory of operation."""
+
+    def __init__(self, worker: Worker, clock: Clock, *, max_batch: int = MAX_BATCH) -> None:
+        self._worker = worker
+        self._clock = clock
+        self._max_batch = max_batch
+        self._pending: deque[_Entry] = deque()
+        self._pending_writes = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.batches = 0
+        self.writes = 0
+        self.statements = 0
+        self.collapsed = 0
+        self.failed_batches = 0
+        self.failed_writes = 0
+        self.last_batch_size = 0
+        self.max_batch_size = 0
+        self.commit_seconds = 0.0
+        self.last_commit_seconds = 0.0
+
+    @property
+    def pending(self) -> int:
+        return self._pending_writes
+
+    @property
+    def drained(self) -> asyncio.Future[None]:
+        """Resolves when the writer stopped after ``close()`` with nothing left pending."""
+        return self._drained
+
+    def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
+        return self._enqueue(_Entry(writes, None, asyncio.get_running_loop().create_future()))
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        return self._enqueue(_Entry((), fn, asyncio.get_running_loop().create_future()))
+
+    def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
+        if self._closing:
+            raise StoreError("the store is closed; write not accepted")
+        self._pending.append(entry)
+        self._pending_writes += _weight(entry)
+        self._wake.set()
+        return entry.future
+
+    def close(self) -> None:
+        """Refuse new writes; the running writer commits what is pending, then stops."""
+        self._closing = True
+        self._wake.set()
+
+    def fail_pending(self, reason: str) -> int:
+        """Fail everything not yet handed to the thread (used when a flush timed out)."""
+        count = 0
+        while self._pending:
+            entry = self._pending.popleft()
+            count += _weight(entry)
+            if not entry.future.done():
+                entry.future.set_exception(StoreError(reason))
+        self._pending_writes = 0
+        return count
+
+    async def run(self) -> None:
+        """The writer task's body: wait, take everything pending, commit, repeat."""
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        break
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._commit(self._take())
+        finally:
+            if not self._drained.done():
+                self._drained.set_result(None)
+
+    def _take(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        taken = 0
+        pending = self._pending
+        while pending and (not batch or taken + _weight(pending[0]) <= self._max_batch):
+            entry = pending.popleft()
+            taken += _weight(entry)
+            batch.append(entry)
+        self._pending_writes -= taken
+        return batch
+
+    async def _commit(self, batch: list[_Entry]) -> None:
+        started = self._clock.monotonic()
+        try:
+            steps, statements, collapsed = plan_batch(batch)
+            done = self._worker.call(partial(execute_plan, steps=steps))
+        except Exception as exc:  # an unhashable key, or the thread is already gone
+            self._settle(batch, exc, [], started)
+            return
+        try:
+            results = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # Rule 9: the thread still finishes this batch; settle its callers when it does.
+            done.add_done_callback(partial(self._settle_later, batch, started))
+            raise
+        except Exception as exc:
+            self._settle(batch, exc, [], started)
+            return
+        self.statements += statements
+        self.collapsed += collapsed
+        self._settle(batch, None, results, started)
+
+    def _settle_later(self, batch: list[_Entry], started: float, done: asyncio.Future[Any]) -> None:
+        if done.cancelled():
+            self._settle(batch, StoreError("batch abandoned"), [], started)
+        elif (exc := done.exception()) is not None:
+            self._settle(batch, exc, [], started)
+        else:
+            self._settle(batch, None, done.result(), started)
+
+    def _settle(
+        self, batch: list[_Entry], exc: BaseException | None, results: list[Any], started: float
+    ) -> None:
+        size = sum(_weight(e) for e in batch)
+        elapsed = self._clock.monotonic() - started
+        self.batches += 1
+        self.last_batch_size = size
+        self.max_batch_size = max(self.max_batch_size, size)
+        self.last_commit_seconds = elapsed
+        self.commit_seconds += elapsed
+        if exc is None:
+            self.writes += size
+            fn_results = iter(results)
+            for entry in batch:
+                value = next(fn_results) if entry.fn is not None else None
+                if not entry.future.done():
+                    entry.future.set_result(value)
+            return
+        self.failed_batches += 1
+        self.failed_writes += size
+        message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+        log.error("store.batch_failed", error=message, writes=size, entries=len(batch))
+        for entry in batch:
+            if not entry.future.done():
+                err = StoreError(f"write batch failed: {message}")
+                err.__cause__ = exc
+                entry.future.set_exception(err)

@@ -1,0 +1,143 @@
+"""Durable writes/s: the group-commit writer vs one commit per write (`make bench` only).
+
+Both sides write the same full-row run upsert to a WAL database with synchronous=FULL on the
+same disk in the same run, so the ratio is what group commit buys on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from automationd.core.ids import IdGenerator
+from automationd.store.db import DB_NAME, open_database
+from automationd.store.migrate import migrate
+from automationd.store.writer import Write
+
+pytestmark = pytest.mark.bench
+
+SECONDS = 3.0
+WRITERS = 1000
+UPSERT_RUN = (
+    "INSERT INTO runs (id, job, state, trigger, created_at, started_at, attempts, payload,"
+    " targets_total, targets_succeeded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,"
+    " attempts = excluded.attempts, targets_succeeded = excluded.targets_succeeded"
+)
+UPSERT_ATTEMPT = (
+    "INSERT INTO attempts (run_id, n, phase, target_idx, started_at, finished_at, outcome)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, n) DO UPDATE SET"
+    " finished_at = excluded.finished_at, outcome = excluded.outcome"
+)
+
+
+def _run_row(run_id: str, state: str) -> tuple[Any, ...]:
+    return (run_id, "bench-job", state, "manual", 1.0, 2.0, 1, '{"k": 1}', 1, 0)
+
+
+def _group_commit(
+    state_dir: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop], per_await: int
+) -> dict[str, float]:
+    """WRITERS tasks each loop `await db.write(...)` for SECONDS; count durable writes."""
+
+    async def main() -> dict[str, float]:
+        async with open_database(state_dir) as db:
+            stop = False
+            acked = 0
+            ids = IdGenerator(random.Random(1))  # time-ordered, like real run ids
+
+            async def writer() -> None:
+                nonlocal acked
+                while not stop:
+                    run_id = ids.new(time.time())
+                    if per_await == 1:
+                        writes = [Write(UPSERT_RUN, _run_row(run_id, "queued"), key=run_id)]
+                    else:  # a run's life: created, attempt started, attempt ended, run ended
+                        writes = [
+                            Write(UPSERT_RUN, _run_row(run_id, "queued"), key=run_id),
+                            Write(UPSERT_ATTEMPT, (run_id, 1, "perform", 0, 2.0, None, None)),
+                            Write(UPSERT_ATTEMPT, (run_id, 1, "perform", 0, 2.0, 3.0, "ok")),
+                            Write(UPSERT_RUN, _run_row(run_id, "succeeded"), key=run_id),
+                        ][:per_await]
+                    await db.write(writes)
+                    acked += 1
+
+            started = time.perf_counter()
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(WRITERS):
+                    tg.create_task(writer())
+                await asyncio.sleep(SECONDS)
+                stop = True
+            elapsed = time.perf_counter() - started
+            stats = db.stats
+            return {
+                "awaits_s": acked / elapsed,
+                "rows_s": acked * per_await / elapsed,
+                "batches": stats["batches"],
+                "mean_batch": stats["writes"] / max(1, stats["batches"]),
+                "commit_ms": 1000 * stats["commit_seconds"] / max(1, stats["batches"]),
+            }
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+def _one_commit_per_write(path: Path) -> dict[str, float]:
+    """Plain sqlite3, synchronous=FULL, BEGIN/upsert/COMMIT per row for SECONDS."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    migrate(conn)
+    n = 0
+    ids = IdGenerator(random.Random(2))
+    started = time.perf_counter()
+    deadline = started + SECONDS
+    while time.perf_counter() < deadline:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(UPSERT_RUN, _run_row(ids.new(time.time()), "queued"))
+        conn.execute("COMMIT")
+        n += 1
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return {
+        "awaits_s": n / elapsed,
+        "rows_s": n / elapsed,
+        "batches": n,
+        "mean_batch": 1.0,
+        "commit_ms": 1000 * elapsed / max(1, n),
+    }
+
+
+def test_group_commit_vs_one_commit_per_write(tmp_path: Path) -> None:
+    """Group commit sustains many times the durable writes/s of one commit per write."""
+    results: dict[str, dict[str, float]] = {}
+    (tmp_path / "plain").mkdir()
+    results["sqlite3, 1 commit/write"] = _one_commit_per_write(tmp_path / "plain" / DB_NAME)
+    results["group commit, asyncio, 1 row/await"] = _group_commit(
+        tmp_path / "gc1", asyncio.new_event_loop, 1
+    )
+    results["group commit, uvloop, 1 row/await"] = _group_commit(
+        tmp_path / "gc2", uvloop.new_event_loop, 1
+    )
+    results["group commit, uvloop, 4 rows/await (a run)"] = _group_commit(
+        tmp_path / "gc4", uvloop.new_event_loop, 4
+    )
+    base = results["sqlite3, 1 commit/write"]["rows_s"]
+    print(f"\n{WRITERS} concurrent writers x {SECONDS:g}s, WAL + synchronous=FULL, {tmp_path}")
+    print(
+        f"{'mode':<44}{'rows/s':>10}{'awaits/s':>10}{'batches':>9}{'rows/batch':>11}{'ms/commit':>10}{'ratio':>8}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<44}{r['rows_s']:>10.0f}{r['awaits_s']:>10.0f}{r['batches']:>9.0f}"
+            f"{r['mean_batch']:>11.1f}{r['commit_ms']:>10.2f}{r['rows_s'] / base:>7.1f}x"
+        )
+    assert results["group commit, asyncio, 1 row/await"]["rows_s"] > 5 * base

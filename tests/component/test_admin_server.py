@@ -1,0 +1,409 @@
+"""The admin socket server over real Unix sockets: safety, framing errors, pipelining, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from automationd.admin.protocol import MAX_LINE, encode_request
+from automationd.admin.server import AdminServer, AdminSocketError, Handler, serve_admin
+from automationd.errors import AdminError
+from tests.support.admin_client import AdminClient
+
+
+class Handlers(dict[str, Handler]):
+    """A fake command table that records how many handlers run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.peak = 0
+        self.finished: list[Any] = []
+        self.update(
+            status=self.status,
+            echo=self.echo,
+            sleep=self.sleep,
+            missing=self.missing,
+            boom=self.boom,
+            unjsonable=self.unjsonable,
+        )
+
+    async def status(self, args: dict[str, Any]) -> Any:
+        return {"version": "test", "pid": os.getpid()}
+
+    async def echo(self, args: dict[str, Any]) -> Any:
+        return args
+
+    async def sleep(self, args: dict[str, Any]) -> Any:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(float(args.get("s", 0.05)))
+        finally:
+            self.running -= 1
+        self.finished.append(args.get("tag"))
+        return {"tag": args.get("tag")}
+
+    async def missing(self, args: dict[str, Any]) -> Any:
+        raise AdminError("not_found", "no job named 'x'")
+
+    async def boom(self, args: dict[str, Any]) -> Any:
+        raise RuntimeError("boom")
+
+    async def unjsonable(self, args: dict[str, Any]) -> Any:
+        return {"x": object()}
+
+
+@contextlib.asynccontextmanager
+async def running(
+    short_tmp: Path, handlers: Handlers | None = None, **kw: Any
+) -> AsyncIterator[AdminServer]:
+    async with serve_admin(short_tmp / "admin.sock", handlers or Handlers(), **kw) as server:
+        yield server
+
+
+def _stale_socket(path: Path) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # bound, never listening: connect() is refused
+
+
+# --- start-up safety -------------------------------------------------------------------------
+
+
+async def test_socket_is_0660_and_removed_on_exit(short_tmp: Path) -> None:
+    """The socket is created 0660 and removed when the server stops."""
+    async with asyncio.timeout(5), running(short_tmp) as server:
+        st = os.lstat(server.path)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+    assert not (short_tmp / "admin.sock").exists()
+
+
+async def test_parent_dir_created_0750_and_group_applied(short_tmp: Path) -> None:
+    """A missing parent dir is created 0750; socket and dir get admin_group's gid."""
+    group = "daemon" if os.geteuid() == 0 else ""
+    path = short_tmp / "run" / "a.sock"
+    async with asyncio.timeout(5), serve_admin(path, Handlers(), group=group):
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o750
+        if group:
+            assert os.lstat(path).st_gid == 1
+            assert os.stat(path.parent).st_gid == 1
+
+
+async def test_unknown_group_fails_start(short_tmp: Path) -> None:
+    """An admin_group that does not exist stops start-up with a message naming it."""
+    with pytest.raises(AdminSocketError, match="no-such-group-xyz"):
+        async with running(short_tmp, group="no-such-group-xyz"):
+            pass
+    assert not (short_tmp / "admin.sock").exists()
+
+
+async def test_stale_socket_is_replaced(short_tmp: Path) -> None:
+    """A socket of ours that nobody listens on is removed and replaced."""
+    _stale_socket(short_tmp / "admin.sock")
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        assert (await c.call("status"))["version"] == "test"
+
+
+async def test_live_socket_is_refused(short_tmp: Path) -> None:
+    """A second server on the same path fails: another daemon is listening."""
+    async with asyncio.timeout(5), running(short_tmp) as server:
+        with pytest.raises(AdminSocketError, match="another daemon is listening"):
+            async with serve_admin(server.path, Handlers()):
+                pass
+        async with AdminClient(server.path) as c:  # the first one is untouched
+            assert (await c.call("status"))["version"] == "test"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "dir", "foreign_socket"])
+async def test_unsafe_existing_path_is_refused_and_kept(short_tmp: Path, kind: str) -> None:
+    """A symlink, regular file, directory or another uid's socket at the path is never removed."""
+    path = short_tmp / "admin.sock"
+    if kind == "symlink":
+        (short_tmp / "target").write_text("x")
+        path.symlink_to(short_tmp / "target")
+    elif kind == "file":
+        path.write_text("precious")
+    elif kind == "dir":
+        path.mkdir()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("chown to another uid needs root")
+        _stale_socket(path)
+        os.chown(path, 65534, 65534)
+    with pytest.raises(AdminSocketError, match="admin socket path"):
+        async with serve_admin(path, Handlers()):
+            pass
+    assert os.path.lexists(path)
+    if kind == "file":
+        assert path.read_text() == "precious"
+
+
+async def test_socket_replaced_by_someone_else_is_not_unlinked(short_tmp: Path) -> None:
+    """On exit the path is unlinked only if it is still the socket we bound."""
+    async with asyncio.timeout(5), running(short_tmp) as server:
+        os.unlink(server.path)
+        server.path.write_text("new owner")
+    assert (short_tmp / "admin.sock").read_text() == "new owner"
+
+
+# --- framing errors keep the connection usable -----------------------------------------------
+
+BAD_LINES = {
+    "garbage": b"hello there",
+    "invalid_utf8": b'{"cmd":"status","x":"\xff\xfe"}',
+    "lone_surrogate": b'{"id":9,"cmd":"echo","args":{"s":"\\ud800"}}',
+    "deep_nesting": b'{"id":9,"cmd":"echo","args":{"a":' + b"[" * 100 + b"]" * 100 + b"}}",
+    "non_object": b"[1,2,3]",
+    "non_object_args": b'{"id":9,"cmd":"echo","args":[1]}',
+    "missing_cmd": b'{"id":9,"args":{}}',
+    "nan": b'{"id":9,"cmd":"echo","args":{"x":NaN}}',
+    "unknown_cmd": b'{"id":9,"cmd":"nope"}',
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_LINES))
+async def test_bad_line_gets_bad_request_and_connection_survives(
+    short_tmp: Path, name: str
+) -> None:
+    """Each malformed line gets one bad_request; the same connection then answers status."""
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        resp = await c.request_raw(BAD_LINES[name])
+        assert resp["ok"] is False
+        assert resp["error"]["code"] == "bad_request"
+        if name == "unknown_cmd":
+            assert resp["error"]["message"] == "unknown command 'nope'"
+        if b'"id":9' in BAD_LINES[name] and name not in ("nan", "deep_nesting"):
+            assert resp["id"] == 9
+        assert (await c.call("status"))["version"] == "test"
+
+
+async def test_oversized_line_is_rejected_and_skipped(short_tmp: Path) -> None:
+    """A 3 MiB line gets bad_request; its rest is discarded and the connection still works."""
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        big = b'{"cmd":"echo","args":{"x":"' + b"a" * (3 << 20) + b'"}}\n'
+        await c.send(big + encode_request(2, "status"))
+        first = await c.read_response()
+        assert first["error"] == {"code": "bad_request", "message": "request line exceeds 1 MiB"}
+        second = await c.read_response()
+        assert second["id"] == 2 and second["ok"] is True
+
+
+async def test_line_of_exactly_max_length_is_accepted(short_tmp: Path) -> None:
+    """A request of exactly 1 MiB (before the newline) is served."""
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        head, tail = b'{"id":1,"cmd":"echo","args":{"x":"', b'"}}'
+        line = head + b"a" * (MAX_LINE - len(head) - len(tail)) + tail
+        assert len(line) == MAX_LINE
+        resp = await c.request_raw(line)
+        assert resp["ok"] is True and len(resp["result"]["x"]) > 1_000_000
+
+
+async def test_handler_errors_map_to_codes(short_tmp: Path) -> None:
+    """AdminError keeps its code; other exceptions become logged `internal`; the conn lives on."""
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        with pytest.raises(AdminError) as nf:
+            await c.call("missing")
+        assert (nf.value.code, nf.value.message) == ("not_found", "no job named 'x'")
+        with capture_logs() as logs:
+            for cmd in ("boom", "unjsonable"):
+                with pytest.raises(AdminError) as internal:
+                    await c.call(cmd)
+                assert internal.value.code == "internal"
+        events = [e for e in logs if e["event"] == "admin.internal_error"]
+        assert [e["cmd"] for e in events] == ["boom", "unjsonable"]
+        assert all(e["log_level"] == "error" and e.get("exc_info") for e in events)
+        assert (await c.call("status"))["version"] == "test"
+
+
+async def test_ids_are_echoed(short_tmp: Path) -> None:
+    """String, integer and null ids come back unchanged; a missing id answers null."""
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        for rid in ("abc", 7, None):
+            line = json.dumps({"id": rid, "cmd": "echo", "args": {"v": 1}}).encode()
+            assert (await c.request_raw(line))["id"] == rid
+        assert (await c.request_raw(b'{"cmd":"status"}'))["id"] is None
+
+
+async def test_final_line_without_newline_is_served_at_eof(short_tmp: Path) -> None:
+    """A last request not ended by a newline is still answered when the client half-closes."""
+    async with asyncio.timeout(5), running(short_tmp) as server:
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(b'{"id":1,"cmd":"status"}')
+        writer.write_eof()
+        resp = json.loads(await reader.readline())
+        assert resp["id"] == 1 and resp["ok"] is True
+        assert await reader.read() == b""
+        writer.close()
+
+
+# --- pipelining, backpressure, limits ----------------------------------------------------------
+
+
+async def test_pipelined_requests_are_answered_in_order(short_tmp: Path) -> None:
+    """1,000 pipelined requests finishing out of order are answered in request order."""
+    handlers = Handlers()
+    rng = random.Random(7)
+    reqs = [("sleep", {"s": rng.random() * 0.01, "tag": i}) for i in range(1000)]
+    async with asyncio.timeout(10), running(short_tmp, handlers, max_inflight_per_conn=1000) as s:
+        async with AdminClient(s.path, timeout=10) as c:
+            replies = await c.pipeline(reqs)
+    assert [r["result"]["tag"] for r in replies] == list(range(1000))
+    assert handlers.finished != list(range(1000))  # they really did finish out of order
+    assert handlers.peak > 1
+
+
+async def test_inflight_window_bounds_concurrent_handlers(short_tmp: Path) -> None:
+    """With max_inflight_per_conn=4, no more than 4 requests of a connection run at once."""
+    handlers = Handlers()
+    async with asyncio.timeout(5), running(short_tmp, handlers, max_inflight_per_conn=4) as s:
+        async with AdminClient(s.path) as c:
+            replies = await c.pipeline([("sleep", {"s": 0.005, "tag": i}) for i in range(100)])
+    assert len(replies) == 100 and all(r["ok"] for r in replies)
+    assert handlers.peak == 4
+
+
+async def test_idle_connection_is_closed(short_tmp: Path) -> None:
+    """An idle connection is closed after idle_timeout, but not while a request is in flight."""
+    async with asyncio.timeout(5), running(short_tmp, idle_timeout=0.2) as server:
+        async with AdminClient(server.path) as c:
+            assert (await c.call("sleep", {"s": 0.4, "tag": 1})) == {"tag": 1}
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            assert await c.reader.read() == b""
+            assert 0.1 < loop.time() - t0 < 1.0
+        assert server.connections == 0
+
+
+async def test_half_open_flood_does_not_starve_the_server(short_tmp: Path) -> None:
+    """200 never-finished lines: extras get `unavailable`, the idle ones expire, service resumes.
+
+    1. max_connections=16, idle_timeout=0.6; open 200 connections, each sends half a request.
+    2. The 184 beyond the limit are answered `unavailable` at once and closed.
+    3. A new connection is also answered (unavailable) immediately: nothing blocks.
+    Result: after the idle timeout the half-open ones are gone and status is served.
+    """
+
+    async def first_line(r: asyncio.StreamReader) -> str:
+        try:
+            async with asyncio.timeout(0.3):
+                line = await r.readline()
+        except TimeoutError:
+            return "held"
+        except ConnectionResetError:  # closed before our partial line was read: refused too
+            return "unavailable"
+        return str(json.loads(line)["error"]["code"])
+
+    async with asyncio.timeout(8), running(short_tmp, max_connections=16, idle_timeout=0.6) as s:
+        conns = []
+        try:
+            for _ in range(200):
+                r, w = await asyncio.open_unix_connection(str(s.path))
+                w.write(b'{"id":1,"cmd":"sta')
+                conns.append((r, w))
+            codes = await asyncio.gather(*(first_line(r) for r, _ in conns))
+            assert codes.count("unavailable") == 184 and codes.count("held") == 16
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            async with AdminClient(s.path) as c:
+                assert (await c.read_response())["error"]["code"] == "unavailable"
+            assert loop.time() - t0 < 0.2
+            await asyncio.sleep(0.6)
+            async with AdminClient(s.path) as c:
+                assert (await c.call("status"))["version"] == "test"
+        finally:
+            for _, w in conns:
+                w.close()
+
+
+async def test_close_answers_in_flight_requests(short_tmp: Path) -> None:
+    """Closing the server lets a request in flight finish and answer before the socket goes."""
+    async with asyncio.timeout(5):
+        async with running(short_tmp) as server:
+            c = await AdminClient(server.path).__aenter__()
+            await c.send(encode_request(1, "sleep", {"s": 0.2, "tag": "late"}))
+            await asyncio.sleep(0.05)
+        assert (await c.read_response())["result"] == {"tag": "late"}
+        assert await c.reader.read() == b""
+        await c.__aexit__(None, None, None)
+
+
+async def test_client_vanishing_mid_request_is_harmless(short_tmp: Path) -> None:
+    """A client that disconnects with requests in flight leaves the server healthy."""
+    handlers = Handlers()
+    async with asyncio.timeout(5), running(short_tmp, handlers) as server:
+        with capture_logs() as logs:
+            async with AdminClient(server.path) as c:
+                await c.send(encode_request(1, "sleep", {"s": 0.1, "tag": "gone"}) * 10)
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+        assert handlers.finished == ["gone"] * 10
+        assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+        assert server.connections == 0
+
+
+# --- peer credentials ------------------------------------------------------------------------
+
+_CLIENT = textwrap.dedent(
+    """
+    import socket, sys
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(sys.argv[1])
+    try:
+        s.sendall(b'{"id":1,"cmd":"status"}\\n')
+    except BrokenPipeError:  # refused before we wrote: the answer is still queued for us
+        pass
+    sys.stdout.write(s.makefile("rb").readline().decode())
+    """
+)
+
+
+def _python_for(user: str) -> str | None:
+    """An interpreter ``user`` may execute (the venv's may live under /root)."""
+    for cand in (os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(cand, os.X_OK) and subprocess.run(
+            ["runuser", "-u", user, "--", cand, "-c", "pass"], capture_output=True, timeout=10
+        ).returncode == 0:
+            return cand
+    return None
+
+
+@pytest.mark.needs_root
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root")
+async def test_unprivileged_peer_is_forbidden(short_tmp: Path) -> None:
+    """A peer running as `nobody` can connect (0666 for the test) but gets `forbidden`."""
+    python = _python_for("nobody")
+    if python is None:
+        pytest.skip("no interpreter that nobody may run")
+    async with asyncio.timeout(10), running(short_tmp) as server:
+        os.chmod(short_tmp, 0o755)
+        os.chmod(server.path, 0o666)
+        proc = await asyncio.create_subprocess_exec(
+            "runuser", "-u", "nobody", "--", python, "-c", _CLIENT, str(server.path),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        resp = json.loads(out)
+        assert resp["ok"] is False and resp["error"]["code"] == "forbidden"
+        assert "65534" in resp["error"]["message"]
+        async with AdminClient(server.path) as c:  # root is still welcome
+            assert (await c.call("status"))["version"] == "test"

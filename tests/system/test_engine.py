@@ -1,0 +1,209 @@
+"""The execution engine through the socket: runs, retries, fan-out, DLQ, idempotency (SPEC §3-5)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Callable
+
+import pytest
+
+from automationd.errors import AdminError
+from tests.support.daemon import DaemonProcess
+
+ACTIONS = textwrap.dedent(
+    """
+    from automationd import FatalError, RetryableError
+
+    async def ok(ctx):
+        return {"target": ctx.target, "payload": ctx.payload}
+
+    async def flaky(ctx):
+        if ctx.attempt < 3:
+            raise RetryableError(f"not yet ({ctx.attempt})")
+        return {"attempt": ctx.attempt}
+
+    async def fatal(ctx):
+        raise FatalError("no such account")
+
+    async def check4(ctx):
+        return {"perform": True, "targets": ["a", "b", "c", "d"], "payload": {"from": "check"}}
+
+    async def check_skip(ctx):
+        return {"perform": False}
+
+    FIXED = set()
+
+    async def verify_c(ctx):
+        return {"match": ctx.target != "c" or "c" in FIXED}
+
+    async def fix_c(ctx):
+        FIXED.add("c")
+        return {}
+    """
+)
+
+JOBS = """
+[defaults]
+retries = 3
+backoff = { base = "10ms", max = "40ms", multiplier = 2.0, jitter = 0.1 }
+
+[[jobs]]
+name = "ok"
+on = "never.*"
+action = { type = "python", callable = "acts:ok" }
+
+[[jobs]]
+name = "flaky"
+on = "never.*"
+action = { type = "python", callable = "acts:flaky" }
+
+[[jobs]]
+name = "fatal"
+on = "never.*"
+action = { type = "python", callable = "acts:fatal" }
+
+[[jobs]]
+name = "fan"
+on = "never.*"
+check = { type = "python", callable = "acts:check4" }
+action = { type = "python", callable = "acts:ok" }
+verify = { type = "python", callable = "acts:verify_c" }
+
+[[jobs]]
+name = "skipper"
+on = "never.*"
+check = { type = "python", callable = "acts:check_skip" }
+action = { type = "python", callable = "acts:ok" }
+
+[[jobs]]
+name = "fixer"
+on = "never.*"
+action = { type = "python", callable = "acts:fix_c" }
+"""
+
+
+@pytest.fixture
+def engine_daemon(daemon_factory: Callable[..., DaemonProcess]) -> DaemonProcess:
+    d = daemon_factory(jobs=JOBS)
+    (d.base / "acts.py").write_text(ACTIONS)
+    d.start()
+    return d
+
+
+async def test_trigger_runs_python_action_with_payload(engine_daemon: DaemonProcess) -> None:
+    """A triggered run is durable when answered and succeeds with the action's result."""
+    d = engine_daemon
+    run = await d.call("jobs.trigger", {"name": "ok", "payload": {"sku": 7}})
+    assert run["state"] in ("queued", "running", "succeeded")
+    assert run["trigger"] == "manual"
+    done = d.wait_run(run["id"])
+    assert done["state"] == "succeeded"
+    assert done["result"] == {"target": None, "payload": {"sku": 7}}
+    assert [a["outcome"] for a in done["attempts"]] == ["ok"]
+
+
+async def test_flaky_python_succeeds_on_third_attempt(engine_daemon: DaemonProcess) -> None:
+    """Retryable errors are retried with backoff until the third attempt succeeds."""
+    run = await engine_daemon.call("jobs.trigger", {"name": "flaky"})
+    done = engine_daemon.wait_run(run["id"])
+    assert done["state"] == "succeeded"
+    assert [a["outcome"] for a in done["attempts"]] == ["retryable", "retryable", "ok"]
+    assert done["result"] == {"attempt": 3}
+
+
+async def test_fatal_python_goes_to_dlq_without_retry(engine_daemon: DaemonProcess) -> None:
+    """A FatalError fails the run at once and parks the target in the dead-letter queue."""
+    d = engine_daemon
+    run = await d.call("jobs.trigger", {"name": "fatal"})
+    done = d.wait_run(run["id"])
+    assert done["state"] == "failed"
+    assert done["error"] == {"kind": "fatal", "message": "no such account"}
+    assert len(done["attempts"]) == 1
+    dlq = await d.call("dlq.list", {"job": "fatal"})
+    assert [e["run_id"] for e in dlq] == [run["id"]]
+    assert (await d.call("status"))["dlq_size"] == 1
+
+
+async def test_check_perform_verify_partial_then_retry_only_failed(
+    engine_daemon: DaemonProcess,
+) -> None:
+    """1. check returns four targets; verify fails 'c' → partial with counts 3/1.
+    2. runs.retry redoes only 'c' (no check) and, once fixed, succeeds.
+    Result: the retry run has exactly one target, 'c'."""
+    d = engine_daemon
+    run = await d.call("jobs.trigger", {"name": "fan"})
+    done = d.wait_run(run["id"])
+    assert done["state"] == "partial"
+    summary = (await d.call("runs.list", {"job": "fan"}))[0]
+    assert summary["targets"] == {"total": 4, "succeeded": 3, "failed": 1, "pending": 0}
+    states = {t["target"]: t["state"] for t in done["targets"]}
+    assert states == {"a": "succeeded", "b": "succeeded", "c": "failed", "d": "succeeded"}
+    assert done["payload"] == {"from": "check"}
+    phases = [a["phase"] for a in done["attempts"]]
+    assert phases.count("check") == 1 and phases.count("perform") == 4
+    fixer = await d.call("jobs.trigger", {"name": "fixer"})
+    d.wait_run(fixer["id"])
+    retry = await d.call("runs.retry", {"id": run["id"]})
+    assert retry["trigger"] == "retry"
+    rdone = d.wait_run(retry["id"])
+    assert rdone["state"] == "succeeded"
+    assert [t["target"] for t in rdone["targets"]] == ["c"]
+    assert "check" not in [a["phase"] for a in rdone["attempts"]]
+
+
+async def test_check_can_skip(engine_daemon: DaemonProcess) -> None:
+    """A check that says perform=false ends the run 'skipped' with no perform attempt."""
+    run = await engine_daemon.call("jobs.trigger", {"name": "skipper"})
+    done = engine_daemon.wait_run(run["id"])
+    assert done["state"] == "skipped"
+    assert [a["phase"] for a in done["attempts"]] == ["check"]
+
+
+async def test_dlq_retry_and_purge(engine_daemon: DaemonProcess) -> None:
+    """dlq.retry requeues entries as new runs and empties them; dlq.purge drops entries."""
+    d = engine_daemon
+    for _ in range(3):
+        d.wait_run((await d.call("jobs.trigger", {"name": "fatal"}))["id"])
+    entries = await d.call("dlq.list", {"job": "fatal"})
+    assert len(entries) == 3
+    assert await d.call("dlq.retry", {"id": entries[0]["id"]}) == {"requeued": 1}
+    assert len(await d.call("dlq.list", {"job": "fatal"})) == 2 + 0  # retried run fails again later
+    assert await d.call("dlq.purge", {"job": "fatal"}) in ({"purged": 2}, {"purged": 3})
+    await asyncio.sleep(0.3)
+    await d.call("dlq.purge", {"all": True})
+    assert await d.call("dlq.list", {}) == []
+    with pytest.raises(AdminError) as ei:
+        await d.call("dlq.retry", {})
+    assert ei.value.code == "bad_request"
+
+
+async def test_concurrent_triggers_with_one_key_make_one_run(engine_daemon: DaemonProcess) -> None:
+    """20 concurrent triggers with the same idempotency key create exactly one run."""
+    d = engine_daemon
+
+    async def one() -> dict[str, object]:
+        return dict(await d.call("jobs.trigger", {"name": "ok", "idempotency_key": "k-1"}))
+
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(*(one() for _ in range(20)))
+    ids = {r["id"] for r in results}
+    assert len(ids) == 1
+    assert sum(1 for r in results if r.get("existing")) == 19
+    runs = await d.call("runs.list", {"job": "ok"})
+    assert [r["id"] for r in runs] == list(ids)
+
+
+async def test_unknown_job_and_bad_args(engine_daemon: DaemonProcess) -> None:
+    """Unknown jobs answer not_found; bad argument types answer bad_request."""
+    d = engine_daemon
+    with pytest.raises(AdminError) as ei:
+        await d.call("jobs.trigger", {"name": "nope"})
+    assert ei.value.code == "not_found"
+    with pytest.raises(AdminError) as ei:
+        await d.call("runs.list", {"limit": 5000})
+    assert ei.value.code == "bad_request"
+    with pytest.raises(AdminError) as ei:
+        await d.call("runs.get", {"id": "01NOPE"})
+    assert ei.value.code == "not_found"
+
