@@ -14,7 +14,6 @@ from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
 from automationd.units import rfc3339
 
-frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 class Trigger(enum.StrEnum):
@@ -32,7 +31,7 @@ class Phase(enum.StrEnum):
     VERIFY = "verify"
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunError:
     kind: ErrorKind
     message: str
@@ -41,7 +40,7 @@ class RunError:
         return {"kind": self.kind.value, "message": self.message}
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Run:
     id: str
     job: str
@@ -91,7 +90,7 @@ class Run:
         }
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     run_id: str
     idx: int  # position in the run's target list; -1 means "no target" (one perform)
@@ -111,7 +110,7 @@ class Target:
         }
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Attempt:
     run_id: str
     n: int  # 1-based, counts every attempt of the run across phases and targets
@@ -135,7 +134,7 @@ class Attempt:
         }
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     id: str
     name: str
@@ -154,7 +153,7 @@ class Event:
         }
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DlqEntry:
     id: str
     run_id: str

@@ -6,8 +6,11 @@ Theory of operation:
   is its pid. That id goes to ``ctx.on_spawn`` at once; after a daemon crash
   ``kill_orphans`` uses the persisted ids to end what the dead daemon left running. No
   ``preexec_fn``: it is unsafe while other threads (aiosqlite's) exist.
-- stdout and stderr are pumped into tail buffers that keep the last ``OUTPUT_CAP`` bytes,
-  so a chatty child costs bounded memory.
+- stdout and stderr are fed, as they arrive, into tail buffers that keep the last
+  ``OUTPUT_CAP`` bytes, so a chatty child costs bounded memory. The child is started with
+  ``loop.subprocess_exec`` and a small protocol rather than ``create_subprocess_exec``,
+  because ``Process.wait()`` only returns once the pipes close: we need to see the child's
+  exit apart from its leftovers letting go of stdout.
 - An attempt's process group never outlives the attempt. When the child exits, anything
   left in its group gets SIGTERM, then SIGKILL once the pipes close or ``KILL_GRACE`` passes.
   On timeout or cancellation the whole group gets SIGTERM, ``KILL_GRACE`` to exit, then
@@ -25,6 +28,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -39,7 +43,6 @@ from automationd.records import Phase
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL; tests shrink it
 PAYLOAD_ENV_LIMIT = 64 * 1024  # bigger payloads go through AUTOMATIOND_PAYLOAD_FILE
-_READ_CHUNK = 64 * 1024
 
 SCRUBBED_ENV = frozenset(
     {
@@ -99,11 +102,40 @@ class _Tail:
         return (marker + self.buf[len(marker) :]).decode("utf-8", "replace")
 
 
-async def _pump(stream: asyncio.StreamReader | None, tail: _Tail) -> None:
-    if stream is None:
-        return
-    while chunk := await stream.read(_READ_CHUNK):
-        tail.feed(chunk)
+class _Capture(asyncio.SubprocessProtocol):
+    """Feeds the child's pipes into tail buffers and signals exit and pipe closure apart.
+
+    ``Process.wait()`` from ``create_subprocess_exec`` only returns once the pipes close, so
+    a leftover grandchild holding stdout would make a finished child look hung; this
+    protocol tells "the child exited" from "everyone let go of the pipes".
+    """
+
+    def __init__(self) -> None:
+        self.out = _Tail()
+        self.err = _Tail()
+        self.exited = asyncio.Event()
+        self.pipes_closed = asyncio.Event()
+        self._open = {1, 2}
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        chunk = data.encode() if isinstance(data, str) else data
+        (self.out if fd == 1 else self.err).feed(chunk)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open.discard(fd)
+        if not self._open:
+            self.pipes_closed.set()
+
+    def process_exited(self) -> None:
+        self.exited.set()
+
+
+async def _within(seconds: float, event: asyncio.Event) -> bool:
+    """Wait for ``event`` at most ``seconds``; True if it was set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> bool:
@@ -115,25 +147,27 @@ def _killpg(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
-async def _terminate(proc: asyncio.subprocess.Process, pgid: int) -> None:
+async def _terminate(cap: _Capture, pgid: int) -> None:
     """SIGTERM the group, give the child ``KILL_GRACE`` seconds, then SIGKILL the group."""
     try:
         _killpg(pgid, signal.SIGTERM)
-        if proc.returncode is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(KILL_GRACE):
-                    await proc.wait()
+        await _within(KILL_GRACE, cap.exited)
     finally:  # runs even if we are cancelled again while waiting
         _killpg(pgid, signal.SIGKILL)
-    await proc.wait()
+    await _within(KILL_GRACE, cap.exited)
+    await _within(KILL_GRACE, cap.pipes_closed)  # grandchildren holding the pipes are gone
 
 
-async def _sweep(pgid: int, pumps: tuple[asyncio.Task[None], ...]) -> None:
-    """After the child exited: end what it left in its group, so the attempt owns nothing."""
-    if not _killpg(pgid, signal.SIGTERM):
-        return
-    await asyncio.wait(pumps, timeout=KILL_GRACE)  # pipes close when the leftovers exit
-    _killpg(pgid, signal.SIGKILL)
+async def _sweep(cap: _Capture, pgid: int) -> None:
+    """After the child exited: end what it left in its group, so the attempt owns nothing.
+
+    Leftovers get SIGTERM and until the pipes close (or ``KILL_GRACE``) to go, then SIGKILL.
+    A process that escaped the group but holds a pipe is not waited for beyond the grace.
+    """
+    if _killpg(pgid, signal.SIGTERM):
+        await _within(KILL_GRACE, cap.pipes_closed)
+        _killpg(pgid, signal.SIGKILL)
+    await _within(KILL_GRACE, cap.pipes_closed)
 
 
 def _dumps(value: Any) -> str:
@@ -213,12 +247,14 @@ class ExecRunner:
                     os.unlink(payload_file)
 
     async def _run(self, ctx: ActionContext, env: dict[str, str]) -> ActionResult:
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, cap = await loop.subprocess_exec(
+                _Capture,
                 *self._argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=env,
                 cwd=self._cwd,
                 start_new_session=True,
@@ -229,33 +265,32 @@ class ExecRunner:
                 f"exec: cannot start {self._argv[0]!r}{where}: {exc.strerror or exc}",
                 kind=classify_spawn_errno(exc.errno),
             ) from exc
-        pgid = proc.pid
-        out, err = _Tail(), _Tail()
+        pgid = transport.get_pid()
         timer = asyncio.timeout(ctx.timeout)
         try:
             if ctx.on_spawn is not None:
                 ctx.on_spawn(pgid)
-            async with timer, asyncio.TaskGroup() as tg:
-                pumps = (
-                    tg.create_task(_pump(proc.stdout, out), name=f"exec:{pgid}:stdout"),
-                    tg.create_task(_pump(proc.stderr, err), name=f"exec:{pgid}:stderr"),
-                )
-                code = await proc.wait()
-                await _sweep(pgid, pumps)
+            async with timer:
+                await cap.exited.wait()
+                await _sweep(cap, pgid)
         except TimeoutError:
-            await _terminate(proc, pgid)
+            await _terminate(cap, pgid)
             if not timer.expired():
                 raise
             ctx.log.warning("exec.timeout", pgid=pgid, timeout_s=ctx.timeout)
             raise ActionError(
                 f"timed out after {ctx.timeout:g}s; process group {pgid} terminated",
                 kind=ErrorKind.TIMEOUT,
-                output=_output(out, err),
+                output=_output(cap.out, cap.err),
             ) from None
         except BaseException:  # cancelled (or a bug): the group must not outlive the attempt
-            await _terminate(proc, pgid)
+            await _terminate(cap, pgid)
             raise
-        return self._result(ctx, code, out, err)
+        finally:
+            transport.close()
+        code = transport.get_returncode()
+        assert code is not None  # exited is set only after the return code is known
+        return self._result(ctx, code, cap.out, cap.err)
 
     def _result(self, ctx: ActionContext, code: int, out: _Tail, err: _Tail) -> ActionResult:
         output = _output(out, err)

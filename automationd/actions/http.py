@@ -35,7 +35,6 @@ from automationd.core.template import (
     JsonTemplate,
     Scope,
     Template,
-    TemplateError,
     compile_json,
     compile_template,
 )
@@ -131,9 +130,7 @@ class HttpRunner:
                     )
                 headers[name] = value
             body = self._json.render(scope) if self._json is not None else None
-        except (TemplateError, ValueError) as exc:
-            if isinstance(exc, ActionError):
-                raise
+        except ValueError as exc:  # TemplateError, or a url yarl cannot parse
             raise ActionError(f"http: {exc}", kind=ErrorKind.FATAL) from exc
         return url, headers, body
 

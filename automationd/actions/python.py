@@ -52,6 +52,8 @@ def resolve_callable(spec: str) -> PythonFn:
 
 
 def _check_json(value: Any) -> None:
+    if value is None or type(value) in (str, int, float, bool):
+        return
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:

@@ -196,7 +196,7 @@ class Commands:
             raise not_found(f"no run with id {run_id!r}")
         out = run.to_json()
         out["attempts"] = [a.to_json() for a in await self.runs.attempts(run_id)]
-        out["targets"] = [t.to_json() for t in await self.runs.targets(run_id)]
+        out["targets"] = [t.to_json() for t in await self.runs.targets_of(run)]
         return out
 
     async def runs_logs(self, args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,15 +2,11 @@
 
 Theory of operation:
 
-* Start-up never weakens or destroys what it did not create. The socket is bound under umask
-  0o117 (so it is born 0660), then given to ``admin_group``. An existing path is removed only
-  when it is a socket we own and nobody answers on it (stale from a crash); a live socket, a
-  symlink, a regular file, a directory or someone else's socket stops start-up with a message.
-  On exit the path is unlinked only if it is still the inode we bound.
-* Each accepted connection is checked with SO_PEERCRED: root, our own uid and members of
-  ``admin_group`` (primary gid, ``/etc/group`` member list, or supplementary groups) may talk;
-  others get one ``forbidden`` line. Past ``max_connections`` a newcomer gets ``unavailable``.
-  Both are answered from the accept callback, without spawning a task.
+* The socket file and the peer check live in ``admin/access.py``: the file is born 0660, a
+  stale socket of ours is replaced, anything else at the path stops start-up.
+* A newcomer past ``max_connections`` gets one ``unavailable`` line; a peer that SO_PEERCRED
+  refuses gets one ``forbidden`` line. Both are answered from the accept callback and closed,
+  without spawning a task, so a flood costs no more than accepting it.
 * A connection is one task (``admin-conn:N``) owning a TaskGroup. Its body reads lines; every
   request runs as its own child task, so a slow command never blocks the next read. Responses
   leave in request order: each line appends either finished bytes or a future to ``pending``,
@@ -18,7 +14,8 @@ Theory of operation:
   into one write. Reading stops while ``pending`` holds ``max_inflight_per_conn`` entries, so a
   client that does not read its responses is throttled, not buffered.
 * Idle means "nothing in flight and no complete line for ``idle_timeout``"; a timer (not a
-  task) stops such a connection, so a client that never sends a newline is idle too.
+  task) stops such a connection, so a client that never sends a newline is idle too. A client
+  that stops reading its responses for ``idle_timeout`` is aborted: it would hold a slot.
 * Stopping a connection pauses the transport and feeds EOF to its reader: the read loop ends,
   the writer flushes what is in flight, and the connection closes. ``close()`` does this for
   all connections, waits up to a grace period, then cancels the stragglers.
@@ -28,19 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import grp
 import os
-import pwd
 import socket
-import stat
-import struct
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automationd.admin.access import (
+    AdminSocketError,
+    PeerPolicy,
+    bind_socket,
+    clear_path,
+    resolve_group,
+    unlink_if_ours,
+)
 from automationd.admin.protocol import (
     MAX_LINE,
     Request,
@@ -49,23 +49,17 @@ from automationd.admin.protocol import (
     encode_ok,
     parse_request,
 )
-from automationd.errors import AdminError, AutomationdError
+from automationd.errors import AdminError
 from automationd.obs.logs import get_logger
+
+__all__ = ["AdminServer", "AdminSocketError", "Handler", "serve_admin"]
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 log = get_logger()
 
-_CRED = struct.Struct("3i")
-_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; not exported by 3.11
 _EOF = object()  # marks the end of a connection's response stream
 _TOO_LONG = encode_error(None, "bad_request", "request line exceeds 1 MiB")
-
-
-class AdminSocketError(AutomationdError):
-    """The admin socket cannot be set up safely (start-up fails; exit code 1)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,48 +67,7 @@ class _Settings:
     idle_timeout: float
     max_connections: int
     max_inflight: int
-    admin_gid: int | None
-    own_uid: int
-
-
-def resolve_group(name: str) -> int | None:
-    """``admin_group`` → gid (``""`` → None); an unknown group is an ``AdminSocketError``."""
-    if not name:
-        return None
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise AdminSocketError(f"admin_group {name!r} does not exist") from None
-
-
-def _peer_groups(sock: Any, pid: int) -> set[int]:
-    """Supplementary groups of the peer: SO_PEERGROUPS, else ``/proc/<pid>/status``."""
-    with contextlib.suppress(OSError):
-        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * 1024)
-        return set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Groups:"):
-                    return {int(g) for g in line.split()[1:]}
-    except (OSError, ValueError):
-        pass
-    return set()
-
-
-def _peer_allowed(sock: Any, s: _Settings) -> tuple[bool, int, int]:
-    """(allowed, pid, uid) for the peer of ``sock`` per SPEC §3."""
-    pid, uid, gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
-    if uid in (0, s.own_uid):
-        return True, pid, uid
-    if s.admin_gid is None:
-        return False, pid, uid
-    if gid == s.admin_gid:
-        return True, pid, uid
-    with contextlib.suppress(KeyError):
-        if pwd.getpwuid(uid).pw_name in grp.getgrgid(s.admin_gid).gr_mem:
-            return True, pid, uid
-    return s.admin_gid in _peer_groups(sock, pid), pid, uid
+    peers: PeerPolicy
 
 
 class _Connection:
@@ -153,9 +106,12 @@ class _Connection:
         if self.stopping:
             return
         self.stopping = True
+        # Pause first: data arriving after feed_eof() would trip StreamReader's assertion.
+        # Duck-typed, since uvloop's transports are not asyncio.ReadTransport instances.
         transport = self.w.transport
-        if not transport.is_closing() and isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
+        pause = getattr(transport, "pause_reading", None)
+        if pause is not None and not transport.is_closing():
+            pause()
         self.reader.feed_eof()
         self.room.set()
 
@@ -255,8 +211,16 @@ class _Connection:
                 self.stop()
                 return
             w.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if not w.transport.get_write_buffer_size():
+                continue  # the kernel took it all: nothing to wait for
             try:
-                await w.drain()
+                async with asyncio.timeout(self.server.settings.idle_timeout):
+                    await w.drain()
+            except TimeoutError:  # a client that stopped reading must not keep its slot
+                log.info("admin.write_stalled", conn=self.n)
+                w.transport.abort()
+                self.stop()
+                return
             except OSError:  # the peer went away
                 self.stop()
                 return
@@ -318,11 +282,12 @@ class AdminServer:
             w.close()
             return
         try:
-            ok, pid, uid = _peer_allowed(w.get_extra_info("socket"), self.settings)
+            peer = self.settings.peers.check(w.get_extra_info("socket"))
         except OSError:
-            ok, pid, uid = False, 0, -1
-        if not ok:
-            log.warning("admin.forbidden", peer_pid=pid, peer_uid=uid)
+            peer = None
+        if peer is None or not peer.allowed:
+            uid = peer.uid if peer else "unknown"
+            log.warning("admin.forbidden", peer_pid=peer and peer.pid, peer_uid=uid)
             w.write(encode_error(None, "forbidden", f"uid {uid} may not use the admin socket"))
             w.close()
             return
@@ -345,7 +310,6 @@ class AdminServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         conns = list(self._conns)
         for conn in conns:
             conn.stop()
@@ -356,72 +320,8 @@ class AdminServer:
                 task.cancel()
             if late:
                 log.warning("admin.connections_cancelled", count=len(late))
-
-
-def _clear_path(path: Path, own_uid: int) -> None:
-    """Make ``path`` free for bind, removing only a stale socket of ours."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    what = f"admin socket path {str(path)!r}"
-    if stat.S_ISLNK(st.st_mode):
-        raise AdminSocketError(f"{what} is a symlink; refusing to touch it")
-    if not stat.S_ISSOCK(st.st_mode):
-        kind = "directory" if stat.S_ISDIR(st.st_mode) else "file that is not a socket"
-        raise AdminSocketError(f"{what} exists and is a {kind}; refusing to remove it")
-    if st.st_uid != own_uid:
-        raise AdminSocketError(f"{what} is a socket owned by uid {st.st_uid}; refusing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)
-    try:
-        probe.connect(str(path))
-    except ConnectionRefusedError:
-        os.unlink(path)  # stale: left behind by a daemon that died
-        log.info("admin.stale_socket_removed", path=str(path))
-        return
-    except BlockingIOError:
-        pass  # backlog full: someone is listening
-    except OSError as exc:
-        raise AdminSocketError(f"cannot probe {what}: {exc.strerror}") from None
-    finally:
-        probe.close()
-    raise AdminSocketError(f"another daemon is listening on {str(path)!r}")
-
-
-def _bind(path: Path, gid: int | None) -> tuple[socket.socket, tuple[int, int]]:
-    """Bind a 0660 socket at ``path`` with no looser window; returns it and its (dev, ino)."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o750)
-        if gid is not None:
-            os.chown(path.parent, -1, gid)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        old = os.umask(0o117)
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old)
-        st = os.lstat(path)
-        if stat.S_IMODE(st.st_mode) != 0o660:
-            os.chmod(path, 0o660)
-        if gid is not None:
-            os.chown(path, -1, gid, follow_symlinks=False)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            reason = "address in use"
-        raise AdminSocketError(f"cannot create admin socket {str(path)!r}: {reason}") from None
-    return sock, (st.st_dev, st.st_ino)
-
-
-def _unlink_if_ours(path: Path, ident: tuple[int, int]) -> None:
-    with contextlib.suppress(OSError):
-        st = os.lstat(path)
-        if (st.st_dev, st.st_ino) == ident:
-            os.unlink(path)
+        if self._server is not None:
+            await self._server.wait_closed()  # 3.12+: waits for connections, all gone by now
 
 
 @contextlib.asynccontextmanager
@@ -445,11 +345,10 @@ async def serve_admin(
         idle_timeout=idle_timeout,
         max_connections=max_connections,
         max_inflight=max_inflight_per_conn,
-        admin_gid=resolve_group(group),
-        own_uid=os.geteuid(),
+        peers=PeerPolicy(own_uid=os.geteuid(), admin_gid=resolve_group(group)),
     )
-    _clear_path(path, settings.own_uid)
-    sock, ident = _bind(path, settings.admin_gid)
+    clear_path(path, settings.peers.own_uid)
+    sock, ident = bind_socket(path, settings.peers.admin_gid)
     # The group is entered and left by hand, not with ``async with`` around the ``yield``: an
     # exception from the caller's block must reach the caller as itself, not wrapped in an
     # ExceptionGroup. Connection tasks never fail (they log), so exiting clean loses nothing.
@@ -466,5 +365,5 @@ async def serve_admin(
             await tg.__aexit__(None, None, None)
     finally:
         sock.close()
-        _unlink_if_ours(path, ident)
+        unlink_if_ours(path, ident)
         log.info("admin.closed", path=str(path))

@@ -89,7 +89,8 @@ def load_config(path: Path) -> Config:
 def _gc_paused() -> Iterator[None]:
     """Parsing allocates hundreds of thousands of acyclic containers that all stay alive;
     the cyclic collector would rescan them again and again (a third of the load time for
-    100,000 jobs) without ever finding garbage."""
+    100,000 jobs) without ever finding garbage. The pause is process-wide, so a reload in a
+    worker thread also pauses collection for the event loop, for the length of the load."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

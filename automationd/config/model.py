@@ -13,7 +13,6 @@ from typing import Any
 
 from automationd.units import Rate
 
-frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 class Overlap(enum.StrEnum):
@@ -29,7 +28,7 @@ class Misfire(enum.StrEnum):
     RUN_ALL = "run_all"
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Backoff:
     base: float = 2.0
     max: float = 64.0
@@ -37,13 +36,13 @@ class Backoff:
     jitter: float = 0.2
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerConfig:
     failures: int = 5
     reset: float = 60.0
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
     state_dir: Path = Path("/var/lib/automationd")
     admin_socket: Path = Path("/run/automationd/admin.sock")
@@ -55,18 +54,18 @@ class DaemonConfig:
     log_level: str = "info"
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkersConfig:
     max_concurrency: int = 16
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetentionConfig:
     runs_max_age: float = 30 * 86400.0
     events_max_age: float = 7 * 86400.0
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Defaults:
     timeout: float = 300.0
     retries: int = 3
@@ -76,7 +75,7 @@ class Defaults:
     misfire_grace: float = 60.0
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceConfig:
     name: str
     rate: Rate | None = None
@@ -91,7 +90,7 @@ class ServiceConfig:
     retry_budget_floor: Rate = field(default_factory=lambda: Rate(10, 1.0, "10/s"))
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExecAction:
     type: str = "exec"
     argv: tuple[str, ...]
@@ -101,7 +100,7 @@ class ExecAction:
     retryable_exit_codes: frozenset[int] = frozenset()
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpAction:
     type: str = "http"
     method: str = "GET"
@@ -114,7 +113,7 @@ class HttpAction:
     follow_redirects: bool = False
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PythonAction:
     type: str = "python"
     callable: str  # "package.module:function"
@@ -125,7 +124,7 @@ class PythonAction:
 ActionSpec = ExecAction | HttpAction | PythonAction
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """One job as declared (config or API). ``schedule`` is the raw text; the parsed form
     lives in the scheduler, built once per distinct (schedule, timezone)."""
@@ -153,7 +152,7 @@ class JobSpec:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)  # as written, for the API
 
 
-@frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: Path
     daemon: DaemonConfig = field(default_factory=DaemonConfig)

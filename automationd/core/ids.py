@@ -1,22 +1,13 @@
-"""Identifiers that sort by creation time (ULID layout: 48-bit ms time + 80 random bits).
+"""Identifiers that sort by creation time: 48-bit millisecond time + 80 random bits, in hex.
 
 Within one millisecond the random part is incremented, so ids from one generator are
-strictly increasing even when the wall clock stalls or steps back a little.
+strictly increasing even when the wall clock stalls or steps back a little. Hex keeps
+generation to one format call (a few hundred ns) on the hot path of every run.
 """
 
 from __future__ import annotations
 
 import random
-
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
-
-
-def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        out.append(_ALPHABET[rem])
-    return "".join(reversed(out))
 
 
 class IdGenerator:
@@ -26,7 +17,7 @@ class IdGenerator:
         self._last_rand = 0
 
     def new(self, now: float) -> str:
-        """A 26-character id for wall time ``now`` (epoch seconds)."""
+        """A 32-character id for wall time ``now`` (epoch seconds)."""
         ms = int(now * 1000)
         if ms <= self._last_ms:
             ms = self._last_ms
@@ -34,10 +25,10 @@ class IdGenerator:
         else:
             self._last_ms = ms
             self._last_rand = self._rng.getrandbits(79)  # headroom for increments
-        return _encode(ms, 10) + _encode(self._last_rand, 16)
+        return f"{ms:012x}{self._last_rand:020x}"
 
 
 def id_floor(ts: float) -> str:
     """The smallest id a generator could make at wall time ``ts``: ``id < id_floor(t)``
     selects exactly the records created before ``t``."""
-    return _encode(int(ts * 1000), 10)
+    return f"{max(0, int(ts * 1000)):012x}"

@@ -17,8 +17,11 @@ scheduler handled and ``now``, every fire ``f`` with ``last < f <= now`` is one 
 - *late* (``f >= now - grace``): not a misfire; it runs normally, just late (``late``);
 - *missed* (``f < now - grace``): ``skip`` drops all, ``run_once`` runs the latest one,
   ``run_all`` runs the latest ``limit`` of them (oldest dropped first), in time order (``fire``).
-Dropped fires are counted in ``missed`` for ``fires_missed_total``; the walk stops counting
-at ``COUNT_CAP`` so a per-second job that was down for a month costs milliseconds, not seconds.
+Dropped fires are counted in ``missed`` for ``fires_missed_total``; for cron the walk stops
+counting at ``COUNT_CAP`` (and finds the latest fires by searching back in widening windows),
+so a per-second job that was down for a month costs milliseconds, not seconds. ``@every`` fires
+lie on the grid ``last + k * interval`` and are counted exactly by arithmetic.
+Late fires beyond ``limit`` are dropped too (oldest first) and counted in ``missed``.
 ``next_due`` is the first regular fire strictly after ``now``.
 """
 
@@ -92,6 +95,8 @@ def plan_misfire(
         raise ValueError(f"need limit >= 1 and grace >= 0, got limit={limit} grace={grace}")
     keep = {Misfire.SKIP: 0, Misfire.RUN_ONCE: 1, Misfire.RUN_ALL: limit}[policy]
     before_cutoff = math.nextafter(now - grace, -math.inf)  # f < now - grace  <=>  f <= this
+    if schedule.interval is not None:
+        return _plan_every(schedule.interval, last_scheduled, before_cutoff, now, keep, limit)
     missed_total, fire = _scan(schedule, last_scheduled, before_cutoff, keep)
     late_total, late = _scan(schedule, max(last_scheduled, before_cutoff), now, limit)
     return MisfirePlan(
@@ -99,6 +104,32 @@ def plan_misfire(
         late=late,
         missed=missed_total - len(fire) + late_total - len(late),
         next_due=schedule.next_after(now),
+    )
+
+
+def _plan_every(
+    interval: float, last: float, before_cutoff: float, now: float, keep: int, limit: int
+) -> MisfirePlan:
+    """``@every`` fires sit on the grid ``last + k * interval``: count them, don't walk."""
+
+    def fires_upto(t: float) -> int:  # number of k >= 1 with last + k * interval <= t
+        k = max(0, math.floor((t - last) / interval))
+        while k > 0 and last + k * interval > t:
+            k -= 1
+        while last + (k + 1) * interval <= t:
+            k += 1
+        return k
+
+    k_missed = fires_upto(before_cutoff)
+    k_now = fires_upto(now)
+    fire = tuple(last + k * interval for k in range(max(1, k_missed - keep + 1), k_missed + 1))
+    late_from = max(k_missed + 1, k_now - limit + 1)
+    late = tuple(last + k * interval for k in range(late_from, k_now + 1))
+    return MisfirePlan(
+        fire=fire,
+        late=late,
+        missed=k_now - len(fire) - len(late),
+        next_due=last + (k_now + 1) * interval,
     )
 
 

@@ -77,16 +77,16 @@ class TokenBucket:
 
     def take(self, now: float) -> float:
         """0.0 and one token spent if one is there (and no pause); else seconds to wait."""
-        floor = now - self._fill - _SLACK
-        if self._empty_at(self._n) < floor:  # full: the surplus credit is lost
-            floor += _SLACK
-            self._anchor = floor
-            self._n = 0
-        ready = self._empty_at(self._n + 1)
+        # Hot path: the _empty_at() arithmetic is inlined (about a third cheaper).
+        anchor, n, period, count = self._anchor, self._n, self._period, self._count
+        if anchor + n * period / count < now - self._fill - _SLACK:  # full: surplus is lost
+            anchor = self._anchor = now - self._fill
+            n = self._n = 0
+        ready = anchor + (n + 1) * period / count
         if now < self._paused:
             return max(self._paused, ready) - now
         if now >= ready:
-            self._n += 1
+            self._n = n + 1
             return 0.0
         return ready - now
 

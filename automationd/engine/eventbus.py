@@ -90,34 +90,32 @@ class EventBus:
     async def _publish(
         self, name: str, payload: Any, key: str | None, depth: int
     ) -> tuple[Event, list[str]]:
+        event, triggered, durable = self._emit(name, payload, key, depth)
+        await durable
+        return event, triggered
+
+    def _emit(
+        self, name: str, payload: Any, key: str | None, depth: int
+    ) -> tuple[Event, list[str], asyncio.Future[None]]:
+        """Store the event and start its runs in one submitted unit; nothing awaited."""
         engine = self.engine
-        event = Event(
-            id=engine.new_id(),
-            name=name,
-            payload=payload,
-            created_at=engine.clock.time(),
-            idempotency_key=key,
-            depth=depth,
-        )
+        event = Event(id=engine.new_id(), name=name, payload=payload,
+                      created_at=engine.clock.time(), idempotency_key=key, depth=depth)
         writes: list[Write] = [w_event(event)]
         lives: list[LiveRun] = []
         if depth > self.max_depth:
             log.warning("event.depth_limit", name=name, event_id=event.id, depth=depth,
                         limit=self.max_depth)
         else:
-            for job in list(self.jobs.listeners.values()):
+            for job in self.jobs.listeners.values():
                 if job.enabled and event_matches(job.spec.on, job.spec.when, name, payload):
-                    live, w = engine.prepare_run(
-                        job, trigger=Trigger.EVENT, payload=payload, depth=depth,
-                        origin=event.id,
-                    )
+                    live, w = engine.prepare_run(job, trigger=Trigger.EVENT, payload=payload,
+                                                 depth=depth, origin=event.id)
                     lives.append(live)
                     writes.extend(w)
-        await engine.launch(lives, writes)
+        durable = engine.launch(lives, writes)
         self.metrics.events_published_total.inc()
-        triggered = [live.run.id for live in lives]
-        log.debug("event.published", name=name, event_id=event.id, triggered=len(triggered))
-        return event, triggered
+        return event, [live.run.id for live in lives], durable
 
     async def _runs_of_event(self, event_id: str) -> list[Run]:
         rows = await self.runs.db.fetchall(
@@ -126,14 +124,17 @@ class EventBus:
         return [r for r in [await self.runs.get(row["id"]) for row in rows] if r is not None]
 
     async def on_run_end(self, run: Run) -> None:
-        """Publish ``run.<state>`` so jobs can chain on each other's outcomes."""
+        """Publish ``run.<state>`` so jobs can chain on each other's outcomes.
+
+        Not awaited for durability: the event and the runs it starts are submitted as one
+        unit after the run's own end state, so they are durable no later than anything
+        that could report them, and each started run waits for that unit itself.
+        """
         if run.state not in _OUTCOMES:
             return
-        await self.publish(
-            f"run.{run.state.value}",
-            {"job": run.job, "run_id": run.id, "state": run.state.value},
-            depth=run.depth + 1,
-        )
+        self._emit(f"run.{run.state.value}",
+                   {"job": run.job, "run_id": run.id, "state": run.state.value}, None,
+                   run.depth + 1)
 
     async def replay(
         self, *, since: float, until: float | None, name: str | None, force: bool

@@ -294,11 +294,11 @@ class ServiceGate:
             return
         left, reset_in = seen
         now = self._clock.monotonic()
+        if left == 0 and reset_in > 0:  # before follow() so the pause is logged once
+            self._pause(now, reset_in, reason="ratelimit_remaining")
         if self._bucket is not None:
             self._bucket.follow(left, reset_in, now)
             self._tokens_gauge.set(self._bucket.tokens(now))
-        if left == 0 and reset_in > 0:
-            self._pause(now, reset_in, reason="ratelimit_remaining")
 
     def _pause(self, now: float, delay: float, *, reason: str) -> None:
         until = now + delay

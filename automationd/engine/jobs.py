@@ -37,6 +37,8 @@ class JobRuntime:
     active: dict[str, Any] = field(default_factory=dict)  # run id → live run context
     actions: tuple[Action, Action | None, Action | None] | None = None
     gate: ServiceGate | None = None
+    log: Any = None  # a concrete bound logger, made on the job's first run
+    meters: Any = None  # obs.metrics.JobMetrics, made on the job's first run
 
     @property
     def name(self) -> str:

@@ -56,7 +56,10 @@ async def recover(engine: Engine, jobs: JobTable, runs: RunStore) -> int:
                 w_run(replace(run, state=RunState.FAILED, finished_at=now, error=gone))
             )
             continue
-        resumed.append(LiveRun(run=run, job=job, targets=targets))
+        persist = bool(targets)
+        if not targets and run.targets_total == 1:
+            targets = [await runs.implicit_target(run)]
+        resumed.append(LiveRun(run=run, job=job, targets=targets, persist_targets=persist))
     if orphans:
         killed = kill_orphans(orphans)
         log.warning("recovery.orphans_killed", groups=killed, candidates=len(orphans))

@@ -33,12 +33,11 @@ class Redo:
         job = self.jobs.get(old.job)
         if job is None:
             raise not_found(f"job {old.job!r} of run {run_id} no longer exists")
-        targets = [t for t in await self.runs.targets(run_id) if t.state is TargetState.FAILED]
-        if targets:
-            values: list[Any] | None = [t.target for t in targets]
-            skip_check = True
-        else:  # failed before any target existed (check phase): redo the whole run
-            values, skip_check = None, False
+        stored = await self.runs.targets(run_id)
+        failed = [t for t in stored if t.state is TargetState.FAILED]
+        values: list[Any] | None = [t.target for t in failed] if failed else None
+        # targets_total == 0: it failed in the check phase, so the retry redoes the check too
+        skip_check = old.targets_total > 0
         run, fut = self.engine.create_run(
             job, trigger=Trigger.RETRY, payload=old.payload, targets=values,
             skip_check=skip_check, origin=old.id, depth=old.depth,

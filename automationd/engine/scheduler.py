@@ -84,7 +84,8 @@ class Scheduler:
                 self._fire(job, due, Trigger.MISFIRE, now)
                 if not job.enabled:
                     return
-            nxt = plan.next_due
+            # fires inside the grace window run normally (late), oldest first
+            nxt = plan.late[0] if plan.late else plan.next_due
         else:
             nxt = sched.next_after(now)
         self._put(job, nxt)

@@ -26,14 +26,6 @@ class WaitLine:
         self._queue: deque[asyncio.Future[None]] = deque()
         self._led = False  # someone is at the head (between enter() returning and leave())
 
-    def __len__(self) -> int:
-        """Waiters behind the head that are still waiting (cancelled ones excluded)."""
-        return sum(1 for f in self._queue if not f.done())
-
-    @property
-    def busy(self) -> bool:
-        return self._led
-
     async def enter(self) -> None:
         """Return once the caller is at the head. The caller must then call ``leave()``."""
         if not self._led and not self._queue:

@@ -7,6 +7,8 @@ path is a dict lookup plus an ``inc()``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from automationd import __version__
@@ -99,3 +101,33 @@ class Metrics:
             label = name if len(self._job_labels) < JOB_LABEL_CAP else OTHER
             self._job_labels[name] = label
         return label
+
+
+class JobMetrics:
+    """One job's label children, resolved once (``labels()`` costs a lock and a tuple)."""
+
+    __slots__ = ("_attempts", "_duration", "_m", "_runs", "_success", "label")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._m = metrics
+        self.label = metrics.job(name)
+        self._attempts: dict[str, Any] = {}
+        self._runs: dict[str, Any] = {}
+        self._duration = metrics.run_duration_seconds.labels(self.label)
+        self._success = metrics.job_last_success_timestamp_seconds.labels(self.label)
+
+    def attempt(self, outcome: str) -> None:
+        child = self._attempts.get(outcome)
+        if child is None:
+            child = self._attempts[outcome] = self._m.attempts_total.labels(self.label, outcome)
+        child.inc()
+
+    def run_ended(self, state: str, duration: float | None, now: float) -> None:
+        child = self._runs.get(state)
+        if child is None:
+            child = self._runs[state] = self._m.runs_total.labels(self.label, state)
+        child.inc()
+        if duration is not None:
+            self._duration.observe(duration)
+        if state == "succeeded":
+            self._success.set(now)

@@ -17,9 +17,11 @@ False with a ``health_reason`` (logged once per transition); the next successful
 back. A dead thread can never answer, so the probe also fails whatever was waiting on it:
 writes and reads fail with ``StoreError`` instead of hanging.
 
-aiosqlite has no public "run this function on your thread" call, so ``_Worker`` uses three of
-its internals (``_tx``, ``_thread``, ``_running``), all present since 0.17; everything else
-here is public API. One hop per batch and per read is the whole point of owning that call.
+aiosqlite has no public "run this function on your thread" call, so ``_Worker`` uses four of
+its internals (``_tx``, ``_connection``, ``_running``, ``_thread``; checked against 0.22, and
+older releases where the Connection itself was the Thread are handled). This is exactly what
+aiosqlite's own ``_execute`` does, but it hands us a plain future we can track, fail and
+shield. One hop per batch and per read is the point of owning that call.
 """
 
 from __future__ import annotations
@@ -130,6 +132,13 @@ class Database:
         ``StoreError`` when its batch fails; await it (or add a done callback).
         """
         return self._writer.submit(writes)
+
+    def post(self, writes: Sequence[Write]) -> None:
+        """Enqueue writes nobody awaits (no future); a failed batch is logged by the writer.
+
+        Ordering with later submissions is kept exactly as for ``submit``.
+        """
+        self._writer.post(writes)
 
     async def write(self, writes: Sequence[Write]) -> None:
         """Submit and wait until durable (``StoreError`` if the batch failed)."""
@@ -267,7 +276,9 @@ def _fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list
 
 
 def _fetchone(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+    cursor = conn.execute(sql, params)
+    row: sqlite3.Row | None = cursor.fetchone()
+    cursor.close()  # reset the statement now: an open one would pin the WAL read snapshot
     return row
 
 
@@ -351,12 +362,19 @@ async def open_database(
                 health_interval=health_interval,
                 health_timeout=health_timeout,
             )
+            body_error: BaseException | None = None
             async with asyncio.TaskGroup() as tg:
                 db._start(tg)
                 try:
                     yield db
+                except BaseException as exc:
+                    # Re-raised below, unwrapped: a TaskGroup would turn the caller's own
+                    # error into an ExceptionGroup, which is ours to hide.
+                    body_error = exc
                 finally:
                     await db._shutdown(close_timeout)
             log.debug("store.closed", path=str(path), **db.stats)
+            if body_error is not None:
+                raise body_error
     finally:
         lock.release()

@@ -132,7 +132,8 @@ def w_attempt(a: Attempt, *, stdout: str | None = None, stderr: str | None = Non
 
 
 def w_attempt_pgid(run_id: str, n: int, pgid: int) -> Write:
-    return Write("UPDATE attempts SET pgid=? WHERE run_id=? AND n=?", (pgid, run_id, n))
+    # A barrier: this UPDATE must not be reordered before the attempt row's upsert.
+    return Write("UPDATE attempts SET pgid=? WHERE run_id=? AND n=?", (pgid, run_id, n), barrier=True)
 
 
 def w_dlq(e: DlqEntry) -> Write:
@@ -269,6 +270,27 @@ class RunStore:
             "SELECT * FROM targets WHERE run_id=? ORDER BY idx", (run_id,)
         )
         return [target_from_row(r) for r in rows]
+
+    async def implicit_target(self, run: Run) -> Target:
+        """The one target of a run without explicit targets (its state lives on the run row)."""
+        n = await self.db.fetchval(
+            "SELECT COUNT(*) FROM attempts WHERE run_id=? AND phase='perform'", (run.id,)
+        )
+        state = TargetState.PENDING
+        if run.state is RunState.SUCCEEDED:
+            state = TargetState.SUCCEEDED
+        elif run.state in (RunState.FAILED, RunState.PARTIAL) and run.targets_failed:
+            state = TargetState.FAILED
+        return Target(run_id=run.id, idx=0, target=None, state=state, attempts=int(n or 0),
+                      error=run.error if state is TargetState.FAILED else None,
+                      result=run.result if state is TargetState.SUCCEEDED else None)
+
+    async def targets_of(self, run: Run) -> list[Target]:
+        """Stored targets, or the implicit one for a run without explicit targets."""
+        rows = await self.targets(run.id)
+        if not rows and run.targets_total == 1:
+            return [await self.implicit_target(run)]
+        return rows
 
     async def attempts(self, run_id: str) -> list[Attempt]:
         rows = await self.db.fetchall(

@@ -80,16 +80,21 @@ class Worker(Protocol):
     @property
     def alive(self) -> bool: ...
 
+    def post(self, writes: Sequence[Write]) -> None:
+        """Like submit, for writes nobody waits for: no future is made (hot path)."""
+        self._enqueue(_Entry(writes, None, None))
+
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]: ...
 
 
 class _Entry:
-    """One caller's submission: its writes (or one function) and the future to settle."""
+    """One caller's submission: its writes (or one function) and the future to settle
+    (``None`` for a posted, fire-and-forget submission: a failure is logged by the batch)."""
 
     __slots__ = ("fn", "future", "writes")
 
     def __init__(
-        self, writes: Sequence[Write], fn: TxnFn | None, future: asyncio.Future[Any]
+        self, writes: Sequence[Write], fn: TxnFn | None, future: asyncio.Future[Any] | None
     ) -> None:
         self.writes = writes
         self.fn = fn
@@ -209,6 +214,10 @@ class Writer:
     def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
         return self._enqueue(_Entry(writes, None, asyncio.get_running_loop().create_future()))
 
+    def post(self, writes: Sequence[Write]) -> None:
+        """Like submit, for writes nobody waits for: no future is made (hot path)."""
+        self._enqueue(_Entry(writes, None, None))
+
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         return self._enqueue(_Entry((), fn, asyncio.get_running_loop().create_future()))
 
@@ -218,7 +227,7 @@ class Writer:
         self._pending.append(entry)
         self._pending_writes += _weight(entry)
         self._wake.set()
-        return entry.future
+        return entry.future  # type: ignore[return-value]
 
     def close(self) -> None:
         """Refuse new writes; the running writer commits what is pending, then stops."""
@@ -231,7 +240,7 @@ class Writer:
         while self._pending:
             entry = self._pending.popleft()
             count += _weight(entry)
-            if not entry.future.done():
+            if entry.future is not None and not entry.future.done():
                 entry.future.set_exception(StoreError(reason))
         self._pending_writes = 0
         return count
@@ -248,6 +257,9 @@ class Writer:
                     continue
                 await self._commit(self._take())
         finally:
+            # Normally nothing is left; if we were cancelled, nobody may wait forever.
+            self._closing = True
+            self.fail_pending("the store's writer stopped before this write committed")
             if not self._drained.done():
                 self._drained.set_result(None)
 
@@ -306,15 +318,16 @@ class Writer:
             fn_results = iter(results)
             for entry in batch:
                 value = next(fn_results) if entry.fn is not None else None
-                if not entry.future.done():
-                    entry.future.set_result(value)
+                fut = entry.future
+                if fut is not None and not fut.done():
+                    fut.set_result(value)
             return
         self.failed_batches += 1
         self.failed_writes += size
         message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
         log.error("store.batch_failed", error=message, writes=size, entries=len(batch))
         for entry in batch:
-            if not entry.future.done():
+            if entry.future is not None and not entry.future.done():
                 err = StoreError(f"write batch failed: {message}")
                 err.__cause__ = exc
                 entry.future.set_exception(err)

@@ -284,16 +284,31 @@ async def test_probe_fails_calls_stuck_on_a_dead_thread(
         asyncio.timeout(5),
         open_database(tmp_path, health_interval=0.02, health_timeout=0.1) as db,
     ):
+
         async def thread_dies() -> None:
             await asyncio.sleep(0.01)  # the long read is on the reader thread by now
             monkeypatch.setattr(db._rworker._conn, "_thread", DeadThread())
 
-        with capture_logs(), pytest.raises(StoreError, match="reader connection thread died"):
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(thread_dies())
-                await db.fetchval(
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
-                    " WHERE x < 1000000) SELECT count(*) FROM c"
-                )
+        try:
+            with capture_logs(), pytest.raises(ExceptionGroup) as err:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(thread_dies())
+                    await db.fetchval(
+                        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+                        " WHERE x < 1000000) SELECT count(*) FROM c"
+                    )
+        finally:
+            monkeypatch.undo()  # the real thread must be closed on exit
+        assert err.group_contains(StoreError, match="reader connection thread died")
         assert db.health_reason == "reader connection thread died"
-        monkeypatch.undo()  # the real thread must be closed on exit
+
+
+async def test_an_error_in_the_body_propagates_unwrapped_after_a_flush(tmp_path: Path) -> None:
+    """An exception raised inside the context comes out as itself, and pending writes still land."""
+    async with asyncio.timeout(5):
+        with pytest.raises(KeyError):
+            async with open_database(tmp_path) as db:
+                db.submit([Write(INSERT_EVENT, ("kept",))])
+                raise KeyError("boom")
+        async with open_database(tmp_path) as db:
+            assert await db.fetchval("SELECT id FROM events") == "kept"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,3 +52,16 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+async def wait_dead(pid: int, within: float = 2.0) -> bool:
+    """True once ``pid`` is dead; False if it still lives after ``within`` seconds.
+
+    A killed process needs a moment to exit and be reaped by init, and a process that is
+    not our child offers no event to wait on, hence the short poll.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            while alive(pid):  # noqa: ASYNC110 - not our child: no event to wait on
+                await asyncio.sleep(0.01)
+    return not alive(pid)

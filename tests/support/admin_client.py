@@ -1,9 +1,9 @@
 """An async NDJSON client for the admin socket, for tests and benchmarks.
 
-    async with AdminClient(path) as c:
-        status = await c.call("status")            # raises AdminError(code, message) on ok=false
-        raw = await c.request_raw(b'{"cmd":"x"}\\n')  # the response dict, whatever it says
-        replies = await c.pipeline([("jobs.trigger", {"name": "a"})] * 1000)  # in order
+async with AdminClient(path) as c:
+    status = await c.call("status")            # raises AdminError(code, message) on ok=false
+    raw = await c.request_raw(b'{"cmd":"x"}\\n')  # the response dict, whatever it says
+    replies = await c.pipeline([("jobs.trigger", {"name": "a"})] * 1000)  # in order
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ class AdminClient:
             raise AssertionError(f"response id {resp.get('id')!r} != request id {rid}")
         return _result(resp)
 
-    async def pipeline(self, requests: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    async def pipeline(
+        self, requests: Iterable[tuple[str, dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
         """Send all requests at once, then read one response per request, in order."""
         lines = [encode_request(next(self._ids), cmd, args) for cmd, args in requests]
         out: list[dict[str, Any]] = []

@@ -26,22 +26,19 @@ BIN = Path(sys.executable).parent
 def config_text(
     base: Path, *, jobs: str = "", services: str = "", daemon: str = "", extra: str = ""
 ) -> str:
-    return f"""
-[daemon]
-state_dir = "{base / 'state'}"
-admin_socket = "{base / 'admin.sock'}"
-metrics_listen = "127.0.0.1:0"
-log_format = "json"
-log_level = "info"
-shutdown_timeout = "5s"
-{daemon}
-
-{extra}
-
-{services}
-
-{jobs}
-"""
+    """A config rooted in ``base``; keys given in ``daemon`` replace the test defaults."""
+    defaults = {
+        "state_dir": f'"{base / "state"}"',
+        "admin_socket": f'"{base / "admin.sock"}"',
+        "metrics_listen": '"127.0.0.1:0"',
+        "log_format": '"json"',
+        "log_level": '"info"',
+        "shutdown_timeout": '"5s"',
+    }
+    given = {line.split("=", 1)[0].strip() for line in daemon.splitlines() if "=" in line}
+    lines = [f"{k} = {v}" for k, v in defaults.items() if k not in given]
+    head = "\n".join(["[daemon]", *lines, daemon])
+    return f"{head}\n\n{extra}\n\n{services}\n\n{jobs}\n"
 
 
 class DaemonProcess:

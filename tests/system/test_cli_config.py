@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_config_load import BROKEN, BROKEN_TOML, JOB, SYSTEM_CASES
+from tests.unit.test_config_errors import BROKEN, BROKEN_TOML, SYSTEM_CASES
+from tests.unit.test_config_load import JOB
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")

@@ -20,7 +20,7 @@ NOW = 1_750_000_000.0
     [(0, 2.0), (1, 2.0), (2, 4.0), (3, 8.0), (6, 64.0), (7, 64.0), (50, 64.0), (5000, 64.0)],
 )
 def test_backoff_without_jitter(n: int, expected: float) -> None:
-    """Without jitter the delay is base × multiplier^(n-1), capped at max (huge n too)."""
+    """Without jitter the delay is base * multiplier^(n-1), capped at max (huge n too)."""
     assert backoff_delay(n, NO_JITTER, random.Random(1)) == expected
 
 

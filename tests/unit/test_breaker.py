@@ -16,7 +16,7 @@ from automationd.core.breaker import (
     next_breaker_state,
 )
 
-C, H, O = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
+C, H, OP = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 
 
 def test_states_and_gauge_match_the_spec() -> None:
@@ -53,42 +53,71 @@ Step = tuple[str, float, BreakerState, bool | None]
         pytest.param(
             3,
             10.0,
-            [("f", 0, C, None), ("f", 1, C, None), ("a", 1, C, True), ("f", 2, O, None),
-             ("a", 3, O, False), ("a", 11.9, O, False)],
+            [
+                ("f", 0, C, None),
+                ("f", 1, C, None),
+                ("a", 1, C, True),
+                ("f", 2, OP, None),
+                ("a", 3, OP, False),
+                ("a", 11.9, OP, False),
+            ],
             id="three-consecutive-failures-open",
         ),
         pytest.param(
             3,
             10.0,
-            [("f", 0, C, None), ("f", 1, C, None), ("s", 2, C, None), ("f", 3, C, None),
-             ("f", 4, C, None), ("f", 5, O, None)],
+            [
+                ("f", 0, C, None),
+                ("f", 1, C, None),
+                ("s", 2, C, None),
+                ("f", 3, C, None),
+                ("f", 4, C, None),
+                ("f", 5, OP, None),
+            ],
             id="a-success-restarts-the-count",
         ),
         pytest.param(
             1,
             10.0,
-            [("f", 0, O, None), ("a", 10, H, True), ("a", 10, H, False), ("a", 15, H, False),
-             ("s", 16, C, None), ("a", 16, C, True), ("a", 16, C, True)],
+            [
+                ("f", 0, OP, None),
+                ("a", 10, H, True),
+                ("a", 10, H, False),
+                ("a", 15, H, False),
+                ("s", 16, C, None),
+                ("a", 16, C, True),
+                ("a", 16, C, True),
+            ],
             id="one-probe-then-closed",
         ),
         pytest.param(
             1,
             10.0,
-            [("f", 0, O, None), ("a", 10, H, True), ("f", 12, O, None), ("a", 21, O, False),
-             ("a", 22, H, True)],
+            [
+                ("f", 0, OP, None),
+                ("a", 10, H, True),
+                ("f", 12, OP, None),
+                ("a", 21, OP, False),
+                ("a", 22, H, True),
+            ],
             id="failed-probe-reopens-and-restarts-reset",
         ),
         pytest.param(
             2,
             5.0,
-            [("f", 0, C, None), ("f", 0, O, None), ("s", 1, O, None), ("f", 2, O, None),
-             ("a", 5, H, True)],
+            [
+                ("f", 0, C, None),
+                ("f", 0, OP, None),
+                ("s", 1, OP, None),
+                ("f", 2, OP, None),
+                ("a", 5, H, True),
+            ],
             id="late-answers-do-not-move-an-open-breaker",
         ),
         pytest.param(
             1,
             10.0,
-            [("f", 0, O, None), ("a", 10, H, True), ("a", 19.9, H, False), ("a", 20, H, True)],
+            [("f", 0, OP, None), ("a", 10, H, True), ("a", 19.9, H, False), ("a", 20, H, True)],
             id="a-lost-probe-is-replaced-after-reset",
         ),
     ],
@@ -121,9 +150,10 @@ def test_opened_at_is_the_wall_time_given_and_cleared_on_close() -> None:
     """opened_at shows the caller's wall time of the opening; closing clears it and the count."""
     breaker = Breaker(2, 5.0)
     breaker.record_failure(100.0, wall=1_700_000_000.0)
-    assert breaker.opened_at is None
+    assert (breaker.state, breaker.opened_at) == (C, None)
     breaker.record_failure(101.0, wall=1_700_000_001.0)
-    assert (breaker.state, breaker.failures, breaker.opened_at) == (O, 2, 1_700_000_001.0)
+    opened = (breaker.state, breaker.failures, breaker.opened_at)
+    assert opened == (OP, 2, 1_700_000_001.0)
     assert breaker.gauge_value == 2
     assert breaker.reopens_in(102.0) == pytest.approx(4.0)
     assert breaker.tick(106.0) is H and breaker.gauge_value == 1
@@ -137,7 +167,7 @@ def test_retune_keeps_live_state() -> None:
     breaker = Breaker(1, 60.0)
     breaker.record_failure(0.0)
     breaker.retune(5, 2.0)
-    assert breaker.state is O
+    assert breaker.state is OP
     assert breaker.allow(2.0)
     breaker.record_success(2.5)
     for t in range(4):

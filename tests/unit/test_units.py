@@ -34,7 +34,20 @@ def test_parse_duration_accepts(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-BAD_DURATIONS: list[object] = ["", "2x", "5", "-5s", "s", "1h 30m", "5 m", "1.s", "abc", 5, None, 1.5]
+BAD_DURATIONS: list[object] = [
+    "",
+    "2x",
+    "5",
+    "-5s",
+    "s",
+    "1h 30m",
+    "5 m",
+    "1.s",
+    "abc",
+    5,
+    None,
+    1.5,
+]
 
 
 @pytest.mark.parametrize("text", BAD_DURATIONS)
@@ -74,7 +87,8 @@ GOOD_RATES = [
 def test_parse_rate_accepts(text: str, count: int, period: float, per_second: float) -> None:
     """COUNT/PERIOD parses into count, period seconds and a per-second refill."""
     rate = parse_rate(text)
-    assert (rate.count, rate.period) == (count, pytest.approx(period))
+    assert rate.count == count
+    assert rate.period == pytest.approx(period)
     assert rate.per_second == pytest.approx(per_second)
     assert str(rate) == text
 
@@ -85,7 +99,7 @@ BAD_RATES: list[object] = ["10", "0/s", "-1/s", "x/s", "10/x", "10/0s", "/s", "1
 @pytest.mark.parametrize("text", BAD_RATES)
 def test_parse_rate_rejects(text: object) -> None:
     """Malformed rates raise ValueError starting with 'bad rate'."""
-    with pytest.raises(ValueError, match="^bad rate"):
+    with pytest.raises(ValueError, match=r"^bad rate"):
         parse_rate(text)
 
 

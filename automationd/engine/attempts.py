@@ -1,0 +1,199 @@
+"""One phase of one target: attempts, classification, backoff and the service/worker gates.
+
+Rules:
+- An attempt waits for its service gate (token, concurrency slot, 429 pause, breaker) first
+  and for a global worker slot second, so waiting on a partner API never holds a worker.
+- The attempt row is posted when it starts (outcome NULL) and again when it ends; a crash in
+  between leaves the NULL that recovery reads as ``interrupted``.
+- A retryable failure with retries left waits out the backoff (``Retry-After`` honoured for
+  ``rate_limited``), during which the run shows ``retrying`` if nothing else of it executes.
+- While the daemon drains, no new attempt starts and backoffs end early: ``Drained``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from automationd.actions.base import ActionContext, ActionResult, build_action
+from automationd.config.model import Backoff, JobSpec
+from automationd.core.backoff import retry_delay
+from automationd.core.runstate import RunEvent, RunState, next_run_state
+from automationd.errors import ActionError, ErrorKind
+from automationd.obs.metrics import JobMetrics
+from automationd.records import Attempt, Phase, RunError, Target
+from automationd.store.runs import w_attempt, w_attempt_pgid, w_run, w_target
+
+if TYPE_CHECKING:
+    from automationd.engine.dispatcher import Engine, LiveRun
+    from automationd.engine.jobs import JobRuntime
+
+log = structlog.get_logger("automationd.engine")
+
+_PHASE_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2}
+_DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
+
+
+class Drained(Exception):
+    """The daemon is draining: this run parks and resumes at next start."""
+
+
+def prepare_job(engine: Engine, job: JobRuntime) -> None:
+    """Per-job things made once, on the job's first attempt: actions, logger, metrics."""
+    spec = job.spec
+    job.actions = (
+        build_action(spec.action, http=engine.http),
+        build_action(spec.check, http=engine.http) if spec.check else None,
+        build_action(spec.verify, http=engine.http) if spec.verify else None,
+    )
+    job.log = structlog.get_logger("automationd.action").bind(job=job.name)
+    if job.meters is None:
+        job.meters = JobMetrics(engine.metrics, job.name)
+
+
+async def run_phase(
+    engine: Engine, live: LiveRun, phase: Phase, target: Target | None
+) -> ActionResult | RunError:
+    """Attempts of one phase for one target until success, a fatal error or no retries left."""
+    spec = live.job.spec
+    tries = live.targets[target.idx].attempts if target is not None else 0
+    while True:
+        if engine.draining.is_set():
+            raise Drained
+        try:
+            return await _attempt(engine, live, phase, target, is_retry=tries > 0)
+        except ActionError as exc:
+            tries = live.targets[target.idx].attempts if target is not None else tries + 1
+            if not exc.kind.retryable or tries > spec.retries:
+                return RunError(kind=exc.kind, message=exc.message)
+            gate = live.job.gate
+            rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
+            cap = gate.config.max_retry_after if gate is not None else 3600.0
+            delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap,
+                                engine.rng)
+            await _backoff(engine, live, delay)
+
+
+async def _backoff(engine: Engine, live: LiveRun, delay: float) -> None:
+    if live.executing == 0 and live.run.state is RunState.RUNNING:
+        live.run = replace(live.run, state=next_run_state(live.run.state, RunEvent.BACKOFF))
+        engine.post([w_run(live.run)])
+    try:
+        async with asyncio.timeout(delay):
+            await engine.draining.wait()
+    except TimeoutError:
+        return
+    raise Drained
+
+
+async def _attempt(
+    engine: Engine, live: LiveRun, phase: Phase, target: Target | None, *, is_retry: bool
+) -> ActionResult:
+    job = live.job
+    gate = job.gate
+    if gate is not None:
+        async with gate.slot(is_retry=is_retry):
+            await engine.pool.acquire(job.spec.priority)
+            try:
+                return await _call(engine, live, phase, target)
+            finally:
+                engine.pool.release()
+    await engine.pool.acquire(job.spec.priority)
+    try:
+        return await _call(engine, live, phase, target)
+    finally:
+        engine.pool.release()
+
+
+async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None
+                ) -> ActionResult:
+    if engine.draining.is_set():
+        raise Drained
+    job = live.job
+    spec = job.spec
+    if job.actions is None:
+        prepare_job(engine, job)
+    assert job.actions is not None
+    action = job.actions[_PHASE_SLOT[phase]]
+    assert action is not None, f"job {job.name} has no {phase} action"
+    now = engine.clock.time()
+    run = live.run
+    if run.state is RunState.RETRYING:
+        run = replace(run, state=next_run_state(run.state, RunEvent.RESUME))
+    n = run.attempts + 1
+    live.run = run = replace(run, attempts=n)
+    tidx = target.idx if target is not None else -1
+    tval = target.target if target is not None else None
+    writes = [w_run(run)]
+    if target is not None and phase is Phase.PERFORM:
+        cur = live.targets[tidx]
+        live.targets[tidx] = cur = replace(cur, attempts=cur.attempts + 1)
+        if live.persist_targets:
+            writes.append(w_target(cur))
+    attempt = Attempt(run_id=run.id, n=n, phase=phase, target=tval, target_idx=tidx,
+                      started_at=now)
+    writes.append(w_attempt(attempt))
+    engine.post(writes)
+    run_id = run.id
+
+    def on_spawn(pgid: int) -> None:
+        engine.post([w_attempt_pgid(run_id, n, pgid)])
+
+    ctx = ActionContext(
+        job=job.name,
+        run_id=run_id,
+        attempt=n,
+        phase=phase,
+        target=tval,
+        payload=run.payload,
+        log=job.log.bind(run_id=run_id, attempt=n, phase=phase.value),
+        service=spec.service,
+        timeout=_timeout(spec, phase),
+        idempotency_key=f"{run_id}/{max(tidx, 0)}",
+        on_spawn=on_spawn,
+        on_http_response=job.gate.observe_http if job.gate is not None else None,
+    )
+    live.executing += 1
+    result: ActionResult | None = None
+    error: ActionError | None = None
+    try:
+        result = await action(ctx)
+    except ActionError as exc:
+        error = exc
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # an action bug is a retryable failure, never a crash
+        error = ActionError(f"{type(exc).__name__}: {exc}", kind=ErrorKind.RETRYABLE)
+    finally:
+        live.executing -= 1
+    outcome = "ok" if error is None else error.kind.value
+    output = result.output if result is not None else getattr(error, "output", ())
+    stdout = stderr = None
+    for stream, text in output:
+        if stream == "stdout":
+            stdout = text
+        elif stream == "stderr":
+            stderr = text
+    engine.post([w_attempt(
+        replace(attempt, finished_at=engine.clock.time(), outcome=outcome,
+                error=error.message if error else None),
+        stdout=stdout, stderr=stderr,
+    )])
+    job.meters.attempt(outcome)
+    if job.gate is not None:
+        job.gate.report(ok=error is None, kind=error.kind if error else None,
+                        retry_after=error.retry_after if error else None)
+    if error is not None:
+        raise error
+    assert result is not None
+    return result
+
+
+def _timeout(spec: JobSpec, phase: Phase) -> float:
+    action = spec.action if phase is Phase.PERFORM else (
+        spec.check if phase is Phase.CHECK else spec.verify)
+    t = getattr(action, "timeout", None)
+    return float(t) if t is not None else float(spec.timeout)
