@@ -95,10 +95,32 @@ def _count(text: str) -> int:
 # --- the command tree --------------------------------------------------------------------------
 
 
+_HELP = {
+    "jobs.list": "list jobs",
+    "jobs.get": "one job, its next fire times and last runs",
+    "jobs.remove": "remove a job added through the socket",
+    "jobs.pause": "pause a job (survives restarts and reloads)",
+    "jobs.resume": "resume a paused job",
+    "jobs.trigger": "start a run now",
+    "runs.list": "list runs, newest first",
+    "runs.get": "one run with its attempts and targets",
+    "runs.logs": "captured output of a run",
+    "runs.cancel": "cancel a run",
+    "runs.retry": "re-run the failed targets of a failed/partial run",
+    "dlq.list": "list dead-lettered targets",
+    "dlq.retry": "requeue dead-lettered targets",
+    "dlq.purge": "drop dead-lettered targets",
+    "events.list": "list stored events",
+    "events.publish": "publish an event",
+    "events.replay": "re-deliver stored events to today's triggers",
+}
+
+
 def _leaf(
     sub: Any, name: str, cmd: str, view: str, fields: Sequence[str] = (), help: str = ""
 ) -> argparse.ArgumentParser:
     """A subcommand sending ``cmd`` with ``fields`` (namespace attrs named like socket args)."""
+    help = help or _HELP.get(cmd, "")
     p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
     p.set_defaults(cmd=cmd, view=view, fields=tuple(fields))
     _add_common(p, argparse.SUPPRESS)
@@ -275,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             out(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         else:
             render(ns.view, result, out)
-    except BrokenPipeError:  # `automationctl runs list | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `automationctl runs list | head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet the exit flush
     return EXIT_OK
 
 

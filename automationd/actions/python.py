@@ -13,7 +13,7 @@ import asyncio
 import importlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from automationd.actions.base import ActionContext, ActionResult, phase_result
@@ -72,10 +72,26 @@ class PythonRunner:
         self._name = spec.callable
 
     async def __call__(self, ctx: ActionContext) -> ActionResult:
+        coro = self._fn(ctx)
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:  # finished without ever waiting: no timer needed
+            value = stop.value
+        except ActionError:
+            raise
+        except (Exception, SystemExit) as exc:
+            raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
+        else:
+            value = await self._finish(ctx, coro, first)
+        _check_json(value)
+        return phase_result(ctx.phase, value)
+
+    async def _finish(self, ctx: ActionContext, coro: Any, first: Any) -> Any:
+        """The rest of a callable that suspended, under the attempt's timeout."""
         timer = asyncio.timeout(ctx.timeout)
         try:
             async with timer:
-                value = await self._fn(ctx)
+                return await _Resumed(coro, first)
         except ActionError:
             raise
         except TimeoutError as exc:
@@ -87,8 +103,41 @@ class PythonRunner:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
         except (Exception, SystemExit) as exc:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
-        _check_json(value)
-        return phase_result(ctx.phase, value)
+
+
+class _Resumed:
+    """Await a coroutine that was already stepped once (by ``send(None)``).
+
+    Why: most python actions finish without suspending; stepping them by hand first means
+    those never pay for a timeout timer. One that did suspend yielded a future to us; this
+    re-yields it to the task and then drives the coroutine exactly as ``await`` would
+    (values and exceptions, cancellation included, go into the coroutine).
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self._coro, self._first
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def _describe(exc: BaseException) -> str:

@@ -37,6 +37,8 @@ ERROR_CODES = frozenset(
     {"bad_request", "not_found", "conflict", "forbidden", "unavailable", "internal"}
 )
 _REQUEST_KEYS = frozenset({"id", "cmd", "args"})
+_ID_TYPES = frozenset({int, str, type(None)})
+_JSON_SPACE = " \t\r\n"
 
 # A JSON string (with escapes) or one bracket: strings are skipped whole so brackets inside
 # them do not count towards the depth.
@@ -98,37 +100,38 @@ def parse_request(line: bytes) -> Request:
     if len(body) > MAX_LINE:
         raise RequestError("request line exceeds 1 MiB")
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8").strip(_JSON_SPACE)
     except UnicodeDecodeError as exc:
         raise RequestError(f"request is not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
+    if not text:
         raise RequestError("empty request line")
     if too_deep(body):
         raise RequestError(f"request nests deeper than {MAX_DEPTH} levels")
     try:
-        obj = _DECODER.decode(text)
+        obj, end = _DECODER.raw_decode(text)
     except ValueError as exc:  # JSONDecodeError is a ValueError, and so is NaN/Infinity
         raise RequestError(f"invalid JSON: {exc}") from None
-    if not isinstance(obj, dict):
+    if end != len(text):
+        raise RequestError(f"invalid JSON: extra data at char {end}")
+    if type(obj) is not dict:
         raise RequestError("request must be a JSON object")
 
     rid = obj.get("id")
-    if isinstance(rid, bool) or not isinstance(rid, int | str | None):
+    if type(rid) not in _ID_TYPES:  # bool is an int subclass, and refused
         raise RequestError("'id' must be an integer, a string or null")
-    if isinstance(rid, str) and _has_surrogates(rid):
-        rid = None
     if "\\u" in text and _has_surrogates(obj):
+        if isinstance(rid, str) and _has_surrogates(rid):
+            rid = None  # cannot be echoed as valid UTF-8
         raise RequestError("request contains a lone UTF-16 surrogate", rid)
-    unknown = obj.keys() - _REQUEST_KEYS
-    if unknown:
-        raise RequestError(f"unknown request key {min(unknown)!r}", rid)
+    if len(obj) > 1 and not _REQUEST_KEYS.issuperset(obj):
+        raise RequestError(f"unknown request key {min(obj.keys() - _REQUEST_KEYS)!r}", rid)
     cmd = obj.get("cmd")
-    if not isinstance(cmd, str) or not cmd:
+    if type(cmd) is not str or not cmd:
         raise RequestError("'cmd' must be a non-empty string", rid)
     args = obj.get("args")
     if args is None:
         args = {}
-    elif not isinstance(args, dict):
+    elif type(args) is not dict:
         raise RequestError("'args' must be a JSON object", rid)
     return Request(rid, cmd, args)
 

@@ -112,7 +112,9 @@ def build_config(raw: Mapping[str, Any], *, path: Path) -> Config:
     workers = _section(raw, "workers")
     v.check_keys(workers, "workers", frozenset({"max_concurrency"}))
     retention = _section(raw, "retention")
-    v.check_keys(retention, "retention", frozenset({"runs_max_age", "events_max_age"}))
+    v.check_keys(
+        retention, "retention", frozenset({"runs_max_age", "events_max_age", "prune_interval"})
+    )
     defaults = _defaults(_section(raw, "defaults"))
     services = _services(_section(raw, "services"))
     return Config(
@@ -129,6 +131,9 @@ def build_config(raw: Mapping[str, Any], *, path: Path) -> Config:
             ),
             events_max_age=v.duration(
                 retention.get("events_max_age", "7d"), "retention", "events_max_age", positive=True
+            ),
+            prune_interval=v.duration(
+                retention.get("prune_interval", "5m"), "retention", "prune_interval", positive=True
             ),
         ),
         defaults=defaults,

@@ -14,7 +14,6 @@ from typing import Any
 from automationd.units import Rate
 
 
-
 class Overlap(enum.StrEnum):
     SKIP = "skip"
     QUEUE = "queue"
@@ -63,6 +62,7 @@ class WorkersConfig:
 class RetentionConfig:
     runs_max_age: float = 30 * 86400.0
     events_max_age: float = 7 * 86400.0
+    prune_interval: float = 300.0  # seconds between prune passes (the first is sooner)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,11 +65,18 @@ def retry_delay(
     """The wait before the next attempt, choosing the rule by error kind.
 
     rate_limited with a Retry-After waits exactly that long (capped by the service's
-    ``max_retry_after``); rate_limited without one uses the service's slower policy;
-    every other kind uses the job's backoff.
+    ``max_retry_after``); rate_limited without one uses the service's slower policy.
+    breaker_open with a ``retry_after`` (seconds until the half-open probe) waits at least
+    until then: a refused attempt counts as a try, and retrying before the breaker can let
+    anyone through would spend every retry without ever reaching the service. The job's
+    backoff stays a floor, so refusals while a probe is out still back off as usual.
+    Every other kind uses the job's backoff.
     """
     if kind is ErrorKind.RATE_LIMITED:
         if retry_after is not None:
             return max(0.0, min(retry_after, max_retry_after))
         return backoff_delay(retry_number, rate_limited_policy, rng)
-    return backoff_delay(retry_number, policy, rng)
+    delay = backoff_delay(retry_number, policy, rng)
+    if kind is ErrorKind.BREAKER_OPEN and retry_after is not None:
+        return max(delay, min(retry_after, max_retry_after))
+    return delay

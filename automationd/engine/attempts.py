@@ -13,10 +13,10 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from automationd.actions.base import ActionContext, ActionResult, build_action
 from automationd.config.model import Backoff, JobSpec
@@ -59,14 +59,16 @@ async def run_phase(
 ) -> ActionResult | RunError:
     """Attempts of one phase for one target until success, a fatal error or no retries left."""
     spec = live.job.spec
-    tries = live.targets[target.idx].attempts if target is not None else 0
+    per_target = target is not None and phase is Phase.PERFORM  # only perform counts there
+    tries = live.targets[target.idx].attempts if target is not None and per_target else 0
     while True:
         if engine.draining.is_set():
             raise Drained
         try:
             return await _attempt(engine, live, phase, target, is_retry=tries > 0)
         except ActionError as exc:
-            tries = live.targets[target.idx].attempts if target is not None else tries + 1
+            tries = (live.targets[target.idx].attempts if target is not None and per_target
+                     else tries + 1)
             if not exc.kind.retryable or tries > spec.retries:
                 return RunError(kind=exc.kind, message=exc.message)
             gate = live.job.gate
@@ -79,7 +81,7 @@ async def run_phase(
 
 async def _backoff(engine: Engine, live: LiveRun, delay: float) -> None:
     if live.executing == 0 and live.run.state is RunState.RUNNING:
-        live.run = replace(live.run, state=next_run_state(live.run.state, RunEvent.BACKOFF))
+        live.run = live.run.evolve(state=next_run_state(live.run.state, RunEvent.BACKOFF))
         engine.post([w_run(live.run)])
     try:
         async with asyncio.timeout(delay):
@@ -95,17 +97,47 @@ async def _attempt(
     job = live.job
     gate = job.gate
     if gate is not None:
-        async with gate.slot(is_retry=is_retry):
-            await engine.pool.acquire(job.spec.priority)
-            try:
-                return await _call(engine, live, phase, target)
-            finally:
-                engine.pool.release()
+        entered = False
+        try:
+            async with gate.slot(is_retry=is_retry):
+                entered = True
+                await engine.pool.acquire(job.spec.priority)
+                try:
+                    return await _call(engine, live, phase, target)
+                finally:
+                    engine.pool.release()
+        except ActionError as exc:
+            if not entered:  # refused by the gate (breaker open): still an attempt
+                _refused(engine, live, phase, target, exc)
+            raise
     await engine.pool.acquire(job.spec.priority)
     try:
         return await _call(engine, live, phase, target)
     finally:
         engine.pool.release()
+
+
+def _refused(engine: Engine, live: LiveRun, phase: Phase, target: Target | None,
+             exc: ActionError) -> None:
+    """Record an attempt the gate refused: it counts toward retries and shows its kind."""
+    now = engine.clock.time()
+    run = live.run = live.run.evolve(attempts=live.run.attempts + 1)
+    tidx = target.idx if target is not None else -1
+    writes = [w_run(run)]
+    if target is not None and phase is Phase.PERFORM:
+        cur = live.targets[tidx]
+        live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
+        if live.persist_targets:
+            writes.append(w_target(cur))
+    writes.append(w_attempt(Attempt(
+        run_id=run.id, n=run.attempts, phase=phase,
+        target=target.target if target is not None else None, target_idx=tidx,
+        started_at=now, finished_at=now, outcome=exc.kind.value, error=exc.message)))
+    engine.post(writes)
+    if live.job.meters is None:
+        prepare_job(engine, live.job)
+    assert live.job.meters is not None
+    live.job.meters.attempt(exc.kind.value)
 
 
 async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None
@@ -122,20 +154,25 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
     now = engine.clock.time()
     run = live.run
     if run.state is RunState.RETRYING:
-        run = replace(run, state=next_run_state(run.state, RunEvent.RESUME))
+        run = run.evolve(state=next_run_state(run.state, RunEvent.RESUME))
     n = run.attempts + 1
-    live.run = run = replace(run, attempts=n)
+    live.run = run = run.evolve(attempts=n)
     tidx = target.idx if target is not None else -1
     tval = target.target if target is not None else None
     writes = [w_run(run)]
     if target is not None and phase is Phase.PERFORM:
         cur = live.targets[tidx]
-        live.targets[tidx] = cur = replace(cur, attempts=cur.attempts + 1)
+        live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
         if live.persist_targets:
             writes.append(w_target(cur))
     attempt = Attempt(run_id=run.id, n=n, phase=phase, target=tval, target_idx=tidx,
                       started_at=now)
-    writes.append(w_attempt(attempt))
+    # Lean path: the first attempt of a one-action run needs no row of its own unless it
+    # fails or prints: the run row (attempts=1, started_at, state) says all of it, runs.get
+    # rebuilds it, and recovery reads "attempts=1 without a row" as interrupted.
+    lean = n == 1 and not live.persist_targets and phase is Phase.PERFORM and live.lean
+    if not lean:
+        writes.append(w_attempt(attempt))
     engine.post(writes)
     run_id = run.id
 
@@ -149,7 +186,7 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
         phase=phase,
         target=tval,
         payload=run.payload,
-        log=job.log.bind(run_id=run_id, attempt=n, phase=phase.value),
+        log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
         service=spec.service,
         timeout=_timeout(spec, phase),
         idempotency_key=f"{run_id}/{max(tidx, 0)}",
@@ -177,11 +214,12 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
             stdout = text
         elif stream == "stderr":
             stderr = text
-    engine.post([w_attempt(
-        replace(attempt, finished_at=engine.clock.time(), outcome=outcome,
-                error=error.message if error else None),
-        stdout=stdout, stderr=stderr,
-    )])
+    if not (lean and error is None and stdout is None and stderr is None):
+        engine.post([w_attempt(
+            attempt.evolve(finished_at=engine.clock.time(), outcome=outcome,
+                           error=error.message if error else None),
+            stdout=stdout, stderr=stderr,
+        )])
     job.meters.attempt(outcome)
     if job.gate is not None:
         job.gate.report(ok=error is None, kind=error.kind if error else None,
@@ -190,6 +228,24 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
         raise error
     assert result is not None
     return result
+
+
+class _LazyLog:
+    """``ctx.log``: binds run, attempt and phase on first use, so actions that never log
+    (most of them) never pay for a bind."""
+
+    __slots__ = ("_base", "_bound", "_kw")
+
+    def __init__(self, base: Any, run_id: str, attempt: int, phase: Phase) -> None:
+        self._base = base
+        self._bound: Any = None
+        self._kw = (run_id, attempt, phase)
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None:
+            run_id, attempt, phase = self._kw
+            self._bound = self._base.bind(run_id=run_id, attempt=attempt, phase=phase.value)
+        return getattr(self._bound, name)
 
 
 def _timeout(spec: JobSpec, phase: Phase) -> float:

@@ -17,7 +17,7 @@ from automationd.config.model import Config, JobSpec
 from automationd.core.reconcile import diff_jobs
 from automationd.engine.dispatcher import Engine, job_row
 from automationd.engine.jobs import JobRuntime, JobTable, schedule_for
-from automationd.engine.scheduler import Scheduler
+from automationd.engine.scheduler import MARK, Scheduler
 from automationd.errors import ConfigError, bad_request, conflict, not_found
 from automationd.store.jobs import JobRow, w_job, w_job_delete
 
@@ -38,6 +38,9 @@ class Catalog:
     # ------------------------------------------------------------ start-up
     def load(self, rows: dict[str, JobRow]) -> None:
         """Config jobs, then API jobs from the store; each picks up its persisted state."""
+        mark = rows.get(MARK)
+        if mark is not None:
+            self.scheduler.baseline = mark.last_scheduled
         for spec in self.config.jobs:
             self._put(spec, rows.get(spec.name))
         for row in rows.values():

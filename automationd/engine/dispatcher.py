@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -65,6 +65,7 @@ class LiveRun:
     cancel_reason: str | None = None
     executing: int = 0
     resumed: bool = False
+    lean: bool = False  # one plain action (no check/verify/exec): see attempts.py
 
 
 def job_row(job: JobRuntime) -> JobRow:
@@ -99,6 +100,7 @@ class Engine:
         self.draining = asyncio.Event()
         self.on_run_end: Callable[[Run], Awaitable[None]] | None = None
         self._tg: asyncio.TaskGroup | None = None
+        self._dirty: dict[str, JobRuntime] = {}
 
     # ----------------------------------------------------------------- plumbing
     def attach(self, tg: asyncio.TaskGroup) -> None:
@@ -113,6 +115,17 @@ class Engine:
     def post(self, writes: Sequence[Write]) -> None:
         """Submit writes nobody waits for (ordered with everything else, just no future)."""
         self.db.post(writes)
+
+    def touch(self, job: JobRuntime) -> None:
+        """Job counters changed: write the job's row with the next batch, once per batch
+        however many of its runs changed it (one row per job, not one per run)."""
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush_jobs)
+        self._dirty[job.name] = job
+
+    def _flush_jobs(self) -> None:
+        jobs, self._dirty = self._dirty, {}
+        self.post([w_job(job_row(j)) for j in jobs.values()])
 
     def new_id(self) -> str:
         return self.ids.new(self.clock.time())
@@ -164,11 +177,15 @@ class Engine:
         job.run_count += 1
         job.last_run = run_id
         persist = explicit is not None
-        writes = [w_run(run), w_job(job_row(job))]
+        writes = [w_run(run)]
+        if job.spec.max_runs:  # the count decides completion: keep it in the same unit
+            writes.append(w_job(job_row(job)))
+        else:
+            self.touch(job)
         if persist:
             writes.extend(w_target(t) for t in tobjs)
         live = LiveRun(run=run, job=job, targets=tobjs, persist_targets=persist,
-                       skip_check=skip_check, after=after)
+                       skip_check=skip_check, after=after, lean=job.lean)
         return live, writes
 
     def launch(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> asyncio.Future[None]:
@@ -188,7 +205,8 @@ class Engine:
             created_at=now, scheduled_for=scheduled_for, finished_at=now, reason=reason,
         )
         job.last_run = run.id
-        self.post([w_run(run), w_job(job_row(job))])
+        self.post([w_run(run)])
+        self.touch(job)
         self.meters(job).run_ended("skipped", None, now)
         return run
 
@@ -197,20 +215,45 @@ class Engine:
         self._start(live, None)
 
     def _start(self, live: LiveRun, durable: asyncio.Future[None] | None) -> None:
-        assert self._tg is not None, "engine not attached to a TaskGroup"
+        """Track the run now; start its task once its creation is durable.
+
+        Starting from the durability callback (rather than a task awaiting it) costs no
+        shield and no task switch, and a run whose write failed never starts at all.
+        """
         self.live[live.run.id] = live
         live.job.active[live.run.id] = live
-        live.task = self._tg.create_task(self._run_task(live, durable), name=f"run:{live.run.id}")
+        if durable is None:
+            self._spawn(live)
+        else:
+            durable.add_done_callback(lambda done: self._stored(live, done))
+
+    def _stored(self, live: LiveRun, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self._forget(live)  # never stored: the caller was told; nothing to run
+            log.error("run.not_stored", run_id=live.run.id, job=live.job.name)
+            return
+        if self.draining.is_set():
+            self._forget(live)  # durable and queued: it resumes at next start
+            return
+        self._spawn(live)
+
+    def _spawn(self, live: LiveRun) -> None:
+        assert self._tg is not None, "engine not attached to a TaskGroup"
+        live.task = self._tg.create_task(self._run_task(live), name=f"run:{live.run.id}")
+
+    def _forget(self, live: LiveRun) -> None:
+        self.live.pop(live.run.id, None)
+        live.job.active.pop(live.run.id, None)
 
     # ----------------------------------------------------------------- a run's task
-    async def _run_task(self, live: LiveRun, durable: asyncio.Future[None] | None) -> None:
+    async def _run_task(self, live: LiveRun) -> None:
         run_id = live.run.id
         try:
-            if durable is not None:
-                await asyncio.shield(durable)
             for prev in live.after:
                 if not prev.done():
                     await asyncio.wait([prev])
+            if live.cancel_reason is not None:
+                raise asyncio.CancelledError
             await self._execute(live)
         except (Drained, PoolClosed):
             log.info("run.parked", run_id=run_id, job=live.job.name)
@@ -227,8 +270,7 @@ class Engine:
                 except Exception:
                     log.exception("run.finish_failed", run_id=run_id)
         finally:
-            self.live.pop(run_id, None)
-            live.job.active.pop(run_id, None)
+            self._forget(live)
 
     async def _execute(self, live: LiveRun) -> None:
         if self.draining.is_set():
@@ -236,9 +278,9 @@ class Engine:
         run = live.run
         if run.state is RunState.QUEUED or live.resumed:
             event = RunEvent.START if run.state is RunState.QUEUED else RunEvent.RESUME
-            live.run = run = replace(run, state=next_run_state(run.state, event),
-                                     started_at=run.started_at or self.clock.time())
-            self.post([w_run(run)])
+            # Not written here: the first attempt's write (same batch) carries "running".
+            live.run = run = run.evolve(state=next_run_state(run.state, event),
+                                        started_at=run.started_at or self.clock.time())
         if live.job.spec.check is not None and not live.skip_check and run.targets_total == 0:
             res = await run_phase(self, live, Phase.CHECK, None)
             if isinstance(res, RunError):
@@ -275,7 +317,7 @@ class Engine:
         live.targets = [Target(run_id=run.id, idx=i, target=t) for i, t in enumerate(tlist)]
         live.persist_targets = explicit is not None
         payload = res.payload if res.payload is not None else run.payload
-        live.run = replace(run, payload=payload, targets_total=len(tlist), result=res.value)
+        live.run = run.evolve(payload=payload, targets_total=len(tlist), result=res.value)
         writes = [w_run(live.run)]
         if live.persist_targets:
             writes.extend(w_target(t) for t in live.targets)
@@ -299,7 +341,7 @@ class Engine:
         if isinstance(res, RunError):
             self.fail_target(live, target, res)
             return
-        target = replace(target, state=next_target_state(target.state, TargetEvent.SUCCEED),
+        target = target.evolve(state=next_target_state(target.state, TargetEvent.SUCCEED),
                          result=res.value)
         live.targets[target.idx] = target
         if live.persist_targets:
@@ -308,7 +350,7 @@ class Engine:
     def fail_target(self, live: LiveRun, target: Target, err: RunError) -> None:
         """A target that exhausted its retries or failed fatally: mark it, dead-letter it."""
         now = self.clock.time()
-        target = replace(target, state=next_target_state(target.state, TargetEvent.FAIL),
+        target = target.evolve(state=next_target_state(target.state, TargetEvent.FAIL),
                          error=err)
         live.targets[target.idx] = target
         entry = DlqEntry(
@@ -332,15 +374,15 @@ class Engine:
         now = self.clock.time()
         ok = sum(1 for t in live.targets if t.state is TargetState.SUCCEEDED)
         failed = sum(1 for t in live.targets if t.state is TargetState.FAILED)
-        run = live.run = replace(
-            live.run, state=next_run_state(live.run.state, event), finished_at=now,
+        run = live.run = live.run.evolve(state=next_run_state(live.run.state, event), finished_at=now,
             targets_succeeded=ok, targets_failed=failed, error=error, reason=reason,
             result=result if result is not None else live.run.result,
         )
         job = live.job
         if run.state is RunState.SUCCEEDED:
             job.last_success = now
-        await self.write([w_run(run), w_job(job_row(job))])
+        self.touch(job)
+        await self.write([w_run(run)])
         duration = now - run.started_at if run.started_at is not None else None
         self.meters(job).run_ended(run.state.value, duration, now)
         log.info("run.finished", run_id=run.id, job=job.name, state=run.state.value,
@@ -354,11 +396,13 @@ class Engine:
 
     # ----------------------------------------------------------------- control
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> LiveRun | None:
+        """Ask a live run to end ``cancelled`` (one not yet started ends so when it starts)."""
         live = self.live.get(run_id)
-        if live is None or live.task is None:
+        if live is None:
             return None
         live.cancel_reason = reason
-        live.task.cancel()
+        if live.task is not None:
+            live.task.cancel()
         return live
 
 

@@ -1,29 +1,38 @@
 """The event bus: publish, match triggers, store history, replay, and run-outcome events.
 
+Theory of operation:
 - ``publish`` stores the event and creates the runs of every enabled listener whose ``on`` glob
-  matches and whose ``when`` fields equal the payload's, in ONE submitted unit (one
-  transaction), and answers once it is durable.
-- An ``idempotency_key`` makes a re-publish return the first event and start nothing new
-  (same synchronous-registration trick as engine/intake.py).
-- Runs ending ``succeeded``/``partial``/``failed`` publish ``run.<state>`` one level deeper;
-  past ``max_depth`` the event is stored but triggers nothing (logged), so a job that
-  triggers itself cannot loop forever.
-- ``replay`` re-delivers stored events to the triggers as they are now, with an idempotency
-  key per (event, job) so replaying a window twice starts nothing new unless forced.
+  matches and whose ``when`` fields equal the payload's, in ONE submitted unit (one writer
+  entry, so one transaction), and answers once it is durable: an answered publish has its
+  event row and its run rows on disk, or neither.
+- An ``idempotency_key`` makes a re-publish return the first event and start nothing new.
+  The first publisher registers a future synchronously (before any await), so concurrent
+  publishers with the same key share its answer and the unique index is never hit.
+- Runs ending ``succeeded``/``partial``/``failed`` publish ``run.<state>`` one level deeper
+  (an event's depth = its cause's depth + 1; published events have depth 0, and a run gets
+  the depth of the event that started it). An event at depth ``max_depth`` or more is stored
+  but triggers nothing, logged as ``event.depth_limit``: a chain holds at most ``max_depth``
+  runs, so a job that triggers itself cannot loop forever.
+- ``replay`` re-delivers stored events to the triggers as they are now. Each run gets the
+  idempotency key ``replay:<event id>`` (unique per (job, key), i.e. per (event, job)), so
+  replaying a window twice starts nothing new unless forced. Replays are serialised: two
+  concurrent replays of one window must not both pass the "not replayed yet" check, because a
+  duplicate key would fail the whole group-commit batch it rides in.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from automationd.core.match import event_matches, glob_match
+from automationd.core.match import event_matches
 from automationd.core.runstate import RunState
 from automationd.engine.dispatcher import Engine, LiveRun
-from automationd.engine.jobs import JobTable
+from automationd.engine.jobs import JobRuntime, JobTable
 from automationd.obs.metrics import Metrics
 from automationd.records import Event, Run, Trigger
 from automationd.store.db import Write
@@ -33,6 +42,8 @@ from automationd.store.runs import RunStore
 log = structlog.get_logger("automationd.events")
 
 DEFAULT_MAX_DEPTH = 16
+_KEYS_KEPT = 100_000
+_REPLAY_CHUNK = 500  # runs per submitted unit during a replay: bounded writer entries
 _OUTCOMES = frozenset({RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED})
 
 
@@ -54,14 +65,17 @@ class EventBus:
         self.metrics = metrics
         self.max_depth = max_depth
         self._keys: OrderedDict[str, asyncio.Future[tuple[Event, list[str]]]] = OrderedDict()
+        self._replaying = asyncio.Lock()
 
+    # ----------------------------------------------------------------- publish
     async def publish(
         self, name: str, payload: Any = None, *, idempotency_key: str | None = None,
         depth: int = 0,
     ) -> tuple[Event, list[str], bool]:
         """Store the event and start its runs; ``existing`` is True for a repeated key."""
         if idempotency_key is None:
-            event, triggered = await self._publish(name, payload, None, depth)
+            event, triggered, durable = self._emit(name, payload, None, depth)
+            await durable
             return event, triggered, False
         seen = self._keys.get(idempotency_key)
         if seen is not None:
@@ -69,59 +83,54 @@ class EventBus:
             return event, triggered, True
         mine: asyncio.Future[tuple[Event, list[str]]] = asyncio.get_running_loop().create_future()
         self._keys[idempotency_key] = mine
-        if len(self._keys) > 100_000:
+        if len(self._keys) > _KEYS_KEPT:
             self._keys.popitem(last=False)
         try:
-            old = await self.events.by_key(idempotency_key)
+            old = await self.events.by_key(idempotency_key)  # from an earlier life
             if old is not None:
-                triggered = [r.id for r in await self._runs_of_event(old.id)]
-                mine.set_result((old, triggered))
-                return old, triggered, True
-            result = await self._publish(name, payload, idempotency_key, depth)
+                result = (old, await self.events.run_ids_of(old))
+                mine.set_result(result)
+                return result[0], result[1], True
+            event, triggered, durable = self._emit(name, payload, idempotency_key, depth)
+            await durable
         except BaseException as exc:
             self._keys.pop(idempotency_key, None)
             if not mine.done():
                 mine.set_exception(exc)
-                mine.exception()
+                mine.exception()  # retrieved: waiters re-raise it themselves
             raise
-        mine.set_result(result)
-        return result[0], result[1], False
-
-    async def _publish(
-        self, name: str, payload: Any, key: str | None, depth: int
-    ) -> tuple[Event, list[str]]:
-        event, triggered, durable = self._emit(name, payload, key, depth)
-        await durable
-        return event, triggered
+        mine.set_result((event, triggered))
+        return event, triggered, False
 
     def _emit(
-        self, name: str, payload: Any, key: str | None, depth: int
-    ) -> tuple[Event, list[str], asyncio.Future[None]]:
+        self, name: str, payload: Any, key: str | None, depth: int, *, wait: bool = True
+    ) -> tuple[Event, list[str], asyncio.Future[None] | None]:
         """Store the event and start its runs in one submitted unit; nothing awaited."""
         engine = self.engine
         event = Event(id=engine.new_id(), name=name, payload=payload,
                       created_at=engine.clock.time(), idempotency_key=key, depth=depth)
         writes: list[Write] = [w_event(event)]
         lives: list[LiveRun] = []
-        if depth > self.max_depth:
+        matched = self._listeners_of(name, payload)
+        if matched and depth >= self.max_depth:
             log.warning("event.depth_limit", name=name, event_id=event.id, depth=depth,
-                        limit=self.max_depth)
+                        limit=self.max_depth, jobs=[j.name for j in matched])
         else:
-            for job in self.jobs.listeners.values():
-                if job.enabled and event_matches(job.spec.on, job.spec.when, name, payload):
-                    live, w = engine.prepare_run(job, trigger=Trigger.EVENT, payload=payload,
-                                                 depth=depth, origin=event.id)
-                    lives.append(live)
-                    writes.extend(w)
-        durable = engine.launch(lives, writes)
+            for job in matched:
+                live, w = engine.prepare_run(job, trigger=Trigger.EVENT, payload=payload,
+                                             depth=depth, origin=event.id)
+                lives.append(live)
+                writes.extend(w)
         self.metrics.events_published_total.inc()
+        if not lives and not wait:
+            engine.post(writes)  # nothing starts from it and nobody waits: no future
+            return event, [], None
+        durable = engine.launch(lives, writes)
         return event, [live.run.id for live in lives], durable
 
-    async def _runs_of_event(self, event_id: str) -> list[Run]:
-        rows = await self.runs.db.fetchall(
-            "SELECT id FROM runs WHERE origin=? ORDER BY id", (event_id,)
-        )
-        return [r for r in [await self.runs.get(row["id"]) for row in rows] if r is not None]
+    def _listeners_of(self, name: str, payload: Any) -> list[JobRuntime]:
+        return [job for job in self.jobs.listeners.values()
+                if job.enabled and event_matches(job.spec.on, job.spec.when, name, payload)]
 
     async def on_run_end(self, run: Run) -> None:
         """Publish ``run.<state>`` so jobs can chain on each other's outcomes.
@@ -134,33 +143,44 @@ class EventBus:
             return
         self._emit(f"run.{run.state.value}",
                    {"job": run.job, "run_id": run.id, "state": run.state.value}, None,
-                   run.depth + 1)
+                   run.depth + 1, wait=False)
 
+    # ----------------------------------------------------------------- replay
     async def replay(
         self, *, since: float, until: float | None, name: str | None, force: bool
     ) -> tuple[int, list[str]]:
-        """Re-deliver stored events in [since, until] to the triggers as they are now."""
-        events = await self.events.window(since=since, until=until, limit=None,
-                                          newest_first=False)
-        if name is not None:
-            events = [e for e in events if glob_match(name, e.name)]
-        engine = self.engine
-        lives: list[LiveRun] = []
-        writes: list[Write] = []
-        for event in events:
-            for job in list(self.jobs.listeners.values()):
-                if not job.enabled or not event_matches(job.spec.on, job.spec.when, event.name,
-                                                        event.payload):
-                    continue
-                key = None if force else f"replay:{event.id}"
-                if key is not None and await self.runs.by_key(job.name, key) is not None:
-                    continue
-                live, w = engine.prepare_run(
-                    job, trigger=Trigger.REPLAY, payload=event.payload, idempotency_key=key,
-                    depth=event.depth, origin=event.id,
-                )
-                lives.append(live)
-                writes.extend(w)
-        if writes:
-            await engine.launch(lives, writes)
-        return len(events), [live.run.id for live in lives]
+        """Re-deliver stored events in [since, until] to the triggers as they are now.
+
+        Returns (events in the window, ids of the runs started); runs are durable on return.
+        """
+        async with self._replaying:
+            events = await self.events.window(since=since, until=until, limit=None,
+                                              newest_first=False, name=name)
+            lives: list[LiveRun] = []
+            writes: list[Write] = []
+            started: list[str] = []
+            for event in events:
+                if event.depth >= self.max_depth:
+                    continue  # it was cut when published; a replay must not extend the chain
+                for job in self._listeners_of(event.name, event.payload):
+                    key = None if force else f"replay:{event.id}"
+                    if key is not None and await self.runs.by_key(job.name, key) is not None:
+                        continue
+                    live, w = self.engine.prepare_run(
+                        job, trigger=Trigger.REPLAY, payload=event.payload,
+                        idempotency_key=key, depth=event.depth, origin=event.id,
+                    )
+                    lives.append(live)
+                    writes.extend(w)
+                    if len(lives) >= _REPLAY_CHUNK:
+                        started += await self._launch(lives, writes)
+                        lives, writes = [], []
+            started += await self._launch(lives, writes)
+        log.info("events.replayed", events=len(events), runs=len(started), force=force)
+        return len(events), started
+
+    async def _launch(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> list[str]:
+        if not lives:
+            return []
+        await self.engine.launch(lives, writes)
+        return [live.run.id for live in lives]

@@ -139,7 +139,9 @@ class ServiceGate:
         ticket = await self._acquire(is_retry)
         try:
             yield
-        except asyncio.CancelledError:
+        except BaseException:
+            # A probe that ended without an answer (cancelled, or the daemon drained before
+            # the call) is given back; after a report the breaker left half-open: a no-op.
             if ticket.probe:
                 self._abandon_probe()
             raise

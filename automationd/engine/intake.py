@@ -69,6 +69,27 @@ class Intake:
         mine.set_result(run)
         return run, False
 
+    def trigger_now(self, job: JobRuntime, *, payload: Any = None) -> asyncio.Future[dict[str, Any]]:
+        """Create a run now; the returned future yields its JSON once the run is durable.
+
+        A future rather than a coroutine: the admin socket can answer without a task.
+        """
+        run, durable = self.engine.create_run(job, trigger=Trigger.MANUAL, payload=payload)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def settle(done: asyncio.Future[None]) -> None:
+            if answer.done():
+                return
+            if done.cancelled():
+                answer.cancel()
+            elif (exc := done.exception()) is not None:
+                answer.set_exception(exc)
+            else:
+                answer.set_result(run.to_json())
+
+        durable.add_done_callback(settle)
+        return answer
+
     async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
         """Run only the check phase and say what would be performed; nothing is stored."""
         spec = job.spec

@@ -51,6 +51,12 @@ class JobRuntime:
         return "paused" if self.paused else "enabled"
 
     @property
+    def lean(self) -> bool:
+        """One plain action: its first attempt needs no row of its own (engine/attempts.py)."""
+        s = self.spec
+        return s.check is None and s.verify is None and s.action.type != "exec"
+
+    @property
     def enabled(self) -> bool:
         return not self.paused and not self.completed
 
@@ -84,6 +90,18 @@ def schedule_for(spec: JobSpec) -> Schedule | None:
     if spec.schedule is None:
         return None
     return parse_schedule(spec.schedule, zoneinfo.ZoneInfo(spec.timezone))
+
+
+def next_fires(schedule: Schedule, now: float, count: int = 5) -> list[tuple[float, str | None]]:
+    """The next ``count`` fires after ``now`` with their DST note (``dst-gap``/``dst-fold``),
+    for previews (``jobs show``); ``now`` is a parameter so previews are testable."""
+    out: list[tuple[float, str | None]] = []
+    t: float | None = now
+    while len(out) < count and t is not None:
+        t = schedule.next_after(t)
+        if t is not None:
+            out.append((t, schedule.dst_note(t)))
+    return out
 
 
 class JobTable:

@@ -13,18 +13,18 @@ Rules (SPEC §4):
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 
 from automationd.actions.exec import kill_orphans
-from dataclasses import replace
-
 from automationd.core.runstate import RunState, TargetState
 from automationd.engine.dispatcher import Engine, LiveRun
 from automationd.engine.jobs import JobTable
 from automationd.errors import ErrorKind
-from automationd.records import RunError
+from automationd.records import Attempt, Phase, RunError
 from automationd.store.db import Write
-from automationd.store.runs import RunStore, w_run
+from automationd.store.runs import RunStore, w_attempt, w_run
 
 log = structlog.get_logger("automationd.recovery")
 
@@ -48,6 +48,14 @@ async def recover(engine: Engine, jobs: JobTable, runs: RunStore) -> int:
             closes.append(Write(_CLOSE_ATTEMPT, (now, _INTERRUPTED, run.id, a["n"])))
             if a["pgid"]:
                 orphans.append((int(a["pgid"]), run.id))
+        if run.attempts and await runs.db.fetchone(
+            "SELECT 1 FROM attempts WHERE run_id=? AND n=?", (run.id, run.attempts)
+        ) is None:  # a lean run's first attempt was in flight: it has no row yet
+            closes.append(w_attempt(Attempt(
+                run_id=run.id, n=run.attempts, phase=Phase.PERFORM, target=None, target_idx=-1,
+                started_at=run.started_at or run.created_at, finished_at=now,
+                outcome=ErrorKind.INTERRUPTED.value, error=_INTERRUPTED,
+            )))
         targets = await runs.targets(run.id)
         job = jobs.get(run.job)
         if job is None:

@@ -13,12 +13,18 @@ Theory of operation:
   next due time is computed from the *scheduled* time (``@every`` does not drift by run time).
 - Lateness (fire time minus due time) is observed when the wheel hands the fire out.
 - At start, fires missed while the daemon was down follow the misfire policy, computed from
-  each job's persisted last scheduled fire.
+  each job's persisted last scheduled fire. A job that never fired has none, so the scheduler
+  keeps a *mark*: the last time it had handled everything due (``baseline``), in memory at
+  every step and persisted in a reserved jobs-table row (``MARK``) at most once per
+  ``MARK_EVERY``. Never-fired jobs count their misfires from it, so an ``@at`` whose time
+  passed while the daemon was down still follows its misfire policy. Fires dropped by the
+  policy advance the job's last scheduled fire, so they are counted once, not at every start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 
 import structlog
@@ -27,16 +33,21 @@ from automationd.clock import Clock
 from automationd.core.policy import OverlapDecision, decide_overlap, plan_misfire
 from automationd.core.runstate import RunState
 from automationd.core.wheel import TimerWheel
-from automationd.engine.dispatcher import Engine, job_row
+from automationd.engine.dispatcher import Engine, LiveRun, job_row
 from automationd.engine.jobs import JobRuntime, JobTable
 from automationd.obs.metrics import Metrics
 from automationd.records import Trigger
-from automationd.store.jobs import w_job
+from automationd.store.db import Write
+from automationd.store.jobs import JobRow, w_job
 
 log = structlog.get_logger("automationd.scheduler")
 
 MAX_SLEEP = 30.0
 JUMP_TOLERANCE = 1.0
+MARK = "~scheduler"  # reserved jobs-table row; "~" can never start a job name
+MARK_EVERY = 1.0  # seconds between persisted marks
+
+_Batch = tuple[list[LiveRun], list[Write]]  # runs prepared in one step, and their writes
 
 
 class Scheduler:
@@ -53,6 +64,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._offset = clock.time() - clock.monotonic()
         self.stopped = False
+        self.baseline: float | None = None  # everything due up to here was handled
+        self._marked = -math.inf
 
     # ------------------------------------------------------------ job set changes
     def load(self, *, catch_up: bool) -> None:
@@ -60,7 +73,17 @@ class Scheduler:
         now = self.clock.time()
         for job in self.jobs:
             self.place(job, now, catch_up=catch_up)
+        self._mark(now)
         self.wake()
+
+    def _mark(self, now: float) -> None:
+        """Remember (and persist, at most once per MARK_EVERY) that fires due by ``now`` were
+        handled; never-fired jobs count misfires from here after a restart or clock jump."""
+        if self.baseline is None or now > self.baseline:
+            self.baseline = now
+        if now - self._marked >= MARK_EVERY:
+            self._marked = now
+            self.engine.post([w_job(JobRow(name=MARK, source="scheduler", last_scheduled=now))])
 
     def place(self, job: JobRuntime, now: float, *, catch_up: bool = False) -> None:
         """(Re)compute a job's next due time and put it on the wheel."""
@@ -70,6 +93,8 @@ class Scheduler:
             return
         spec = job.spec
         last = job.last_scheduled
+        if last is None and catch_up:
+            last = self.baseline  # never fired: count from when the scheduler was last alive
         if last is not None and last >= now:
             nxt = sched.next_after(last)  # the clock went back: never re-fire a time
         elif last is not None and catch_up:
@@ -80,6 +105,8 @@ class Scheduler:
                 )
                 log.warning("schedule.misfired", job=job.name, missed=plan.missed,
                             policy=spec.misfire.value)
+            if plan.missed or plan.fire:
+                self._advance_past_missed(job, last, now)
             for due in plan.fire:
                 self._fire(job, due, Trigger.MISFIRE, now)
                 if not job.enabled:
@@ -89,6 +116,17 @@ class Scheduler:
         else:
             nxt = sched.next_after(now)
         self._put(job, nxt)
+
+    def _advance_past_missed(self, job: JobRuntime, last: float, now: float) -> None:
+        """Every fire before ``now - grace`` is handled (run or dropped): move the job's last
+        scheduled fire there and persist it, so the same misses are not counted again."""
+        sched = job.schedule
+        assert sched is not None
+        cutoff = math.nextafter(now - job.spec.misfire_grace, -math.inf)
+        if sched.interval is not None:  # stay on the @every grid
+            cutoff = last + math.floor((cutoff - last) / sched.interval) * sched.interval
+        job.last_scheduled = max(cutoff, job.last_scheduled or cutoff)
+        self.engine.post([w_job(job_row(job))])
 
     def _put(self, job: JobRuntime, due: float | None) -> None:
         if due is None:
@@ -136,25 +174,33 @@ class Scheduler:
         self._offset = offset
         due = self.wheel.pop_due(now)
         if not due:
+            self._mark(now)
             return 0
         observe = self.metrics.schedule_lateness_seconds.observe
+        batch: _Batch = ([], [])
         for job in due:
             job.wheel_handle = None
             nominal = job.wheel_due if job.wheel_due is not None else now
             observe(max(0.0, now - nominal))
-            self._fire(job, nominal, Trigger.SCHEDULE, now)
+            self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))
+        if batch[0]:  # one durable unit (one future) for every plain fire of this step
+            self.engine.launch(*batch)
+        self._mark(now)  # after the batch: its write must not compete with the hand-out
         return len(due)
 
     def _recompute(self, now: float) -> None:
         for _deadline, job in self.wheel.drain():
             job.wheel_handle = None
+        self.wheel.rebase(now)  # after a backward jump, re-spread entries over the slots
         for job in self.jobs:
             self.place(job, now, catch_up=True)
 
     # ------------------------------------------------------------ one fire
-    def _fire(self, job: JobRuntime, due: float, trigger: Trigger, now: float) -> None:
+    def _fire(self, job: JobRuntime, due: float, trigger: Trigger, now: float,
+              batch: _Batch | None = None) -> None:
+        """Apply the overlap policy to one fire; a plain fire joins ``batch`` if given."""
         job.last_scheduled = max(due, job.last_scheduled or due)
         engine = self.engine
         if trigger is Trigger.MISFIRE:
@@ -174,11 +220,20 @@ class Scheduler:
                     for lv in prev:
                         engine.cancel(lv.run.id, "cancelled by a newer fire (cancel_previous)")
                 after = tuple(lv.task for lv in prev if lv.task is not None)
-            engine.create_run(job, trigger=trigger, scheduled_for=due, after=after)
+            if batch is not None and not after:
+                live, writes = engine.prepare_run(job, trigger=trigger, scheduled_for=due)
+                batch[0].append(live)
+                batch[1].extend(writes)
+            else:
+                engine.create_run(job, trigger=trigger, scheduled_for=due, after=after)
         if job.spec.max_runs and job.run_count >= job.spec.max_runs:
             self._complete(job)
 
     def _complete(self, job: JobRuntime) -> None:
+        if not job.completed:
+            gauge = self.metrics.jobs
+            gauge.labels(job.state).dec()
+            gauge.labels("completed").inc()
         job.completed = True
         self.unplace(job)
         self.engine.write([w_job(job_row(job))])

@@ -273,9 +273,12 @@ class RunStore:
 
     async def implicit_target(self, run: Run) -> Target:
         """The one target of a run without explicit targets (its state lives on the run row)."""
-        n = await self.db.fetchval(
-            "SELECT COUNT(*) FROM attempts WHERE run_id=? AND phase='perform'", (run.id,)
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n, SUM(phase='perform') AS p FROM attempts WHERE run_id=?",
+            (run.id,),
         )
+        rows, perform = (row["n"] or 0, row["p"] or 0) if row else (0, 0)
+        n = perform + max(0, run.attempts - rows)  # a lean run's first attempt has no row
         state = TargetState.PENDING
         if run.state is RunState.SUCCEEDED:
             state = TargetState.SUCCEEDED
@@ -302,6 +305,21 @@ class RunStore:
         return await self.db.fetchall(
             "SELECT * FROM attempts WHERE run_id=? AND outcome IS NULL", (run_id,)
         )
+
+    async def attempts_of(self, run: Run) -> list[Attempt]:
+        """Stored attempts, plus the row-less first attempt of a lean run (engine/attempts.py)."""
+        rows = await self.attempts(run.id)
+        if run.attempts > len(rows) and not any(a.n == run.attempts for a in rows):
+            outcome = None
+            if run.state.terminal:
+                outcome = "ok" if run.state is RunState.SUCCEEDED else (
+                    run.error.kind.value if run.error else None)
+            rows.append(Attempt(
+                run_id=run.id, n=run.attempts, phase=Phase.PERFORM, target=None, target_idx=-1,
+                started_at=run.started_at or run.created_at,
+                finished_at=run.finished_at if run.state.terminal else None, outcome=outcome,
+            ))
+        return rows
 
     async def logs(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(

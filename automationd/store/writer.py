@@ -62,6 +62,7 @@ TxnFn = Callable[[sqlite3.Connection], Any]
 log = structlog.get_logger("automationd.store")
 
 MAX_BATCH = 5000
+PIPELINE = 2  # batches handed to the connection thread at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +81,6 @@ class Worker(Protocol):
     @property
     def alive(self) -> bool: ...
 
-    def post(self, writes: Sequence[Write]) -> None:
-        """Like submit, for writes nobody waits for: no future is made (hot path)."""
-        self._enqueue(_Entry(writes, None, None))
-
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]: ...
 
 
@@ -91,7 +88,7 @@ class _Entry:
     """One caller's submission: its writes (or one function) and the future to settle
     (``None`` for a posted, fire-and-forget submission: a failure is logged by the batch)."""
 
-    __slots__ = ("fn", "future", "writes")
+    __slots__ = ("fn", "future", "weight", "writes")
 
     def __init__(
         self, writes: Sequence[Write], fn: TxnFn | None, future: asyncio.Future[Any] | None
@@ -99,11 +96,7 @@ class _Entry:
         self.writes = writes
         self.fn = fn
         self.future = future
-
-
-def _weight(entry: _Entry) -> int:
-    """Writes an entry counts for the batch cap and stats (a function counts as one)."""
-    return len(entry.writes) if entry.fn is None else 1
+        self.weight = len(writes) if fn is None else 1  # for the batch cap and stats
 
 
 _DROPPED: Any = object()
@@ -150,6 +143,49 @@ def plan_batch(entries: Sequence[_Entry]) -> tuple[list[Step], int, int]:
     return steps, counts[0], counts[1]
 
 
+_CHUNKS = (1024, 256, 64, 16, 4)
+_MAX_PARAMS = 32000  # below SQLite's default SQLITE_MAX_VARIABLE_NUMBER (32766)
+_multi_sql: dict[tuple[str, int], str | None] = {}
+
+
+def _multirow(sql: str, n: int) -> str | None:
+    """``INSERT … VALUES (?,…) rest`` with ``n`` value groups; None if ``sql`` is not that form.
+
+    Why: ``executemany`` steps once per row, and every step releases and re-takes the GIL.
+    With the event loop busy, each re-take can wait a whole switch interval (5 ms), so a
+    5,000-row batch spent most of its time waiting for the GIL, not in SQLite. One statement
+    with many value groups binds them all in C and hands the GIL over once. Chunk sizes are
+    fixed so SQLite's statement cache keeps hitting.
+    """
+    key = (sql, n)
+    if key in _multi_sql:
+        return _multi_sql[key]
+    out: str | None = None
+    head, sep, tail = sql.partition(" VALUES (")
+    if sep and head.lstrip().upper().startswith("INSERT"):
+        group, close, rest = tail.partition(")")
+        if close and group and set(group.replace(" ", "")) <= {"?", ","}:
+            out = f"{head} VALUES {','.join([f'({group})'] * n)}{rest}"
+    _multi_sql[key] = out
+    return out
+
+
+def _execute_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    i, total = 0, len(rows)
+    if total >= _CHUNKS[-1] and _multirow(sql, 1) is not None:
+        width = len(rows[0])
+        for size in _CHUNKS:
+            if size * width > _MAX_PARAMS or total - i < size:
+                continue
+            stmt = _multirow(sql, size)
+            assert stmt is not None
+            while total - i >= size:
+                conn.execute(stmt, [p for row in rows[i:i + size] for p in row])
+                i += size
+    if i < total:
+        conn.executemany(sql, rows[i:])
+
+
 def execute_plan(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
     """Run on the connection thread: one transaction for all steps; results of functions."""
     if not steps:
@@ -162,7 +198,7 @@ def execute_plan(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
         for step in steps:
             if isinstance(step, tuple):
                 sql = step[0]
-                conn.executemany(sql, step[1])
+                _execute_rows(conn, sql, step[1])
             else:
                 sql = getattr(step, "__name__", "function")
                 results.append(step(conn))
@@ -225,7 +261,7 @@ class Writer:
         if self._closing:
             raise StoreError("the store is closed; write not accepted")
         self._pending.append(entry)
-        self._pending_writes += _weight(entry)
+        self._pending_writes += entry.weight
         self._wake.set()
         return entry.future  # type: ignore[return-value]
 
@@ -239,23 +275,56 @@ class Writer:
         count = 0
         while self._pending:
             entry = self._pending.popleft()
-            count += _weight(entry)
+            count += entry.weight
             if entry.future is not None and not entry.future.done():
                 entry.future.set_exception(StoreError(reason))
         self._pending_writes = 0
         return count
 
     async def run(self) -> None:
-        """The writer task's body: wait, take everything pending, commit, repeat."""
+        """The writer task's body: wait, take everything pending, commit, repeat.
+
+        Up to ``PIPELINE`` batches are handed to the connection thread at once (it runs them
+        one after another, each its own transaction), so the thread starts the next commit
+        while the event loop is still busy settling the previous one's callers.
+        """
+        inflight: deque[tuple[list[_Entry], asyncio.Future[Any], float, int, int]] = deque()
         try:
             while True:
-                if not self._pending:
-                    if self._closing:
-                        break
-                    self._wake.clear()
-                    await self._wake.wait()
+                if self._pending and len(inflight) < PIPELINE:
+                    batch = self._take()
+                    started = self._clock.monotonic()
+                    try:
+                        steps, statements, collapsed = plan_batch(batch)
+                        done = self._worker.call(partial(execute_plan, steps=steps))
+                    except Exception as exc:  # an unhashable key, or the thread is gone
+                        self._settle(batch, exc, [], started)
+                        continue
+                    inflight.append((batch, done, started, statements, collapsed))
                     continue
-                await self._commit(self._take())
+                if inflight:
+                    batch, done, started, statements, collapsed = inflight[0]
+                    try:
+                        results = await asyncio.shield(done)
+                    except asyncio.CancelledError:
+                        # Rule 9: the thread still finishes these; settle callers when it does.
+                        for b, d, st, _, _ in inflight:
+                            d.add_done_callback(partial(self._settle_later, b, st))
+                        inflight.clear()
+                        raise
+                    except Exception as exc:
+                        inflight.popleft()
+                        self._settle(batch, exc, [], started)
+                        continue
+                    inflight.popleft()
+                    self.statements += statements
+                    self.collapsed += collapsed
+                    self._settle(batch, None, results, started)
+                    continue
+                if self._closing:
+                    break
+                self._wake.clear()
+                await self._wake.wait()
         finally:
             # Normally nothing is left; if we were cancelled, nobody may wait forever.
             self._closing = True
@@ -267,33 +336,12 @@ class Writer:
         batch: list[_Entry] = []
         taken = 0
         pending = self._pending
-        while pending and (not batch or taken + _weight(pending[0]) <= self._max_batch):
+        while pending and (not batch or taken + pending[0].weight <= self._max_batch):
             entry = pending.popleft()
-            taken += _weight(entry)
+            taken += entry.weight
             batch.append(entry)
         self._pending_writes -= taken
         return batch
-
-    async def _commit(self, batch: list[_Entry]) -> None:
-        started = self._clock.monotonic()
-        try:
-            steps, statements, collapsed = plan_batch(batch)
-            done = self._worker.call(partial(execute_plan, steps=steps))
-        except Exception as exc:  # an unhashable key, or the thread is already gone
-            self._settle(batch, exc, [], started)
-            return
-        try:
-            results = await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # Rule 9: the thread still finishes this batch; settle its callers when it does.
-            done.add_done_callback(partial(self._settle_later, batch, started))
-            raise
-        except Exception as exc:
-            self._settle(batch, exc, [], started)
-            return
-        self.statements += statements
-        self.collapsed += collapsed
-        self._settle(batch, None, results, started)
 
     def _settle_later(self, batch: list[_Entry], started: float, done: asyncio.Future[Any]) -> None:
         if done.cancelled():
@@ -306,7 +354,7 @@ class Writer:
     def _settle(
         self, batch: list[_Entry], exc: BaseException | None, results: list[Any], started: float
     ) -> None:
-        size = sum(_weight(e) for e in batch)
+        size = sum(e.weight for e in batch)
         elapsed = self._clock.monotonic() - started
         self.batches += 1
         self.last_batch_size = size

@@ -1,18 +1,13 @@
-"""The admin socket server over real Unix sockets: safety, framing errors, pipelining, limits."""
+"""The admin socket server over real Unix sockets: framing errors, pipelining, limits, close."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
-import shutil
-import socket
-import stat
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from automationd.admin.protocol import MAX_LINE, encode_request
-from automationd.admin.server import AdminServer, AdminSocketError, Handler, serve_admin
+from automationd.admin.server import AdminServer, Handler, serve_admin
 from automationd.errors import AdminError
 from tests.support.admin_client import AdminClient
 
@@ -75,92 +70,6 @@ async def running(
 ) -> AsyncIterator[AdminServer]:
     async with serve_admin(short_tmp / "admin.sock", handlers or Handlers(), **kw) as server:
         yield server
-
-
-def _stale_socket(path: Path) -> None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(str(path))
-    s.close()  # bound, never listening: connect() is refused
-
-
-# --- start-up safety -------------------------------------------------------------------------
-
-
-async def test_socket_is_0660_and_removed_on_exit(short_tmp: Path) -> None:
-    """The socket is created 0660 and removed when the server stops."""
-    async with asyncio.timeout(5), running(short_tmp) as server:
-        st = os.lstat(server.path)
-        assert stat.S_ISSOCK(st.st_mode)
-        assert stat.S_IMODE(st.st_mode) == 0o660
-    assert not (short_tmp / "admin.sock").exists()
-
-
-async def test_parent_dir_created_0750_and_group_applied(short_tmp: Path) -> None:
-    """A missing parent dir is created 0750; socket and dir get admin_group's gid."""
-    group = "daemon" if os.geteuid() == 0 else ""
-    path = short_tmp / "run" / "a.sock"
-    async with asyncio.timeout(5), serve_admin(path, Handlers(), group=group):
-        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o750
-        if group:
-            assert os.lstat(path).st_gid == 1
-            assert os.stat(path.parent).st_gid == 1
-
-
-async def test_unknown_group_fails_start(short_tmp: Path) -> None:
-    """An admin_group that does not exist stops start-up with a message naming it."""
-    with pytest.raises(AdminSocketError, match="no-such-group-xyz"):
-        async with running(short_tmp, group="no-such-group-xyz"):
-            pass
-    assert not (short_tmp / "admin.sock").exists()
-
-
-async def test_stale_socket_is_replaced(short_tmp: Path) -> None:
-    """A socket of ours that nobody listens on is removed and replaced."""
-    _stale_socket(short_tmp / "admin.sock")
-    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
-        assert (await c.call("status"))["version"] == "test"
-
-
-async def test_live_socket_is_refused(short_tmp: Path) -> None:
-    """A second server on the same path fails: another daemon is listening."""
-    async with asyncio.timeout(5), running(short_tmp) as server:
-        with pytest.raises(AdminSocketError, match="another daemon is listening"):
-            async with serve_admin(server.path, Handlers()):
-                pass
-        async with AdminClient(server.path) as c:  # the first one is untouched
-            assert (await c.call("status"))["version"] == "test"
-
-
-@pytest.mark.parametrize("kind", ["symlink", "file", "dir", "foreign_socket"])
-async def test_unsafe_existing_path_is_refused_and_kept(short_tmp: Path, kind: str) -> None:
-    """A symlink, regular file, directory or another uid's socket at the path is never removed."""
-    path = short_tmp / "admin.sock"
-    if kind == "symlink":
-        (short_tmp / "target").write_text("x")
-        path.symlink_to(short_tmp / "target")
-    elif kind == "file":
-        path.write_text("precious")
-    elif kind == "dir":
-        path.mkdir()
-    else:
-        if os.geteuid() != 0:
-            pytest.skip("chown to another uid needs root")
-        _stale_socket(path)
-        os.chown(path, 65534, 65534)
-    with pytest.raises(AdminSocketError, match="admin socket path"):
-        async with serve_admin(path, Handlers()):
-            pass
-    assert path.is_symlink() or path.exists()
-    if kind == "file":
-        assert path.read_text() == "precious"
-
-
-async def test_socket_replaced_by_someone_else_is_not_unlinked(short_tmp: Path) -> None:
-    """On exit the path is unlinked only if it is still the socket we bound."""
-    async with asyncio.timeout(5), running(short_tmp) as server:
-        os.unlink(server.path)
-        server.path.write_text("new owner")
-    assert (short_tmp / "admin.sock").read_text() == "new owner"
 
 
 # --- framing errors keep the connection usable -----------------------------------------------
@@ -302,14 +211,16 @@ async def test_client_that_never_reads_is_dropped(short_tmp: Path) -> None:
     """A client pipelining big requests without reading the answers is aborted after the idle
     timeout instead of holding its connection slot forever."""
     async with asyncio.timeout(5), running(short_tmp, idle_timeout=0.3) as server:
-        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        _, writer = await asyncio.open_unix_connection(str(server.path))
         big = encode_request(1, "echo", {"x": "a" * 20_000})
         writer.write(big * 400)  # ~8 MB of answers; never drained, never read
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        while server.connections and loop.time() - t0 < 3:
+        seen = []
+        for _ in range(60):  # bounded wait: the connection appears, then is dropped
+            seen.append(server.connections)
+            if 1 in seen and seen[-1] == 0:
+                break
             await asyncio.sleep(0.05)
-        assert server.connections == 0
+        assert 1 in seen and seen[-1] == 0
         writer.transport.abort()
 
 
@@ -366,6 +277,15 @@ async def test_close_answers_in_flight_requests(short_tmp: Path) -> None:
         await c.__aexit__(None, None, None)
 
 
+async def test_connection_racing_shutdown_leaks_nothing(short_tmp: Path) -> None:
+    """A client connecting just as the server closes is refused or reset; no socket leaks."""
+    for _ in range(5):
+        async with asyncio.timeout(5), running(short_tmp) as server:
+            _, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.close()
+        gc.collect()  # a leaked transport would warn here (and warnings are errors)
+
+
 async def test_client_vanishing_mid_request_is_harmless(short_tmp: Path) -> None:
     """A client that disconnects with requests in flight leaves the server healthy."""
     handlers = Handlers()
@@ -378,57 +298,3 @@ async def test_client_vanishing_mid_request_is_harmless(short_tmp: Path) -> None
         assert handlers.finished == ["gone"] * 10
         assert not [e for e in logs if e["log_level"] in ("error", "critical")]
         assert server.connections == 0
-
-
-# --- peer credentials ------------------------------------------------------------------------
-
-_CLIENT = textwrap.dedent(
-    """
-    import socket, sys
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(sys.argv[1])
-    try:
-        s.sendall(b'{"id":1,"cmd":"status"}\\n')
-    except BrokenPipeError:  # refused before we wrote: the answer is still queued for us
-        pass
-    sys.stdout.write(s.makefile("rb").readline().decode())
-    """
-)
-
-
-def _python_for(user: str) -> str | None:
-    """An interpreter ``user`` may execute (the venv's may live under /root)."""
-    for cand in (os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"):
-        if (
-            os.access(cand, os.X_OK)
-            and subprocess.run(
-                ["runuser", "-u", user, "--", cand, "-c", "pass"], capture_output=True, timeout=10
-            ).returncode
-            == 0
-        ):
-            return cand
-    return None
-
-
-@pytest.mark.needs_root
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root")
-async def test_unprivileged_peer_is_forbidden(short_tmp: Path) -> None:
-    """A peer running as `nobody` can connect (0666 for the test) but gets `forbidden`."""
-    python = _python_for("nobody")
-    if python is None:
-        pytest.skip("no interpreter that nobody may run")
-    async with asyncio.timeout(10), running(short_tmp) as server:
-        os.chmod(short_tmp, 0o755)
-        os.chmod(server.path, 0o666)
-        proc = await asyncio.create_subprocess_exec(
-            "runuser", "-u", "nobody", "--", python, "-c", _CLIENT, str(server.path),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
-        resp = json.loads(out)
-        assert resp["ok"] is False and resp["error"]["code"] == "forbidden"
-        assert "65534" in resp["error"]["message"]
-        async with AdminClient(server.path) as c:  # root is still welcome
-            assert (await c.call("status"))["version"] == "test"

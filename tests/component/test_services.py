@@ -201,6 +201,23 @@ async def test_cancelled_probe_gives_the_probe_back() -> None:
     assert reg.breakers_list()[0]["state"] == "closed"
 
 
+async def test_probe_that_leaves_unreported_gives_the_probe_back() -> None:
+    """A half-open probe that exits with an error before any report (the engine draining)
+    lets the next caller probe at once instead of refusing it for a whole ``reset``."""
+    reg, _ = registry(svc(breaker=BreakerConfig(failures=1, reset=0.3)))
+    gate = gate_of(reg)
+    async with asyncio.timeout(5):
+        async with gate.slot(is_retry=False):
+            gate.report(ok=False, kind=ErrorKind.TIMEOUT, retry_after=None)
+        await asyncio.sleep(0.35)
+        with pytest.raises(LookupError):
+            async with gate.slot(is_retry=False):  # the probe, gone without an answer
+                raise LookupError("drained before the call")
+        async with gate.slot(is_retry=False):  # would raise BREAKER_OPEN if the probe leaked
+            gate.report(ok=True, kind=None, retry_after=None)
+    assert reg.breakers_list()[0]["state"] == "closed"
+
+
 async def test_breaker_opening_refuses_callers_already_queued() -> None:
     """Callers queued before the breaker opened are refused at their turn, spending no token."""
     reg, _ = registry(svc(rate="5/s", burst=1, breaker=BreakerConfig(failures=1, reset=60.0)))

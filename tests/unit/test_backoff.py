@@ -85,11 +85,16 @@ RATE = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.0)
         (ErrorKind.RETRYABLE, 3, 99.0, 8.0),  # retry_after only matters when rate limited
         (ErrorKind.TIMEOUT, 2, None, 4.0),
         (ErrorKind.INTERRUPTED, 1, None, 2.0),
+        (ErrorKind.BREAKER_OPEN, 1, None, 2.0),  # no probe time known: the job's backoff
+        (ErrorKind.BREAKER_OPEN, 1, 45.0, 45.0),  # wait for the half-open probe
+        (ErrorKind.BREAKER_OPEN, 4, 3.0, 16.0),  # the job's backoff is a floor
+        (ErrorKind.BREAKER_OPEN, 1, 7200.0, 3600.0),  # capped by max_retry_after
     ],
 )
 def test_retry_delay_chooses_rule_by_kind(
     kind: ErrorKind, n: int, retry_after: float | None, expected: float
 ) -> None:
-    """Rate limits honour Retry-After (capped) or the slow policy; others use the job's."""
+    """Rate limits honour Retry-After (capped) or the slow policy; an open breaker waits for
+    its probe (job backoff as a floor); other kinds use the job's backoff."""
     delay = retry_delay(kind, n, NO_JITTER, RATE, retry_after, 3600.0, random.Random(0))
     assert delay == expected
