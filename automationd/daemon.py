@@ -152,7 +152,6 @@ class Daemon:
                     # full pass cost ~80 ms of lateness), and collect gen 0 less often.
                     gc.collect()
                     gc.freeze()
-                    gc.disable()
                     sched_task = tg.create_task(scheduler.run(), name="scheduler")
                     ret_task = tg.create_task(retention.run(), name="retention")
                     wd_task = None

@@ -201,4 +201,4 @@ def _evolver(cls: type[Any]) -> Any:
 
 
 for _cls in (Run, Target, Attempt):
-    _cls.evolve = _evolver(_cls)  # type: ignore[attr-defined]
+    _cls.evolve = _evolver(_cls)  # type: ignore[method-assign]

@@ -13,8 +13,8 @@ import asyncio
 import importlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, cast
 
 from automationd.actions.base import ActionContext, ActionResult, phase_result
 from automationd.config.model import PythonAction
@@ -72,7 +72,7 @@ class PythonRunner:
         self._name = spec.callable
 
     async def __call__(self, ctx: ActionContext) -> ActionResult:
-        coro = self._fn(ctx)
+        coro = cast(Coroutine[Any, Any, Any], self._fn(ctx))  # resolve_callable: async def
         try:
             first = coro.send(None)
         except StopIteration as stop:  # finished without ever waiting: no timer needed

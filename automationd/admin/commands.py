@@ -6,6 +6,7 @@ JSON-able results. They never reach into SQL themselves except through the store
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ class Commands:
         state = _opt_str(args, "state")
         if state is not None and state not in RunState.__members__.values():
             raise bad_request(f"args.state: unknown run state {state!r}")
-        runs = await self.runs.list(
+        runs = await self.runs.recent(
             job=_opt_str(args, "job"),
             state=state,
             limit=_int(args, "limit", 50, 1, 1000),
@@ -215,10 +216,7 @@ class Commands:
         run_id = _str(args, "id")
         live = self.engine.cancel(run_id)
         if live is not None and live.task is not None:
-            try:
-                await live.task
-            except BaseException:  # the run's own outcome is reported below
-                pass
+            await asyncio.wait([live.task])  # its own outcome is read below
         run = await self.runs.get(run_id)
         if run is None:
             raise not_found(f"no run with id {run_id!r}")
@@ -255,7 +253,7 @@ class Commands:
         event, triggered, existing = await self.bus.publish(
             name, args.get("payload"), idempotency_key=_opt_str(args, "idempotency_key")
         )
-        out = {"id": event.id, "name": event.name, "triggered": triggered}
+        out: dict[str, Any] = {"id": event.id, "name": event.name, "triggered": triggered}
         if existing:
             out["existing"] = True
         return out
@@ -264,8 +262,10 @@ class Commands:
         name = _opt_str(args, "name")
         limit = _int(args, "limit", 50, 1, 1000)
         events = await self.events.window(
-            since=_time(args, "since"), until=_time(args, "until"),
-            limit=None if name else limit, newest_first=True,
+            since=_time(args, "since"),
+            until=_time(args, "until"),
+            limit=None if name else limit,
+            newest_first=True,
         )
         if name is not None:
             from automationd.core.match import glob_match
@@ -278,7 +278,9 @@ class Commands:
         if since is None:
             raise bad_request("args.since: required (RFC 3339)")
         n, triggered = await self.bus.replay(
-            since=since, until=_time(args, "until"), name=_opt_str(args, "name"),
+            since=since,
+            until=_time(args, "until"),
+            name=_opt_str(args, "name"),
             force=_bool(args, "force"),
         )
         return {"events": n, "triggered": triggered}

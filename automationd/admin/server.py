@@ -42,15 +42,13 @@ from automationd.admin.access import (
     resolve_group,
     unlink_if_ours,
 )
+from automationd.admin.answers import await_answer, error_line, settle_answer
 from automationd.admin.protocol import (
     MAX_LINE,
-    Request,
     RequestError,
     encode_error,
-    encode_ok,
     parse_request,
 )
-from automationd.errors import AdminError
 from automationd.obs.logs import get_logger
 
 __all__ = ["AdminServer", "AdminSocketError", "Handler", "serve_admin"]
@@ -187,14 +185,14 @@ class _Connection:
         try:
             answer = handler(req.args)
         except Exception as exc:  # a plain-function handler refused synchronously
-            fut.set_result(_error_line(req, exc))
+            fut.set_result(error_line(req, exc))
             return
         if asyncio.isfuture(answer):
             # A handler that did its work synchronously hands back a future: no task needed.
-            answer.add_done_callback(partial(_answer, req, fut))
+            answer.add_done_callback(partial(settle_answer, req, fut))
             return
         assert self.tg is not None
-        self.tg.create_task(_call(answer, req, fut), name=f"admin-conn:{self.n}:{req.cmd}")
+        self.tg.create_task(await_answer(answer, req, fut), name=f"admin-conn:{self.n}:{req.cmd}")
 
     async def _write_loop(self) -> None:
         pending, w = self.pending, self.w
@@ -238,43 +236,6 @@ class _Connection:
             except OSError:  # the peer went away
                 self.stop()
                 return
-
-
-async def _call(answer: Awaitable[Any], req: Request, fut: asyncio.Future[bytes]) -> None:
-    """Await one handler's answer and resolve its response future, whatever happens."""
-    data: bytes | None = None
-    try:
-        data = encode_ok(req.id, await answer)
-    except Exception as exc:
-        data = _error_line(req, exc)
-    finally:
-        if not fut.done():
-            fut.set_result(data or encode_error(req.id, "internal", "request was cancelled"))
-
-
-def _answer(req: Request, fut: asyncio.Future[bytes], answer: asyncio.Future[Any]) -> None:
-    """Done-callback twin of ``_call`` for handlers that answer with a future."""
-    if fut.done():
-        return
-    if answer.cancelled():
-        fut.set_result(encode_error(req.id, "internal", "request was cancelled"))
-        return
-    exc = answer.exception()
-    if exc is not None:
-        fut.set_result(_error_line(req, exc))
-        return
-    try:
-        fut.set_result(encode_ok(req.id, answer.result()))
-    except Exception as enc:
-        fut.set_result(_error_line(req, enc))
-
-
-def _error_line(req: Request, exc: BaseException) -> bytes:
-    if isinstance(exc, AdminError):
-        return encode_error(req.id, exc.code, exc.message)
-    log.error("admin.internal_error", cmd=req.cmd, error=f"{type(exc).__name__}: {exc}",
-              exc_info=exc)
-    return encode_error(req.id, "internal", "internal error (see the daemon log)")
 
 
 class AdminServer:

@@ -67,15 +67,17 @@ async def run_phase(
         try:
             return await _attempt(engine, live, phase, target, is_retry=tries > 0)
         except ActionError as exc:
-            tries = (live.targets[target.idx].attempts if target is not None and per_target
-                     else tries + 1)
+            tries = (
+                live.targets[target.idx].attempts
+                if target is not None and per_target
+                else tries + 1
+            )
             if not exc.kind.retryable or tries > spec.retries:
                 return RunError(kind=exc.kind, message=exc.message)
             gate = live.job.gate
             rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
             cap = gate.config.max_retry_after if gate is not None else 3600.0
-            delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap,
-                                engine.rng)
+            delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, engine.rng)
             await _backoff(engine, live, delay)
 
 
@@ -117,8 +119,9 @@ async def _attempt(
         engine.pool.release()
 
 
-def _refused(engine: Engine, live: LiveRun, phase: Phase, target: Target | None,
-             exc: ActionError) -> None:
+def _refused(
+    engine: Engine, live: LiveRun, phase: Phase, target: Target | None, exc: ActionError
+) -> None:
     """Record an attempt the gate refused: it counts toward retries and shows its kind."""
     now = engine.clock.time()
     run = live.run = live.run.evolve(attempts=live.run.attempts + 1)
@@ -129,10 +132,21 @@ def _refused(engine: Engine, live: LiveRun, phase: Phase, target: Target | None,
         live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
         if live.persist_targets:
             writes.append(w_target(cur))
-    writes.append(w_attempt(Attempt(
-        run_id=run.id, n=run.attempts, phase=phase,
-        target=target.target if target is not None else None, target_idx=tidx,
-        started_at=now, finished_at=now, outcome=exc.kind.value, error=exc.message)))
+    writes.append(
+        w_attempt(
+            Attempt(
+                run_id=run.id,
+                n=run.attempts,
+                phase=phase,
+                target=target.target if target is not None else None,
+                target_idx=tidx,
+                started_at=now,
+                finished_at=now,
+                outcome=exc.kind.value,
+                error=exc.message,
+            )
+        )
+    )
     engine.post(writes)
     if live.job.meters is None:
         prepare_job(engine, live.job)
@@ -140,8 +154,7 @@ def _refused(engine: Engine, live: LiveRun, phase: Phase, target: Target | None,
     live.job.meters.attempt(exc.kind.value)
 
 
-async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None
-                ) -> ActionResult:
+async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None) -> ActionResult:
     if engine.draining.is_set():
         raise Drained
     job = live.job
@@ -165,8 +178,7 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
         live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
         if live.persist_targets:
             writes.append(w_target(cur))
-    attempt = Attempt(run_id=run.id, n=n, phase=phase, target=tval, target_idx=tidx,
-                      started_at=now)
+    attempt = Attempt(run_id=run.id, n=n, phase=phase, target=tval, target_idx=tidx, started_at=now)
     # Lean path: the first attempt of a one-action run needs no row of its own unless it
     # fails or prints: the run row (attempts=1, started_at, state) says all of it, runs.get
     # rebuilds it, and recovery reads "attempts=1 without a row" as interrupted.
@@ -215,15 +227,26 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
         elif stream == "stderr":
             stderr = text
     if not (lean and error is None and stdout is None and stderr is None):
-        engine.post([w_attempt(
-            attempt.evolve(finished_at=engine.clock.time(), outcome=outcome,
-                           error=error.message if error else None),
-            stdout=stdout, stderr=stderr,
-        )])
+        engine.post(
+            [
+                w_attempt(
+                    attempt.evolve(
+                        finished_at=engine.clock.time(),
+                        outcome=outcome,
+                        error=error.message if error else None,
+                    ),
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+            ]
+        )
     job.meters.attempt(outcome)
     if job.gate is not None:
-        job.gate.report(ok=error is None, kind=error.kind if error else None,
-                        retry_after=error.retry_after if error else None)
+        job.gate.report(
+            ok=error is None,
+            kind=error.kind if error else None,
+            retry_after=error.retry_after if error else None,
+        )
     if error is not None:
         raise error
     assert result is not None
@@ -249,7 +272,10 @@ class _LazyLog:
 
 
 def _timeout(spec: JobSpec, phase: Phase) -> float:
-    action = spec.action if phase is Phase.PERFORM else (
-        spec.check if phase is Phase.CHECK else spec.verify)
+    action = (
+        spec.action
+        if phase is Phase.PERFORM
+        else (spec.check if phase is Phase.CHECK else spec.verify)
+    )
     t = getattr(action, "timeout", None)
     return float(t) if t is not None else float(spec.timeout)

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from automationd.actions.base import ActionResult, HttpClients
+from automationd.actions.base import HttpClients
 from automationd.clock import Clock
 from automationd.core.ids import IdGenerator
 from automationd.core.runstate import (
@@ -32,18 +31,19 @@ from automationd.core.runstate import (
     RunState,
     TargetEvent,
     TargetState,
-    aggregate,
     next_run_state,
     next_target_state,
 )
-from automationd.engine.attempts import Drained, run_phase
+from automationd.engine.attempts import Drained
+from automationd.engine.execution import execute
 from automationd.engine.jobs import JobRuntime
+from automationd.engine.liverun import JobRows, LiveRun, job_row
 from automationd.engine.pool import PoolClosed, WorkerPool
 from automationd.errors import ErrorKind
 from automationd.obs.metrics import JobMetrics, Metrics
-from automationd.records import DlqEntry, Phase, Run, RunError, Target, Trigger
+from automationd.records import DlqEntry, Run, RunError, Target, Trigger
 from automationd.store.db import Database, Write
-from automationd.store.jobs import JobRow, w_job
+from automationd.store.jobs import w_job
 from automationd.store.runs import w_dlq, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
@@ -51,41 +51,17 @@ log = structlog.get_logger("automationd.engine")
 __all__ = ["Drained", "Engine", "LiveRun", "job_row"]
 
 
-@dataclass(slots=True, eq=False)
-class LiveRun:
-    """A run in memory while its task lives; mutated only by that task."""
-
-    run: Run
-    job: JobRuntime
-    targets: list[Target]
-    persist_targets: bool = True
-    skip_check: bool = False
-    after: tuple[asyncio.Task[None], ...] = ()
-    task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None
-    executing: int = 0
-    resumed: bool = False
-    lean: bool = False  # one plain action (no check/verify/exec): see attempts.py
-
-
-def job_row(job: JobRuntime) -> JobRow:
-    return JobRow(
-        name=job.name,
-        source=job.spec.source,
-        spec=dict(job.spec.raw) if job.spec.source == "api" else None,
-        paused=job.paused,
-        completed=job.completed,
-        last_scheduled=job.last_scheduled,
-        run_count=job.run_count,
-        last_run=job.last_run,
-        last_success=job.last_success,
-    )
-
-
 class Engine:
     def __init__(
-        self, *, db: Database, pool: WorkerPool, http: HttpClients, metrics: Metrics,
-        clock: Clock, rng: random.Random, services: Any,
+        self,
+        *,
+        db: Database,
+        pool: WorkerPool,
+        http: HttpClients,
+        metrics: Metrics,
+        clock: Clock,
+        rng: random.Random,
+        services: Any,
     ) -> None:
         self.db = db
         self.pool = pool
@@ -100,7 +76,7 @@ class Engine:
         self.draining = asyncio.Event()
         self.on_run_end: Callable[[Run], Awaitable[None]] | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._dirty: dict[str, JobRuntime] = {}
+        self._rows = JobRows(self.post)
 
     # ----------------------------------------------------------------- plumbing
     def attach(self, tg: asyncio.TaskGroup) -> None:
@@ -117,15 +93,8 @@ class Engine:
         self.db.post(writes)
 
     def touch(self, job: JobRuntime) -> None:
-        """Job counters changed: write the job's row with the next batch, once per batch
-        however many of its runs changed it (one row per job, not one per run)."""
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._flush_jobs)
-        self._dirty[job.name] = job
-
-    def _flush_jobs(self) -> None:
-        jobs, self._dirty = self._dirty, {}
-        self.post([w_job(job_row(j)) for j in jobs.values()])
+        """Job counters changed; its row goes out with the next batch (see JobRows)."""
+        self._rows.touch(job)
 
     def new_id(self) -> str:
         return self.ids.new(self.clock.time())
@@ -169,9 +138,17 @@ class Engine:
         else:
             tlist = []  # the check phase decides the targets
         run = Run(
-            id=run_id, job=job.name, state=RunState.QUEUED, trigger=trigger, created_at=now,
-            scheduled_for=scheduled_for, idempotency_key=idempotency_key, payload=payload,
-            targets_total=len(tlist), depth=depth, origin=origin,
+            id=run_id,
+            job=job.name,
+            state=RunState.QUEUED,
+            trigger=trigger,
+            created_at=now,
+            scheduled_for=scheduled_for,
+            idempotency_key=idempotency_key,
+            payload=payload,
+            targets_total=len(tlist),
+            depth=depth,
+            origin=origin,
         )
         tobjs = [Target(run_id=run_id, idx=i, target=t) for i, t in enumerate(tlist)]
         job.run_count += 1
@@ -184,8 +161,15 @@ class Engine:
             self.touch(job)
         if persist:
             writes.extend(w_target(t) for t in tobjs)
-        live = LiveRun(run=run, job=job, targets=tobjs, persist_targets=persist,
-                       skip_check=skip_check, after=after, lean=job.lean)
+        live = LiveRun(
+            run=run,
+            job=job,
+            targets=tobjs,
+            persist_targets=persist,
+            skip_check=skip_check,
+            after=after,
+            lean=job.lean,
+        )
         return live, writes
 
     def launch(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> asyncio.Future[None]:
@@ -201,8 +185,14 @@ class Engine:
         """A fire that the overlap policy skipped still leaves a trace: a ``skipped`` run."""
         now = self.clock.time()
         run = Run(
-            id=self.ids.new(now), job=job.name, state=RunState.SKIPPED, trigger=trigger,
-            created_at=now, scheduled_for=scheduled_for, finished_at=now, reason=reason,
+            id=self.ids.new(now),
+            job=job.name,
+            state=RunState.SKIPPED,
+            trigger=trigger,
+            created_at=now,
+            scheduled_for=scheduled_for,
+            finished_at=now,
+            reason=reason,
         )
         job.last_run = run.id
         self.post([w_run(run)])
@@ -254,7 +244,7 @@ class Engine:
                     await asyncio.wait([prev])
             if live.cancel_reason is not None:
                 raise asyncio.CancelledError
-            await self._execute(live)
+            await execute(self, live)
         except (Drained, PoolClosed):
             log.info("run.parked", run_id=run_id, job=live.job.name)
         except asyncio.CancelledError:
@@ -272,90 +262,19 @@ class Engine:
         finally:
             self._forget(live)
 
-    async def _execute(self, live: LiveRun) -> None:
-        if self.draining.is_set():
-            raise Drained
-        run = live.run
-        if run.state is RunState.QUEUED or live.resumed:
-            event = RunEvent.START if run.state is RunState.QUEUED else RunEvent.RESUME
-            # Not written here: the first attempt's write (same batch) carries "running".
-            live.run = run = run.evolve(state=next_run_state(run.state, event),
-                                        started_at=run.started_at or self.clock.time())
-        if live.job.spec.check is not None and not live.skip_check and run.targets_total == 0:
-            res = await run_phase(self, live, Phase.CHECK, None)
-            if isinstance(res, RunError):
-                await self.finish(live, RunEvent.FAIL, error=res)
-                return
-            if not res.perform:
-                await self.finish(live, RunEvent.SKIP, reason="check: nothing to perform")
-                return
-            self._apply_check(live, res)
-        pending = [t for t in live.targets if t.state is TargetState.PENDING]
-        if len(pending) == 1:
-            await self._do_target(live, pending[0])
-        elif pending:
-            parked: list[bool] = []
-            async with asyncio.TaskGroup() as tg:
-                for t in pending:
-                    tg.create_task(self._target_task(live, t, parked),
-                                   name=f"target:{run.id}:{t.idx}")
-            if parked:
-                raise Drained
-        ok = sum(1 for t in live.targets if t.state is TargetState.SUCCEEDED)
-        failed = len(live.targets) - ok
-        event = aggregate(ok, failed, len(live.targets))
-        err = None
-        if event is not RunEvent.SUCCEED:
-            err = next(t.error for t in live.targets if t.state is TargetState.FAILED)
-        result = live.targets[0].result if len(live.targets) == 1 else None
-        await self.finish(live, event, error=err, result=result)
-
-    def _apply_check(self, live: LiveRun, res: ActionResult) -> None:
-        run = live.run
-        explicit = res.targets if res.targets is not None else live.job.spec.targets
-        tlist = list(explicit) if explicit is not None else [None]
-        live.targets = [Target(run_id=run.id, idx=i, target=t) for i, t in enumerate(tlist)]
-        live.persist_targets = explicit is not None
-        payload = res.payload if res.payload is not None else run.payload
-        live.run = run.evolve(payload=payload, targets_total=len(tlist), result=res.value)
-        writes = [w_run(live.run)]
-        if live.persist_targets:
-            writes.extend(w_target(t) for t in live.targets)
-        self.post(writes)
-
-    async def _target_task(self, live: LiveRun, target: Target, parked: list[bool]) -> None:
-        try:
-            await self._do_target(live, target)
-        except (Drained, PoolClosed):
-            parked.append(True)
-
-    async def _do_target(self, live: LiveRun, target: Target) -> None:
-        res = await run_phase(self, live, Phase.PERFORM, target)
-        if not isinstance(res, RunError) and live.job.spec.verify is not None:
-            vres = await run_phase(self, live, Phase.VERIFY, live.targets[target.idx])
-            if isinstance(vres, RunError):
-                res = vres
-            elif _mismatch(vres):
-                res = RunError(kind=ErrorKind.FATAL, message="verify reported a mismatch")
-        target = live.targets[target.idx]
-        if isinstance(res, RunError):
-            self.fail_target(live, target, res)
-            return
-        target = target.evolve(state=next_target_state(target.state, TargetEvent.SUCCEED),
-                         result=res.value)
-        live.targets[target.idx] = target
-        if live.persist_targets:
-            self.post([w_target(target)])
-
     def fail_target(self, live: LiveRun, target: Target, err: RunError) -> None:
         """A target that exhausted its retries or failed fatally: mark it, dead-letter it."""
         now = self.clock.time()
-        target = target.evolve(state=next_target_state(target.state, TargetEvent.FAIL),
-                         error=err)
+        target = target.evolve(state=next_target_state(target.state, TargetEvent.FAIL), error=err)
         live.targets[target.idx] = target
         entry = DlqEntry(
-            id=self.ids.new(now), run_id=live.run.id, job=live.job.name, target=target.target,
-            target_idx=target.idx if live.persist_targets else -1, error=err, failed_at=now,
+            id=self.ids.new(now),
+            run_id=live.run.id,
+            job=live.job.name,
+            target=target.target,
+            target_idx=target.idx if live.persist_targets else -1,
+            error=err,
+            failed_at=now,
         )
         self.dlq_size += 1
         self.metrics.dlq_size.set(self.dlq_size)
@@ -363,19 +282,35 @@ class Engine:
         if live.persist_targets:
             writes.append(w_target(target))
         self.post(writes)
-        log.warning("target.dead_lettered", run_id=live.run.id, job=live.job.name,
-                    target=target.target, kind=err.kind.value, error=err.message)
+        log.warning(
+            "target.dead_lettered",
+            run_id=live.run.id,
+            job=live.job.name,
+            target=target.target,
+            kind=err.kind.value,
+            error=err.message,
+        )
 
     # ----------------------------------------------------------------- ending
     async def finish(
-        self, live: LiveRun, event: RunEvent, *, error: RunError | None = None,
-        reason: str | None = None, result: Any = None,
+        self,
+        live: LiveRun,
+        event: RunEvent,
+        *,
+        error: RunError | None = None,
+        reason: str | None = None,
+        result: Any = None,
     ) -> Run:
         now = self.clock.time()
         ok = sum(1 for t in live.targets if t.state is TargetState.SUCCEEDED)
         failed = sum(1 for t in live.targets if t.state is TargetState.FAILED)
-        run = live.run = live.run.evolve(state=next_run_state(live.run.state, event), finished_at=now,
-            targets_succeeded=ok, targets_failed=failed, error=error, reason=reason,
+        run = live.run = live.run.evolve(
+            state=next_run_state(live.run.state, event),
+            finished_at=now,
+            targets_succeeded=ok,
+            targets_failed=failed,
+            error=error,
+            reason=reason,
             result=result if result is not None else live.run.result,
         )
         job = live.job
@@ -385,8 +320,14 @@ class Engine:
         await self.write([w_run(run)])
         duration = now - run.started_at if run.started_at is not None else None
         self.meters(job).run_ended(run.state.value, duration, now)
-        log.info("run.finished", run_id=run.id, job=job.name, state=run.state.value,
-                 attempts=run.attempts, duration_s=round(duration or 0.0, 6))
+        log.info(
+            "run.finished",
+            run_id=run.id,
+            job=job.name,
+            state=run.state.value,
+            attempts=run.attempts,
+            duration_s=round(duration or 0.0, 6),
+        )
         if self.on_run_end is not None:
             try:
                 await self.on_run_end(run)
@@ -404,11 +345,6 @@ class Engine:
         if live.task is not None:
             live.task.cancel()
         return live
-
-
-def _mismatch(res: ActionResult) -> bool:
-    v = res.value
-    return isinstance(v, dict) and (v.get("match") is False or v.get("ok") is False)
 
 
 def _log_write_failure(fut: asyncio.Future[None]) -> None:

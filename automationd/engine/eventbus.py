@@ -75,7 +75,8 @@ class EventBus:
         """Store the event and start its runs; ``existing`` is True for a repeated key."""
         if idempotency_key is None:
             event, triggered, durable = self._emit(name, payload, None, depth)
-            await durable
+            if durable is not None:
+                await durable
             return event, triggered, False
         seen = self._keys.get(idempotency_key)
         if seen is not None:
@@ -92,7 +93,8 @@ class EventBus:
                 mine.set_result(result)
                 return result[0], result[1], True
             event, triggered, durable = self._emit(name, payload, idempotency_key, depth)
-            await durable
+            if durable is not None:
+                await durable
         except BaseException as exc:
             self._keys.pop(idempotency_key, None)
             if not mine.done():

@@ -69,7 +69,9 @@ class Intake:
         mine.set_result(run)
         return run, False
 
-    def trigger_now(self, job: JobRuntime, *, payload: Any = None) -> asyncio.Future[dict[str, Any]]:
+    def trigger_now(
+        self, job: JobRuntime, *, payload: Any = None
+    ) -> asyncio.Future[dict[str, Any]]:
         """Create a run now; the returned future yields its JSON once the run is durable.
 
         A future rather than a coroutine: the admin socket can answer without a task.
@@ -97,7 +99,6 @@ class Intake:
         if spec.check is None:
             return {"dry_run": True, "perform": True, "targets": targets, "payload": payload}
         action = build_action(spec.check, http=self.engine.http)
-
 
         ctx = ActionContext(
             job=job.name,

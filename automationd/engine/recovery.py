@@ -48,21 +48,33 @@ async def recover(engine: Engine, jobs: JobTable, runs: RunStore) -> int:
             closes.append(Write(_CLOSE_ATTEMPT, (now, _INTERRUPTED, run.id, a["n"])))
             if a["pgid"]:
                 orphans.append((int(a["pgid"]), run.id))
-        if run.attempts and await runs.db.fetchone(
-            "SELECT 1 FROM attempts WHERE run_id=? AND n=?", (run.id, run.attempts)
-        ) is None:  # a lean run's first attempt was in flight: it has no row yet
-            closes.append(w_attempt(Attempt(
-                run_id=run.id, n=run.attempts, phase=Phase.PERFORM, target=None, target_idx=-1,
-                started_at=run.started_at or run.created_at, finished_at=now,
-                outcome=ErrorKind.INTERRUPTED.value, error=_INTERRUPTED,
-            )))
+        if (
+            run.attempts
+            and await runs.db.fetchone(
+                "SELECT 1 FROM attempts WHERE run_id=? AND n=?", (run.id, run.attempts)
+            )
+            is None
+        ):  # a lean run's first attempt was in flight: it has no row yet
+            closes.append(
+                w_attempt(
+                    Attempt(
+                        run_id=run.id,
+                        n=run.attempts,
+                        phase=Phase.PERFORM,
+                        target=None,
+                        target_idx=-1,
+                        started_at=run.started_at or run.created_at,
+                        finished_at=now,
+                        outcome=ErrorKind.INTERRUPTED.value,
+                        error=_INTERRUPTED,
+                    )
+                )
+            )
         targets = await runs.targets(run.id)
         job = jobs.get(run.job)
         if job is None:
             gone = RunError(kind=ErrorKind.FATAL, message=f"job {run.job!r} no longer exists")
-            closes.append(
-                w_run(replace(run, state=RunState.FAILED, finished_at=now, error=gone))
-            )
+            closes.append(w_run(replace(run, state=RunState.FAILED, finished_at=now, error=gone)))
             continue
         persist = bool(targets)
         if not targets and run.targets_total == 1:

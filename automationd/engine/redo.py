@@ -39,8 +39,13 @@ class Redo:
         # targets_total == 0: it failed in the check phase, so the retry redoes the check too
         skip_check = old.targets_total > 0
         run, fut = self.engine.create_run(
-            job, trigger=Trigger.RETRY, payload=old.payload, targets=values,
-            skip_check=skip_check, origin=old.id, depth=old.depth,
+            job,
+            trigger=Trigger.RETRY,
+            payload=old.payload,
+            targets=values,
+            skip_check=skip_check,
+            origin=old.id,
+            depth=old.depth,
         )
         await fut
         return run
@@ -60,10 +65,13 @@ class Redo:
             old = await self.runs.get(run_id)
             perform = [e for e in group if e.target_idx >= 0]
             live, w = self.engine.prepare_run(
-                job, trigger=Trigger.RETRY,
+                job,
+                trigger=Trigger.RETRY,
                 payload=old.payload if old else None,
                 targets=[e.target for e in perform] if perform else None,
-                skip_check=bool(perform), origin=run_id, depth=old.depth if old else 0,
+                skip_check=bool(perform),
+                origin=run_id,
+                depth=old.depth if old else 0,
             )
             lives.append(live)
             writes.extend(w)

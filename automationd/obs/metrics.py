@@ -47,15 +47,20 @@ class Metrics:
         )
         self.workers_busy = Gauge("automationd_workers_busy", "Attempts in flight", registry=r)
         self.workers_max = Gauge("automationd_workers_max", "workers.max_concurrency", registry=r)
-        self.dlq_size = Gauge("automationd_dlq_size", "Entries in the dead-letter queue", registry=r)
+        self.dlq_size = Gauge(
+            "automationd_dlq_size", "Entries in the dead-letter queue", registry=r
+        )
         self.ratelimit_tokens = Gauge(
-            "automationd_ratelimit_tokens", "Tokens in the service's bucket", ["service"], registry=r
+            "automationd_ratelimit_tokens",
+            "Tokens in the service's bucket",
+            ["service"],
+            registry=r,
         )
         self.ratelimit_wait_seconds = Histogram(
             "automationd_ratelimit_wait_seconds",
             "Time an attempt waited for its service (token, slot, pause)",
             ["service"],
-            buckets=_LATENCY_BUCKETS + (30, 60, 300),
+            buckets=(*_LATENCY_BUCKETS, 30, 60, 300),
             registry=r,
         )
         self.http_responses_total = Counter(

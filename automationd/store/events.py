@@ -28,7 +28,8 @@ _PAGE = 500
 
 def w_event(e: Event) -> Write:
     return Write(
-        _INSERT, (e.id, e.name, dumps(e.payload), e.created_at, e.idempotency_key, e.depth),
+        _INSERT,
+        (e.id, e.name, dumps(e.payload), e.created_at, e.idempotency_key, e.depth),
         key=e.id,
     )
 

@@ -59,8 +59,14 @@ class Retention:
     """The pruner: ``run()`` is the daemon's background task, ``prune_once()`` one pass."""
 
     def __init__(
-        self, db: Database, clock: Clock, config: RetentionConfig, *, batch: int = 1000,
-        interval: float | None = None, first_delay: float | None = None,
+        self,
+        db: Database,
+        clock: Clock,
+        config: RetentionConfig,
+        *,
+        batch: int = 1000,
+        interval: float | None = None,
+        first_delay: float | None = None,
         step_target: float = 0.008,
     ) -> None:
         self.db = db
@@ -89,9 +95,15 @@ class Retention:
         runs = await self.prune_runs(id_floor(now - self.config.runs_max_age))
         events = await self.prune_events(id_floor(now - self.config.events_max_age))
         if runs or events:
-            log.info("retention.pruned", runs=runs, events=events, steps=self.steps,
-                     batch=self.batch, step_max_s=round(self.step_seconds_max, 4),
-                     duration_s=round(self.clock.monotonic() - started, 3))
+            log.info(
+                "retention.pruned",
+                runs=runs,
+                events=events,
+                steps=self.steps,
+                batch=self.batch,
+                step_max_s=round(self.step_seconds_max, 4),
+                duration_s=round(self.clock.monotonic() - started, 3),
+            )
         return {"runs": runs, "events": events}
 
     async def prune_runs(self, before_id: str) -> int:
@@ -158,5 +170,3 @@ class Retention:
 
     async def _pause(self, seconds: float) -> None:
         await self.clock.sleep_until(self.clock.monotonic() + seconds)
-
-

@@ -109,8 +109,9 @@ def w_target(t: Target) -> Write:
     )
 
 
-def w_attempt(a: Attempt, *, stdout: str | None = None, stderr: str | None = None,
-              pgid: int | None = None) -> Write:
+def w_attempt(
+    a: Attempt, *, stdout: str | None = None, stderr: str | None = None, pgid: int | None = None
+) -> Write:
     return Write(
         _UPSERT_ATTEMPT,
         (
@@ -133,7 +134,9 @@ def w_attempt(a: Attempt, *, stdout: str | None = None, stderr: str | None = Non
 
 def w_attempt_pgid(run_id: str, n: int, pgid: int) -> Write:
     # A barrier: this UPDATE must not be reordered before the attempt row's upsert.
-    return Write("UPDATE attempts SET pgid=? WHERE run_id=? AND n=?", (pgid, run_id, n), barrier=True)
+    return Write(
+        "UPDATE attempts SET pgid=? WHERE run_id=? AND n=?", (pgid, run_id, n), barrier=True
+    )
 
 
 def w_dlq(e: DlqEntry) -> Write:
@@ -241,8 +244,9 @@ class RunStore:
         )
         return run_from_row(row) if row else None
 
-    async def list(self, *, job: str | None, state: str | None, limit: int, offset: int
-                   ) -> list[Run]:
+    async def recent(
+        self, *, job: str | None, state: str | None, limit: int, offset: int
+    ) -> list[Run]:
         where, params = [], []
         if job is not None:
             where.append("job=?")
@@ -284,9 +288,15 @@ class RunStore:
             state = TargetState.SUCCEEDED
         elif run.state in (RunState.FAILED, RunState.PARTIAL) and run.targets_failed:
             state = TargetState.FAILED
-        return Target(run_id=run.id, idx=0, target=None, state=state, attempts=int(n or 0),
-                      error=run.error if state is TargetState.FAILED else None,
-                      result=run.result if state is TargetState.SUCCEEDED else None)
+        return Target(
+            run_id=run.id,
+            idx=0,
+            target=None,
+            state=state,
+            attempts=int(n or 0),
+            error=run.error if state is TargetState.FAILED else None,
+            result=run.result if state is TargetState.SUCCEEDED else None,
+        )
 
     async def targets_of(self, run: Run) -> list[Target]:
         """Stored targets, or the implicit one for a run without explicit targets."""
@@ -296,9 +306,7 @@ class RunStore:
         return rows
 
     async def attempts(self, run_id: str) -> list[Attempt]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM attempts WHERE run_id=? ORDER BY n", (run_id,)
-        )
+        rows = await self.db.fetchall("SELECT * FROM attempts WHERE run_id=? ORDER BY n", (run_id,))
         return [attempt_from_row(r) for r in rows]
 
     async def open_attempts(self, run_id: str) -> list[sqlite3.Row]:
@@ -312,13 +320,23 @@ class RunStore:
         if run.attempts > len(rows) and not any(a.n == run.attempts for a in rows):
             outcome = None
             if run.state.terminal:
-                outcome = "ok" if run.state is RunState.SUCCEEDED else (
-                    run.error.kind.value if run.error else None)
-            rows.append(Attempt(
-                run_id=run.id, n=run.attempts, phase=Phase.PERFORM, target=None, target_idx=-1,
-                started_at=run.started_at or run.created_at,
-                finished_at=run.finished_at if run.state.terminal else None, outcome=outcome,
-            ))
+                outcome = (
+                    "ok"
+                    if run.state is RunState.SUCCEEDED
+                    else (run.error.kind.value if run.error else None)
+                )
+            rows.append(
+                Attempt(
+                    run_id=run.id,
+                    n=run.attempts,
+                    phase=Phase.PERFORM,
+                    target=None,
+                    target_idx=-1,
+                    started_at=run.started_at or run.created_at,
+                    finished_at=run.finished_at if run.state.terminal else None,
+                    outcome=outcome,
+                )
+            )
         return rows
 
     async def logs(self, run_id: str) -> list[dict[str, Any]]:
@@ -342,7 +360,7 @@ class RunStore:
         return out
 
     async def last_runs(self, job: str, limit: int = 5) -> list[Run]:
-        return await self.list(job=job, state=None, limit=limit, offset=0)
+        return await self.recent(job=job, state=None, limit=limit, offset=0)
 
     async def dlq_list(self, *, job: str | None, limit: int) -> list[DlqEntry]:
         if job is None:

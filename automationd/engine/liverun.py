@@ -1,0 +1,65 @@
+"""A run while it is alive in memory, and the job rows its changes dirty.
+
+``LiveRun`` is mutated only by its run's task. ``JobRows`` coalesces job-row writes: a job's
+counters (run count, last run, last success) change with every run, but one row per job per
+batch is enough, so many runs of one job in a batch cost one write, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from automationd.engine.jobs import JobRuntime
+from automationd.records import Run, Target
+from automationd.store.db import Write
+from automationd.store.jobs import JobRow, w_job
+
+
+@dataclass(slots=True, eq=False)
+class LiveRun:
+    """A run in memory while its task lives; mutated only by that task."""
+
+    run: Run
+    job: JobRuntime
+    targets: list[Target]
+    persist_targets: bool = True
+    skip_check: bool = False
+    after: tuple[asyncio.Task[None], ...] = ()
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    executing: int = 0
+    resumed: bool = False
+    lean: bool = False  # one plain action (no check/verify/exec): see attempts.py
+
+
+def job_row(job: JobRuntime) -> JobRow:
+    return JobRow(
+        name=job.name,
+        source=job.spec.source,
+        spec=dict(job.spec.raw) if job.spec.source == "api" else None,
+        paused=job.paused,
+        completed=job.completed,
+        last_scheduled=job.last_scheduled,
+        run_count=job.run_count,
+        last_run=job.last_run,
+        last_success=job.last_success,
+    )
+
+
+class JobRows:
+    """Dirty job rows, flushed (posted) once per loop turn, so once per writer batch."""
+
+    def __init__(self, post: Callable[[Sequence[Write]], None]) -> None:
+        self._post = post
+        self._dirty: dict[str, JobRuntime] = {}
+
+    def touch(self, job: JobRuntime) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty[job.name] = job
+
+    def _flush(self) -> None:
+        jobs, self._dirty = self._dirty, {}
+        self._post([w_job(job_row(j)) for j in jobs.values()])
