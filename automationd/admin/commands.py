@@ -259,18 +259,13 @@ class Commands:
         return out
 
     async def events_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        name = _opt_str(args, "name")
-        limit = _int(args, "limit", 50, 1, 1000)
         events = await self.events.window(
             since=_time(args, "since"),
             until=_time(args, "until"),
-            limit=None if name else limit,
+            limit=_int(args, "limit", 50, 1, 1000),
             newest_first=True,
+            name=_opt_str(args, "name"),
         )
-        if name is not None:
-            from automationd.core.match import glob_match
-
-            events = [e for e in events if glob_match(name, e.name)][:limit]
         return [e.to_json() for e in events]
 
     async def events_replay(self, args: dict[str, Any]) -> dict[str, Any]:

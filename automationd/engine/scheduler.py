@@ -83,7 +83,8 @@ class Scheduler:
             self.baseline = now
         if now - self._marked >= MARK_EVERY:
             self._marked = now
-            self.engine.post([w_job(JobRow(name=MARK, source="scheduler", last_scheduled=now))])
+            row = JobRow(name=MARK, source="scheduler", last_scheduled=self.baseline)
+            self.engine.post([w_job(row)])
 
     def place(self, job: JobRuntime, now: float, *, catch_up: bool = False) -> None:
         """(Re)compute a job's next due time and put it on the wheel."""
@@ -95,8 +96,9 @@ class Scheduler:
         last = job.last_scheduled
         if last is None and catch_up:
             last = self.baseline  # never fired: count from when the scheduler was last alive
-        if last is not None and last >= now:
-            nxt = sched.next_after(last)  # the clock went back: never re-fire a time
+        first = sched.next_after(last) if last is not None else None
+        if last is not None and (last >= now or first is None or first > now):
+            nxt = first  # nothing came due since (or the clock went back: never re-fire)
         elif last is not None and catch_up:
             plan = plan_misfire(sched, last, now, spec.misfire, spec.misfire_grace)
             if plan.missed:
@@ -179,9 +181,10 @@ class Scheduler:
         observe = self.metrics.schedule_lateness_seconds.observe
         batch: _Batch = ([], [])
         for job in due:
-            job.wheel_handle = None
+            handle, job.wheel_handle = job.wheel_handle, None
             nominal = job.wheel_due if job.wheel_due is not None else now
-            observe(max(0.0, now - nominal))
+            # lateness against the jittered deadline (the jitter is intended, not late)
+            observe(max(0.0, now - (handle.deadline if handle is not None else nominal)))
             self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))

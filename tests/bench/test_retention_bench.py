@@ -111,12 +111,15 @@ async def paced_client(sock: Path, rate: float, stop: asyncio.Event, load: Load)
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(send())
-        while not (done_sending.is_set() and not sent_at):
+        quiet = 0.0  # seconds without an answer while some are owed: 10 s means lost
+        while not (done_sending.is_set() and not sent_at) and quiet < 10.0:
             try:
                 async with asyncio.timeout(0.5):
                     line = await reader.readline()
             except TimeoutError:
+                quiet += 0.5 if sent_at else 0.0
                 continue
+            quiet = 0.0
             if not line:
                 break
             resp = json.loads(line)
@@ -126,6 +129,7 @@ async def paced_client(sock: Path, rate: float, stop: asyncio.Event, load: Load)
                 load.latencies.append(time.perf_counter() - t)
             else:
                 load.errors += 1
+    load.errors += len(sent_at)  # never answered
     writer.close()
 
 

@@ -4,6 +4,7 @@ idempotency, run-outcome chains, the depth limit, retention (SPEC ยง2 on/when, ย
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -80,12 +81,15 @@ async def call(d: DaemonProcess, cmd: str, args: dict[str, Any] | None = None) -
         return await d.call(cmd, args or {})
 
 
-async def wait_for(what: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``what`` (which returns a truthy value when done) until it does, or fail."""
-    async with asyncio.timeout(timeout):
-        while not (got := what()):
+async def wait_for(what: Callable[[], Any], limit_s: float = 5.0) -> Any:
+    """Poll ``what`` (the daemon is another process: nothing to wait on but its answers)
+    until it returns something truthy, for at most ``limit_s``."""
+    async with asyncio.timeout(limit_s):
+        for _ in itertools.count():
+            if got := what():
+                return got
             await asyncio.sleep(0.02)
-    return got
+    raise AssertionError("unreachable")
 
 
 def db_rows(d: DaemonProcess, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -240,7 +244,7 @@ async def test_self_triggering_job_stops_at_depth_limit(daemon_factory: Factory)
     d = _start(daemon_factory, CHAIN)
     await call(d, "jobs.trigger", {"name": "loop"})
     cut = await wait_for(lambda: [e for e in d.log_events()
-                                  if e.get("event") == "event.depth_limit"], timeout=10)
+                                  if e.get("event") == "event.depth_limit"], limit_s=10)
     assert len(cut) == 1
     assert (cut[0]["depth"], cut[0]["limit"], cut[0]["jobs"]) == (DEPTH_LIMIT, DEPTH_LIMIT,
                                                                   ["loop"])
@@ -285,8 +289,8 @@ action = { type = "python", callable = "acts:fatal" }
             return exc.code == "not_found"
         return False
 
-    await wait_for(gone, timeout=5)
-    await wait_for(lambda: d.call_sync("events.list", {}) == [], timeout=5)
+    await wait_for(gone)
+    await wait_for(lambda: d.call_sync("events.list", {}) == [])
     assert db_rows(d, "SELECT COUNT(*) FROM attempts WHERE run_id=?", (run_id,)) == [(0,)]
     assert [e["run_id"] for e in await call(d, "dlq.list", {})] == [doomed["id"]]
     assert (await call(d, "runs.get", {"id": doomed["id"]}))["state"] == "failed"
