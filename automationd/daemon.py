@@ -239,6 +239,12 @@ class Daemon:
             t.cancel()
         if left:
             log.warning("daemon.cancelled_runs", runs=len(left), note="they resume at next start")
+            await asyncio.wait(left)
+        try:  # runs that ended are reported (run.* events stored) before the store closes
+            async with asyncio.timeout(5):
+                await engine.settle()
+        except (TimeoutError, AutomationdError) as exc:
+            log.warning("daemon.settle_incomplete", error=str(exc))
 
 
 def run_daemon(config: Config, clock: Clock | None = None) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -74,7 +74,7 @@ class Engine:
         self.live: dict[str, LiveRun] = {}
         self.dlq_size = 0
         self.draining = asyncio.Event()
-        self.on_run_end: Callable[[Run], Awaitable[None]] | None = None
+        self.on_run_end: Callable[[Run], None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._rows = JobRows(self.post)
 
@@ -126,7 +126,7 @@ class Engine:
         depth: int = 0,
         origin: str | None = None,
         skip_check: bool = False,
-        after: tuple[asyncio.Task[None], ...] = (),
+        after: tuple[asyncio.Future[None], ...] = (),
     ) -> tuple[LiveRun, list[Write]]:
         """A queued run and the writes that make it durable; nothing is submitted yet."""
         now = self.clock.time()
@@ -212,6 +212,7 @@ class Engine:
         """
         self.live[live.run.id] = live
         live.job.active[live.run.id] = live
+        live.done = asyncio.get_running_loop().create_future()
         if durable is None:
             self._spawn(live)
         else:
@@ -234,6 +235,16 @@ class Engine:
     def _forget(self, live: LiveRun) -> None:
         self.live.pop(live.run.id, None)
         live.job.active.pop(live.run.id, None)
+        if live.done is not None and not live.done.done():
+            live.done.set_result(None)
+
+    async def settle(self) -> None:
+        """Wait until everything submitted so far is durable and reported (shutdown).
+
+        Twice: the first round's done-callbacks (run reports) post run.* events of their own.
+        """
+        for _ in range(2):
+            await self.write([])
 
     # ----------------------------------------------------------------- a run's task
     async def _run_task(self, live: LiveRun) -> None:
@@ -300,7 +311,13 @@ class Engine:
         error: RunError | None = None,
         reason: str | None = None,
         result: Any = None,
+        wait: bool = True,
     ) -> Run:
+        """End the run; it is reported (metrics, log, run.* event) once its end is durable.
+
+        ``wait=False`` (the common end of a run's task) does not suspend: the report runs in
+        the write's done-callback, so the task ends in one step instead of waking up again.
+        """
         now = self.clock.time()
         ok = sum(1 for t in live.targets if t.state is TargetState.SUCCEEDED)
         failed = sum(1 for t in live.targets if t.state is TargetState.FAILED)
@@ -317,7 +334,18 @@ class Engine:
         if run.state is RunState.SUCCEEDED:
             job.last_success = now
         self.touch(job)
-        await self.write([w_run(run)])
+        durable = self.write([w_run(run)])
+        if wait:
+            await durable
+            self._report(run, job, durable)
+        else:
+            durable.add_done_callback(lambda done: self._report(run, job, done))
+        return run
+
+    def _report(self, run: Run, job: JobRuntime, durable: asyncio.Future[None]) -> None:
+        if durable.cancelled() or durable.exception() is not None:
+            return  # not stored: _log_write_failure said so; nothing to report
+        now = run.finished_at or self.clock.time()
         duration = now - run.started_at if run.started_at is not None else None
         self.meters(job).run_ended(run.state.value, duration, now)
         log.info(
@@ -330,10 +358,9 @@ class Engine:
         )
         if self.on_run_end is not None:
             try:
-                await self.on_run_end(run)
+                self.on_run_end(run)
             except Exception:  # the run has ended; a failing hook must not change that
                 log.exception("run.end_hook_failed", run_id=run.id, job=job.name)
-        return run
 
     # ----------------------------------------------------------------- control
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> LiveRun | None:

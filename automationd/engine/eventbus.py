@@ -134,7 +134,7 @@ class EventBus:
         return [job for job in self.jobs.listeners.values()
                 if job.enabled and event_matches(job.spec.on, job.spec.when, name, payload)]
 
-    async def on_run_end(self, run: Run) -> None:
+    def on_run_end(self, run: Run) -> None:
         """Publish ``run.<state>`` so jobs can chain on each other's outcomes.
 
         Not awaited for durability: the event and the runs it starts are submitted as one

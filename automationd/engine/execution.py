@@ -76,7 +76,7 @@ async def execute(engine: Engine, live: LiveRun) -> None:
     if event is not RunEvent.SUCCEED:
         err = next(t.error for t in live.targets if t.state is TargetState.FAILED)
     result = live.targets[0].result if len(live.targets) == 1 else None
-    await engine.finish(live, event, error=err, result=result)
+    await engine.finish(live, event, error=err, result=result, wait=False)
 
 
 def _apply_check(engine: Engine, live: LiveRun, res: ActionResult) -> None:

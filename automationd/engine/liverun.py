@@ -26,12 +26,13 @@ class LiveRun:
     targets: list[Target]
     persist_targets: bool = True
     skip_check: bool = False
-    after: tuple[asyncio.Task[None], ...] = ()
+    after: tuple[asyncio.Future[None], ...] = ()  # previous runs' `done` (overlap: queue)
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
     executing: int = 0
     resumed: bool = False
     lean: bool = False  # one plain action (no check/verify/exec): see attempts.py
+    done: asyncio.Future[None] | None = None  # resolves when the run leaves memory
 
 
 def job_row(job: JobRuntime) -> JobRow:

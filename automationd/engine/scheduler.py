@@ -216,13 +216,13 @@ class Scheduler:
             engine.record_skipped(job, trigger=trigger, scheduled_for=due,
                                   reason="overlap: previous run unfinished")
         else:
-            after: tuple[asyncio.Task[None], ...] = ()
+            after: tuple[asyncio.Future[None], ...] = ()
             if decision in (OverlapDecision.QUEUE, OverlapDecision.CANCEL_PREVIOUS):
                 prev = list(job.active.values())
                 if decision is OverlapDecision.CANCEL_PREVIOUS:
                     for lv in prev:
                         engine.cancel(lv.run.id, "cancelled by a newer fire (cancel_previous)")
-                after = tuple(lv.task for lv in prev if lv.task is not None)
+                after = tuple(lv.done for lv in prev if lv.done is not None)
             if batch is not None and not after:
                 live, writes = engine.prepare_run(job, trigger=trigger, scheduled_for=due)
                 batch[0].append(live)
