@@ -18,6 +18,7 @@ from automationd.engine.catalog import Catalog
 from automationd.engine.dispatcher import Engine
 from automationd.engine.eventbus import EventBus
 from automationd.engine.intake import Intake
+from automationd.engine.jobs import next_fires
 from automationd.engine.redo import Redo
 from automationd.errors import bad_request, conflict, not_found
 from automationd.store.events import EventStore
@@ -139,16 +140,12 @@ class Commands:
     async def jobs_get(self, args: dict[str, Any]) -> dict[str, Any]:
         job = self.catalog.get(_str(args, "name"))
         out = job.to_json()
-        fires: list[dict[str, Any]] = []
-        sched = job.schedule
-        if sched is not None:
-            t: float | None = self.engine.clock.time()
-            for _ in range(5):
-                assert t is not None
-                t = sched.next_after(t)
-                if t is None:
-                    break
-                fires.append({"at": rfc3339(t), "note": sched.dst_note(t)})
+        now = self.engine.clock.time()
+        fires = (
+            [{"at": rfc3339(t), "note": note} for t, note in next_fires(job.schedule, now, 5)]
+            if job.schedule is not None
+            else []
+        )
         out["next_fires"] = fires
         out["last_runs"] = [r.to_json() for r in await self.runs.last_runs(job.name, 5)]
         out["spec"] = dict(job.spec.raw)
