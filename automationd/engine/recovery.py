@@ -22,9 +22,9 @@ from automationd.core.runstate import RunState, TargetState
 from automationd.engine.dispatcher import Engine, LiveRun
 from automationd.engine.jobs import JobTable
 from automationd.errors import ErrorKind
-from automationd.records import Attempt, Phase, RunError
+from automationd.records import RunError
 from automationd.store.db import Write
-from automationd.store.runs import RunStore, w_attempt, w_run
+from automationd.store.runs import RunStore, lean_attempt, w_attempt, w_run
 
 log = structlog.get_logger("automationd.recovery")
 
@@ -48,28 +48,12 @@ async def recover(engine: Engine, jobs: JobTable, runs: RunStore) -> int:
             closes.append(Write(_CLOSE_ATTEMPT, (now, _INTERRUPTED, run.id, a["n"])))
             if a["pgid"]:
                 orphans.append((int(a["pgid"]), run.id))
-        if (
-            run.attempts
-            and await runs.db.fetchone(
-                "SELECT 1 FROM attempts WHERE run_id=? AND n=?", (run.id, run.attempts)
+        if run.attempts and not await runs.has_attempt(run.id, run.attempts):
+            # a lean run's first attempt was in flight: it has no row of its own yet
+            lost = lean_attempt(
+                run, finished_at=now, outcome=ErrorKind.INTERRUPTED.value, error=_INTERRUPTED
             )
-            is None
-        ):  # a lean run's first attempt was in flight: it has no row yet
-            closes.append(
-                w_attempt(
-                    Attempt(
-                        run_id=run.id,
-                        n=run.attempts,
-                        phase=Phase.PERFORM,
-                        target=None,
-                        target_idx=-1,
-                        started_at=run.started_at or run.created_at,
-                        finished_at=now,
-                        outcome=ErrorKind.INTERRUPTED.value,
-                        error=_INTERRUPTED,
-                    )
-                )
-            )
+            closes.append(w_attempt(lost))
         targets = await runs.targets(run.id)
         job = jobs.get(run.job)
         if job is None:

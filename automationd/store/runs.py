@@ -160,6 +160,23 @@ def w_dlq_delete(ids: Sequence[str]) -> list[Write]:
     return [Write("DELETE FROM dlq WHERE id=?", (i,), barrier=True) for i in ids]
 
 
+def lean_attempt(
+    run: Run, *, finished_at: float | None, outcome: str | None, error: str | None = None
+) -> Attempt:
+    """The row-less first attempt of a lean run (engine/attempts.py), rebuilt from its run."""
+    return Attempt(
+        run_id=run.id,
+        n=run.attempts,
+        phase=Phase.PERFORM,
+        target=None,
+        target_idx=-1,
+        started_at=run.started_at or run.created_at,
+        finished_at=finished_at,
+        outcome=outcome,
+        error=error,
+    )
+
+
 def _error(kind: str | None, message: str | None) -> RunError | None:
     if kind is None:
         return None
@@ -309,6 +326,10 @@ class RunStore:
         rows = await self.db.fetchall("SELECT * FROM attempts WHERE run_id=? ORDER BY n", (run_id,))
         return [attempt_from_row(r) for r in rows]
 
+    async def has_attempt(self, run_id: str, n: int) -> bool:
+        row = await self.db.fetchone("SELECT 1 FROM attempts WHERE run_id=? AND n=?", (run_id, n))
+        return row is not None
+
     async def open_attempts(self, run_id: str) -> list[sqlite3.Row]:
         return await self.db.fetchall(
             "SELECT * FROM attempts WHERE run_id=? AND outcome IS NULL", (run_id,)
@@ -325,18 +346,8 @@ class RunStore:
                     if run.state is RunState.SUCCEEDED
                     else (run.error.kind.value if run.error else None)
                 )
-            rows.append(
-                Attempt(
-                    run_id=run.id,
-                    n=run.attempts,
-                    phase=Phase.PERFORM,
-                    target=None,
-                    target_idx=-1,
-                    started_at=run.started_at or run.created_at,
-                    finished_at=run.finished_at if run.state.terminal else None,
-                    outcome=outcome,
-                )
-            )
+            finished = run.finished_at if run.state.terminal else None
+            rows.append(lean_attempt(run, finished_at=finished, outcome=outcome))
         return rows
 
     async def logs(self, run_id: str) -> list[dict[str, Any]]:

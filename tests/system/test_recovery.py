@@ -157,3 +157,40 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+async def test_kill9_mid_python_attempt_records_interrupted(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """1. A one-action python run (no row of its own for its first attempt) hangs.
+    2. kill -9 while it is in flight; restart.
+    Result: the run resumes under the same id; attempts read ['interrupted', 'ok']."""
+    d = daemon_factory(jobs="""
+[[jobs]]
+name = "hang"
+on = "never"
+action = { type = "python", callable = "hangacts:hang_once" }
+""")
+    (d.base / "hangacts.py").write_text(
+        "import asyncio, pathlib\n"
+        "async def hang_once(ctx):\n"
+        "    marker = pathlib.Path('hung.marker')\n"
+        "    if not marker.exists():\n"
+        "        marker.write_text('x')\n"
+        "        await asyncio.sleep(60)\n"
+        "    return {'attempt': ctx.attempt}\n"
+    )
+    d.start()
+    run = await d.call("jobs.trigger", {"name": "hang"})
+    deadline = time.monotonic() + 10
+    while not (d.base / "hung.marker").exists():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # the attempt's start is durable well within this
+    d.kill9()
+    d.start()
+    done = d.wait_run(run["id"])
+    assert done["state"] == "succeeded"
+    assert [a["outcome"] for a in done["attempts"]] == ["interrupted", "ok"]
+    assert done["result"] == {"attempt": 2}
+    assert d.stop() == 0
