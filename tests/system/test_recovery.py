@@ -123,7 +123,8 @@ async def test_sigterm_past_shutdown_timeout_cancels_and_resumes(
 [[jobs]]
 name = "long"
 on = "never"
-action = { type = "exec", argv = ["sh", "-c", "if [ -e again ]; then exit 0; fi; touch again; sleep 30"] }
+action = { type = "exec", argv = ["sh", "-c",
+  "if [ -e again ]; then exit 0; fi; touch again; sleep 30"] }
 """)
     d.start()
     run = await d.call("jobs.trigger", {"name": "long"})

@@ -177,6 +177,6 @@ def test_read_ratelimit_headers(
     headers: dict[str, str], expected: tuple[int, float] | None
 ) -> None:
     """Both header families are read case-insensitively; large resets are epoch seconds."""
-    assert 1_700_000_000 >= EPOCH_THRESHOLD
+    assert EPOCH_THRESHOLD <= 1_700_000_000
     assert read_ratelimit_headers(headers, 1_700_000_000.0, 3600.0) == expected
 
