@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -180,7 +181,7 @@ def _execute_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[An
             stmt = _multirow(sql, size)
             assert stmt is not None
             while total - i >= size:
-                conn.execute(stmt, [p for row in rows[i:i + size] for p in row])
+                conn.execute(stmt, list(chain.from_iterable(rows[i : i + size])))
                 i += size
     if i < total:
         conn.executemany(sql, rows[i:])
