@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import textwrap
 from collections.abc import Callable
 
@@ -209,3 +210,52 @@ async def test_unknown_job_and_bad_args(engine_daemon: DaemonProcess) -> None:
         await d.call("runs.get", {"id": "01NOPE"})
     assert ei.value.code == "not_found"
 
+
+
+async def test_cancel_dry_run_and_logs(daemon_factory: Callable[..., DaemonProcess]) -> None:
+    """1. runs.cancel ends a running exec run 'cancelled' and kills its child; cancelling an
+    ended run answers conflict.
+    2. dry_run runs only the check and reports its targets, storing no run.
+    3. runs.logs returns the captured stdout and stderr of an attempt."""
+    d = daemon_factory(jobs="""
+[[jobs]]
+name = "sleeper"
+on = "never"
+action = { type = "exec", argv = ["sh", "-c", "echo $$ > pid.txt; exec sleep 30"] }
+
+[[jobs]]
+name = "fan"
+on = "never"
+check = { type = "python", callable = "acts:check4" }
+action = { type = "python", callable = "acts:ok" }
+
+[[jobs]]
+name = "talker"
+on = "never"
+action = { type = "exec", argv = ["sh", "-c", "echo out-line; echo err-line >&2"] }
+""")
+    (d.base / "acts.py").write_text(ACTIONS)
+    d.start()
+    run = await d.call("jobs.trigger", {"name": "sleeper"})
+    async with asyncio.timeout(10):
+        while not (d.base / "pid.txt").exists():
+            await asyncio.sleep(0.02)
+    pid = int((d.base / "pid.txt").read_text())
+    cancelled = await d.call("runs.cancel", {"id": run["id"]})
+    assert cancelled["state"] == "cancelled"
+    await asyncio.sleep(0.3)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    with pytest.raises(AdminError) as ei:
+        await d.call("runs.cancel", {"id": run["id"]})
+    assert ei.value.code == "conflict"
+
+    dry = await d.call("jobs.trigger", {"name": "fan", "dry_run": True})
+    assert dry["dry_run"] is True and dry["perform"] is True
+    assert dry["targets"] == ["a", "b", "c", "d"]
+    assert await d.call("runs.list", {"job": "fan"}) == []
+
+    talk = await d.call("jobs.trigger", {"name": "talker"})
+    d.wait_run(talk["id"])
+    logs = await d.call("runs.logs", {"id": talk["id"]})
+    got = {(chunk["stream"], chunk["text"].strip()) for chunk in logs}
+    assert got == {("stdout", "out-line"), ("stderr", "err-line")}
