@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -237,14 +237,17 @@ action = { type = "exec", argv = ["sh", "-c", "echo out-line; echo err-line >&2"
     (d.base / "acts.py").write_text(ACTIONS)
     d.start()
     run = await d.call("jobs.trigger", {"name": "sleeper"})
+    pid_file = d.base / "pid.txt"
     async with asyncio.timeout(10):
-        while not (d.base / "pid.txt").exists():
+        while True:
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
             await asyncio.sleep(0.02)
-    pid = int((d.base / "pid.txt").read_text())
+    pid = int(pid_file.read_text())
     cancelled = await d.call("runs.cancel", {"id": run["id"]})
     assert cancelled["state"] == "cancelled"
     await asyncio.sleep(0.3)
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not _alive(pid), "cancelling a run kills its process group"
     with pytest.raises(AdminError) as ei:
         await d.call("runs.cancel", {"id": run["id"]})
     assert ei.value.code == "conflict"
@@ -259,3 +262,11 @@ action = { type = "exec", argv = ["sh", "-c", "echo out-line; echo err-line >&2"
     logs = await d.call("runs.logs", {"id": talk["id"]})
     got = {(chunk["stream"], chunk["text"].strip()) for chunk in logs}
     assert got == {("stdout", "out-line"), ("stderr", "err-line")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.split()[2] != "Z"
