@@ -4,7 +4,10 @@ Rules:
 - An attempt waits for its service gate (token, concurrency slot, 429 pause, breaker) first
   and for a global worker slot second, so waiting on a partner API never holds a worker.
 - The attempt row is posted when it starts (outcome NULL) and again when it ends; a crash in
-  between leaves the NULL that recovery reads as ``interrupted``.
+  between leaves the NULL that recovery reads as ``interrupted``. Exception, the lean path:
+  the first attempt of a one-action run writes no row unless it fails or prints (the run row
+  carries it; recovery reads "attempts=1 without a row" as interrupted).
+- An attempt the gate refuses (breaker open) is still an attempt: recorded, and counted.
 - A retryable failure with retries left waits out the backoff (``Retry-After`` honoured for
   ``rate_limited``), during which the run shows ``retrying`` if nothing else of it executes.
 - While the daemon drains, no new attempt starts and backoffs end early: ``Drained``.
@@ -28,8 +31,9 @@ from automationd.records import Attempt, Phase, RunError, Target
 from automationd.store.runs import w_attempt, w_attempt_pgid, w_run, w_target
 
 if TYPE_CHECKING:
-    from automationd.engine.dispatcher import Engine, LiveRun
+    from automationd.engine.dispatcher import Engine
     from automationd.engine.jobs import JobRuntime
+    from automationd.engine.liverun import LiveRun
 
 log = structlog.get_logger("automationd.engine")
 
