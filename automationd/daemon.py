@@ -110,6 +110,9 @@ class Daemon:
                                       metrics=metrics)
                 catalog = Catalog(config=cfg, jobs=jobs, engine=engine, scheduler=scheduler,
                                   services=services)
+                # Issue 4: no cyclic collections while 100,000 jobs load and are placed;
+                # gc.freeze() below makes them permanent, then collection resumes.
+                gc.disable()
                 catalog.load(await load_job_rows(db))
                 engine.dlq_size = await runs.dlq_count()
                 metrics.dlq_size.set(engine.dlq_size)
@@ -151,6 +154,7 @@ class Daemon:
                     # the collector's generations, so a gen-2 pass walks only newer objects
                     # (with 100,000 jobs a full pass cost tens of ms of fire lateness).
                     gc.freeze()
+                    gc.enable()
                     sched_task = tg.create_task(scheduler.run(), name="scheduler")
                     ret_task = tg.create_task(retention.run(), name="retention")
                     wd_task = None

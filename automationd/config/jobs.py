@@ -1,11 +1,15 @@
 """One ``[[jobs]]`` table (or a ``jobs.add`` request) → a validated ``JobSpec``.
 
-Theory of operation: a job file may hold 100,000 jobs (~10 µs each here), so ``parse_job``
+Theory of operation: a job file may hold 100,000 jobs (~5 µs each here), so ``parse_job``
 checks the table's keys against one frozenset, then reads each known key with a single dict
 probe: an absent key costs one ``get``, a present one its converter. Anything shared between
 jobs is computed once: time zones, schedules (by text and zone), durations and python
 callables are cached, records are built with every field given (no default factories run),
 and the dotted key path for an error message is only built when something is wrong.
+
+Memory (issue 4: 100,000 jobs in ≤ 150 MB): a ``Shared`` table, one per load, makes jobs
+that say the same thing hold the same objects: one schedule string, one action record, one
+backoff. Config jobs keep no copy of their table (``JobSpec.raw`` rebuilds it on demand).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from automationd.config import values as v
 from automationd.config.model import (
@@ -24,6 +28,7 @@ from automationd.config.model import (
     Defaults,
     ExecAction,
     HttpAction,
+    JobRules,
     JobSpec,
     Misfire,
     Overlap,
@@ -46,6 +51,49 @@ _HTTP_KEYS = frozenset(
     {"type", "method", "url", "headers", "json", "body", "timeout", "expect", "follow_redirects"}
 )
 _PYTHON_KEYS = frozenset({"type", "callable", "timeout"})
+R = TypeVar("R")
+_GRACE = "misfire_grace"
+
+
+class Shared:
+    """Equal values seen while loading many jobs, kept once: strings (schedules, zones,
+    services), action records, backoffs and rules. One per load: it remembers the rules of a
+    job that sets nothing but name, schedule and action under one ``Defaults``."""
+
+    __slots__ = ("_defaults", "_plain", "execs", "records", "strings")
+
+    def __init__(self) -> None:
+        self.strings: dict[str, str] = {}
+        self.records: dict[Any, Any] = {}
+        self.execs: dict[tuple[Any, ...], ExecAction] = {}  # argv → {type, argv} action
+        self._plain: dict[str, JobRules] = {}
+        self._defaults: Defaults | None = None
+
+    def text(self, s: str) -> str:
+        return self.strings.setdefault(s, s)
+
+    def keep(self, key: Hashable, record: R) -> R:
+        """The record first kept under ``key`` (which must determine the record's value)."""
+        kept: R = self.records.setdefault(key, record)
+        return kept
+
+    def plain(self, tz: str, defaults: Defaults) -> JobRules:
+        if defaults is not self._defaults:
+            self._plain.clear()
+            self._defaults = defaults
+        rules = self._plain.get(tz)
+        if rules is None:
+            rules = self._plain[tz] = _plain_rules(tz, defaults)
+        return rules
+
+
+def _plain_rules(tz: str, d: Defaults) -> JobRules:
+    return JobRules(
+        on=None, when=_NO_WHEN, timezone=tz, service=None, priority=0, jitter=0.0, max_runs=0,
+        targets=None, timeout=d.timeout, retries=d.retries, backoff=d.backoff,
+        overlap=d.overlap, misfire=d.misfire, misfire_grace=d.misfire_grace, check=None,
+        verify=None,
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -81,10 +129,9 @@ def _timeout(raw: Mapping[str, Any], here: str) -> float | None:
     return None if t is None else v.duration(t, here, "timeout", positive=True)
 
 
-def _exec(raw: Mapping[str, Any], here: str, base_dir: Path) -> ExecAction:
-    for key in raw:
-        if key not in _EXEC_KEYS:
-            v.unknown_key(here, key, _EXEC_KEYS)
+def _exec(raw: Mapping[str, Any], here: str, base_dir: Path, shared: Shared | None) -> ExecAction:
+    if not _EXEC_KEYS.issuperset(raw):
+        v.check_keys(raw, here, _EXEC_KEYS)
     get = raw.get
     argv = get("argv")
     if argv is None:
@@ -97,12 +144,18 @@ def _exec(raw: Mapping[str, Any], here: str, base_dir: Path) -> ExecAction:
             v.fail(here, f"argv[{i}]", f"expected a string, got {v.show(arg)}")
     if not argv[0]:
         v.fail(here, "argv[0]", "must not be empty")
+    args = tuple(argv)
+    if len(raw) == 2:  # the common case: {type, argv}; parse_action looks it up first
+        action = ExecAction(argv=args, env=_NO_ENV)
+        if shared is not None:
+            shared.execs[args] = action
+        return action
     env = get("env")
     cwd = get("cwd")
     timeout = get("timeout")
     codes = get("retryable_exit_codes")
-    return ExecAction(
-        argv=tuple(argv),
+    action = ExecAction(
+        argv=args,
         env=_NO_ENV if env is None else v.str_map(env, here, "env"),
         cwd=None if cwd is None else v.local_path(cwd, here, "cwd", base_dir),
         timeout=None if timeout is None else v.duration(timeout, here, "timeout", positive=True),
@@ -112,9 +165,13 @@ def _exec(raw: Mapping[str, Any], here: str, base_dir: Path) -> ExecAction:
             else frozenset(v.int_list(codes, here, "retryable_exit_codes", low=0, high=255))
         ),
     )
+    if shared is None or env is not None:
+        return action
+    a = action
+    return shared.keep(("exec", args, a.cwd, a.timeout, a.retryable_exit_codes), a)
 
 
-def _http(raw: Mapping[str, Any], here: str) -> HttpAction:
+def _http(raw: Mapping[str, Any], here: str, shared: Shared | None) -> HttpAction:
     v.check_keys(raw, here, _HTTP_KEYS)
     url = raw.get("url")
     if url is None:
@@ -130,7 +187,7 @@ def _http(raw: Mapping[str, Any], here: str) -> HttpAction:
     body = raw.get("body")
     headers = raw.get("headers")
     expect = raw.get("expect")
-    return HttpAction(
+    action = HttpAction(
         method=method.upper(),
         url=url,
         headers={} if headers is None else v.str_map(headers, here, "headers"),
@@ -140,9 +197,15 @@ def _http(raw: Mapping[str, Any], here: str) -> HttpAction:
         expect=() if expect is None else v.int_list(expect, here, "expect", low=100, high=599),
         follow_redirects=v.boolean(raw.get("follow_redirects", False), here, "follow_redirects"),
     )
+    if shared is None or headers is not None or action.json is not None:
+        return action  # a table inside: not hashable, and rarely repeated verbatim
+    a = action
+    return shared.keep(("http", a.method, url, a.body, a.timeout, a.expect, a.follow_redirects), a)
 
 
-def _python(raw: Mapping[str, Any], here: str, base_dir: Path) -> PythonAction:
+def _python(
+    raw: Mapping[str, Any], here: str, base_dir: Path, shared: Shared | None
+) -> PythonAction:
     v.check_keys(raw, here, _PYTHON_KEYS)
     spec = raw.get("callable")
     if spec is None:
@@ -153,20 +216,35 @@ def _python(raw: Mapping[str, Any], here: str, base_dir: Path) -> PythonAction:
         fn = _resolve(spec, base_dir)
     except ValueError as exc:
         v.fail(here, "callable", str(exc))
-    return PythonAction(callable=spec, timeout=_timeout(raw, here), fn=fn)
+    action = PythonAction(callable=spec, timeout=_timeout(raw, here), fn=fn)
+    if shared is None:
+        return action
+    return shared.keep(("python", spec, action.timeout), action)
 
 
-def parse_action(value: object, where: str, key: str, base_dir: Path) -> ActionSpec:
-    """An action table by its ``type``: exec, http or python."""
+def parse_action(
+    value: object, where: str, key: str, base_dir: Path, shared: Shared | None = None
+) -> ActionSpec:
+    """An action table by its ``type``: exec, http or python. With ``shared``, equal
+    actions (same argv, same URL, ...) come back as one record."""
+    if shared is not None and type(value) is dict and len(value) == 2:
+        argv = value.get("argv")
+        if type(argv) is list and value.get("type") == "exec":
+            try:
+                found = shared.execs.get(tuple(argv))  # only validated argvs are in there
+            except TypeError:  # an unhashable element: the checks below name it
+                found = None
+            if found is not None:
+                return found
     raw = value if type(value) is dict else v.table(value, where, key)
     here = f"{where}.{key}"
     kind = raw.get("type")
     if kind == "exec":
-        return _exec(raw, here, base_dir)
+        return _exec(raw, here, base_dir, shared)
     if kind == "http":
-        return _http(raw, here)
+        return _http(raw, here, shared)
     if kind == "python":
-        return _python(raw, here, base_dir)
+        return _python(raw, here, base_dir, shared)
     if kind is None:
         v.fail(here, "type", "missing (exec, http or python)")
     v.fail(here, "type", f"unknown action type {v.show(kind)} (expected exec, http or python)")
@@ -181,27 +259,9 @@ def _targets(value: object, where: str) -> tuple[Any, ...]:
 
 
 JOB_KEYS = frozenset(
-    {
-        "name",
-        "schedule",
-        "on",
-        "when",
-        "timezone",
-        "service",
-        "priority",
-        "jitter",
-        "max_runs",
-        "targets",
-        "timeout",
-        "retries",
-        "backoff",
-        "overlap",
-        "misfire",
-        "misfire_grace",
-        "action",
-        "check",
-        "verify",
-    }
+    {"name", "schedule", "on", "when", "timezone", "service", "priority", "jitter", "max_runs",
+     "targets", "timeout", "retries", "backoff", "overlap", "misfire", "misfire_grace",
+     "action", "check", "verify"}
 )
 
 
@@ -214,16 +274,22 @@ def parse_job(
     base_dir: Path,
     default_tz: str,
     source: str = "config",
+    written: Mapping[str, Any] | str | None = None,
+    shared: Shared | None = None,
 ) -> JobSpec:
     """Validate one job table; errors read ``{where}.{key}: {problem}`` (no file prefix).
+
+    An API job (``source="api"``) keeps its table as written (or ``written``, e.g. the JSON
+    text it was stored as) to persist; a config job keeps none. ``shared`` (one per load)
+    lets equal schedules, zones, actions, backoffs and rules be one object across jobs.
 
     Absent keys cost one dict probe each; that is what keeps 100,000 jobs fast."""
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a table, got {v.show(raw)}")
-    for key in raw:
-        if key not in JOB_KEYS:
-            v.unknown_key(where, key, JOB_KEYS)
+    if not JOB_KEYS.issuperset(raw):
+        v.check_keys(raw, where, JOB_KEYS)
     get = raw.get
+    text = shared.text if shared is not None else str  # str(s) is s
 
     name = get("name")
     if name is None:
@@ -232,35 +298,58 @@ def parse_job(
         v.fail(where, "name", f"bad job name {v.show(name)} (expected {NAME_RE.pattern})")
 
     tz = get("timezone")
-    tz = default_tz if tz is None else v.timezone(tz, where, "timezone")
+    tz = default_tz if tz is None else text(v.timezone(tz, where, "timezone"))
     on = get("on")
     if on is not None:
-        on = v.nonempty(on, where, "on")
+        on = text(v.nonempty(on, where, "on"))
     schedule = get("schedule")
     if schedule is not None:
-        schedule = v.nonempty(schedule, where, "schedule")
+        schedule = text(v.nonempty(schedule, where, "schedule"))
         try:
             parsed_schedule(schedule, tz)
         except ValueError as exc:
             v.fail(where, "schedule", str(exc))
     elif on is None:
         raise ConfigError(f"{where}: a job needs 'schedule' or 'on' (or both)")
+    if len(raw) == 3 and schedule is not None and "action" in raw:  # the rest is inherited
+        rules = _plain_rules(tz, defaults) if shared is None else shared.plain(tz, defaults)
+    else:
+        rules = _rules(raw, where, defaults, services, base_dir, shared, on, tz)
+    action = get("action")
+    if action is None:
+        v.fail(where, "action", "missing (every job needs an action table)")
+    action = parse_action(action, where, "action", base_dir, shared)
+    if source == "api" and written is None:
+        written = raw
+    return JobSpec.make(name, schedule, action, rules, source, written)
+
+
+def _rules(
+    raw: Mapping[str, Any],
+    where: str,
+    defaults: Defaults,
+    services: Mapping[str, ServiceConfig],
+    base_dir: Path,
+    shared: Shared | None,
+    on: str | None,
+    tz: str,
+) -> JobRules:
+    """Every key but name, schedule, on, timezone and action (see ``parse_job``)."""
+    get = raw.get
     when = get("when")
     if when is not None:
         if on is None:
             v.fail(where, "when", "needs 'on' (it filters the payload of triggering events)")
         when = dict(v.table(when, where, "when"))
-
     service = get("service")
     if service is not None:
         service = v.string(service, where, "service")
         if service not in services:
             known = ", ".join(sorted(services)) or "none defined"
             v.fail(where, "service", f"unknown service {service!r} (known: {known})")
-
-    action = get("action")
-    if action is None:
-        v.fail(where, "action", "missing (every job needs an action table)")
+    d = defaults
+    backoff = get("backoff")
+    backoff = d.backoff if backoff is None else v.backoff(backoff, where, "backoff", d.backoff)
     check = get("check")
     verify = get("verify")
     priority = get("priority")
@@ -269,13 +358,10 @@ def parse_job(
     targets = get("targets")
     timeout = get("timeout")
     retries = get("retries")
-    bo = get("backoff")
     overlap = get("overlap")
     misfire = get("misfire")
     grace = get("misfire_grace")
-    return JobSpec(
-        name=name,
-        schedule=schedule,
+    rules = JobRules(
         on=on,
         when=_NO_WHEN if when is None else when,
         timezone=tz,
@@ -284,29 +370,21 @@ def parse_job(
         jitter=0.0 if jitter is None else v.duration(jitter, where, "jitter"),
         max_runs=0 if max_runs is None else v.integer(max_runs, where, "max_runs", minimum=0),
         targets=None if targets is None else _targets(targets, where),
-        action=parse_action(action, where, "action", base_dir),
-        check=None if check is None else parse_action(check, where, "check", base_dir),
-        verify=None if verify is None else parse_action(verify, where, "verify", base_dir),
-        timeout=(
-            defaults.timeout
-            if timeout is None
-            else v.duration(timeout, where, "timeout", positive=True)
-        ),
-        retries=defaults.retries
-        if retries is None
-        else v.integer(retries, where, "retries", minimum=0),
-        backoff=(
-            defaults.backoff if bo is None else v.backoff(bo, where, "backoff", defaults.backoff)
-        ),
-        overlap=defaults.overlap
-        if overlap is None
-        else v.choice(overlap, where, "overlap", Overlap),
-        misfire=defaults.misfire
-        if misfire is None
-        else v.choice(misfire, where, "misfire", Misfire),
-        misfire_grace=(
-            defaults.misfire_grace if grace is None else v.duration(grace, where, "misfire_grace")
-        ),
-        source=source,
-        raw=raw,
+        timeout=d.timeout if timeout is None else v.duration(timeout, where, "timeout", True),
+        retries=d.retries if retries is None else v.integer(retries, where, "retries", minimum=0),
+        backoff=backoff,
+        overlap=d.overlap if overlap is None else v.choice(overlap, where, "overlap", Overlap),
+        misfire=d.misfire if misfire is None else v.choice(misfire, where, "misfire", Misfire),
+        misfire_grace=d.misfire_grace if grace is None else v.duration(grace, where, _GRACE),
+        check=None if check is None else parse_action(check, where, "check", base_dir, shared),
+        verify=None if verify is None else parse_action(verify, where, "verify", base_dir, shared),
     )
+    if shared is None or when is not None:
+        return rules
+    r = rules  # actions by identity: the shared ones are one object per value
+    key = (on, tz, service, r.priority, r.jitter, r.max_runs, r.targets, r.timeout, r.retries,
+           backoff, r.overlap, r.misfire, r.misfire_grace, id(r.check), id(r.verify))
+    try:
+        return shared.keep(key, rules)
+    except TypeError:  # targets holding tables: this job keeps its own
+        return rules

@@ -3,25 +3,32 @@
 Config jobs come from the file and are reconciled on reload; API jobs (``jobs.add``) are stored
 with their full spec and survive restarts and reloads. Pause, completion, counters and the last
 scheduled fire live in the jobs table for both, so a pause survives restarts and reloads.
+
+Start-up with 100,000 jobs (issue 4: READY ≤ 3 s): stored API specs are decoded in one JSON
+call and validated again (the config of the day may have lost their service), with equal
+values shared between jobs; the cyclic GC is paused meanwhile, as in ``load_config``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from automationd.config.load import parse_job
+from automationd.config.jobs import Shared
+from automationd.config.load import gc_paused, parse_job
 from automationd.config.model import Config, JobSpec
 from automationd.core.reconcile import diff_jobs
 from automationd.engine.dispatcher import Engine, job_row
 from automationd.engine.jobs import JobRuntime, JobTable, schedule_for
 from automationd.engine.scheduler import MARK, Scheduler
 from automationd.errors import ConfigError, bad_request, conflict, not_found
-from automationd.store.jobs import JobRow, w_job, w_job_delete
+from automationd.store.jobs import JobRow, StoredJobs, w_job, w_job_delete
 
 log = structlog.get_logger("automationd.catalog")
+_BATCH = 2000  # stored API jobs decoded at once: fast, yet a small peak of parser output
 
 
 class Catalog:
@@ -34,25 +41,43 @@ class Catalog:
         self.engine = engine
         self.scheduler = scheduler
         self.services = services
+        self._base_of: Config | None = None  # the config whose folder is _base_dir
+        self._base_dir = config.path.parent
 
     # ------------------------------------------------------------ start-up
-    def load(self, rows: dict[str, JobRow]) -> None:
+    def load(self, rows: StoredJobs) -> None:
         """Config jobs, then API jobs from the store; each picks up its persisted state."""
         mark = rows.get(MARK)
         if mark is not None:
             self.scheduler.baseline = mark.last_scheduled
-        for spec in self.config.jobs:
-            self._put(spec, rows.get(spec.name))
-        for row in rows.values():
-            if row.source != "api" or row.name in self.jobs or row.spec is None:
-                continue
-            try:
-                spec = self._parse_api(row.spec)
-            except ConfigError as exc:
-                log.error("job.load_failed", job=row.name, error=str(exc))
-                continue
-            self._put(spec, row)
+        with gc_paused():
+            for spec in self.config.jobs:
+                self._put(spec, rows.get(spec.name))
+            api = [a for a in rows.take_api_specs() if a[0] not in self.jobs]
+            shared = Shared()
+            for i in range(0, len(api), _BATCH):
+                self._load_api(api[i : i + _BATCH], rows, shared)
         self._refresh_gauges()
+
+    def _load_api(
+        self, batch: list[tuple[str, str, bool]], rows: StoredJobs, shared: Shared
+    ) -> None:
+        """One batch of stored API jobs: decoded together, validated one by one against
+        today's config (a job whose service is gone is logged and left out)."""
+        for (name, text, has_state), raw in zip(
+            batch, _decode_all([text for _, text, _ in batch]), strict=True
+        ):
+            try:
+                if not isinstance(raw, dict):
+                    raise ConfigError("job: stored spec is not a JSON object")
+                if raw.get("name") != name:
+                    raise ConfigError(f"job.name: stored spec names {raw.get('name')!r}")
+                raw["name"] = name  # the row's copy: the decoded one goes with the batch
+                spec = self._parse_api(raw, written=text, shared=shared)
+            except ConfigError as exc:
+                log.error("job.load_failed", job=name, error=str(exc))
+                continue
+            self._put(spec, rows.get(name) if has_state else None)
 
     def _put(self, spec: JobSpec, row: JobRow | None) -> JobRuntime:
         job = JobRuntime(spec=spec, schedule=schedule_for(spec))
@@ -67,11 +92,16 @@ class Catalog:
         self.jobs.put(job)
         return job
 
-    def _parse_api(self, raw: dict[str, Any]) -> JobSpec:
+    def _parse_api(
+        self, raw: Any, *, written: str | None = None, shared: Shared | None = None
+    ) -> JobSpec:
         cfg = self.config
+        if self._base_of is not cfg:
+            self._base_of, self._base_dir = cfg, cfg.path.parent
         return parse_job(
             raw, where="job", defaults=cfg.defaults, services=cfg.services,
-            base_dir=cfg.path.parent, default_tz=cfg.daemon.timezone, source="api",
+            base_dir=self._base_dir, default_tz=cfg.daemon.timezone, source="api",
+            written=written, shared=shared,
         )
 
     # ------------------------------------------------------------ admin operations
@@ -164,3 +194,22 @@ class Catalog:
     def _refresh_gauges(self) -> None:
         for state, n in self.jobs.counts().items():
             self.engine.metrics.jobs.labels(state).set(n)
+
+
+def _decode_all(texts: list[str]) -> list[Any]:
+    """Decode stored specs with one ``json.loads`` (a third of the time of one call each);
+    if any is corrupt, decode one by one so only that one fails (as a ``ConfigError``)."""
+    try:
+        decoded: list[Any] = json.loads("[" + ",".join(texts) + "]")
+        if len(decoded) == len(texts):
+            return decoded
+    except ValueError:
+        pass
+    return [_decode(t) for t in texts]
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None  # not a table: the caller logs it and skips the job
