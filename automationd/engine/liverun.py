@@ -36,10 +36,16 @@ class LiveRun:
 
 
 def job_row(job: JobRuntime) -> JobRow:
+    """The job's durable row. An API job keeps its spec as written; when that is still the
+    JSON text it was loaded from, it is written back as is (no re-encoding per counter write)."""
+    spec = job.spec
+    api = spec.source == "api"
+    written = spec.written if api else None
     return JobRow(
         name=job.name,
-        source=job.spec.source,
-        spec=dict(job.spec.raw) if job.spec.source == "api" else None,
+        source=spec.source,
+        spec=dict(spec.raw) if api and not isinstance(written, str) else None,
+        spec_json=written if isinstance(written, str) else None,
         paused=job.paused,
         completed=job.completed,
         last_scheduled=job.last_scheduled,
