@@ -79,8 +79,11 @@ def rfc3339(ts: float | None) -> str | None:
     """Epoch seconds → RFC 3339 UTC with milliseconds (``2026-11-22T13:45:00.123Z``)."""
     if ts is None:
         return None
-    d = dt.datetime.fromtimestamp(ts, dt.UTC)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    # Truncated to the millisecond the same way ids are (core/ids.py), never rounded up, so
+    # "since <this timestamp>" always includes the record it was read from.
+    ms = int(ts * 1000)
+    d = dt.datetime.fromtimestamp(ms // 1000, dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def parse_rfc3339(text: object) -> float:

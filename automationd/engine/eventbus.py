@@ -109,8 +109,9 @@ class EventBus:
     ) -> tuple[Event, list[str], asyncio.Future[None] | None]:
         """Store the event and start its runs in one submitted unit; nothing awaited."""
         engine = self.engine
-        event = Event(id=engine.new_id(), name=name, payload=payload,
-                      created_at=engine.clock.time(), idempotency_key=key, depth=depth)
+        now = engine.clock.time()  # one reading: the id's millisecond is created_at's
+        event = Event(id=engine.ids.new(now), name=name, payload=payload,
+                      created_at=now, idempotency_key=key, depth=depth)
         writes: list[Write] = [w_event(event)]
         lives: list[LiveRun] = []
         matched = self._listeners_of(name, payload)
