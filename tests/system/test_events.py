@@ -232,7 +232,10 @@ async def test_run_succeeded_of_a_triggers_b(daemon_factory: Factory) -> None:
     b = d.wait_run(b_runs[0]["id"])
     assert b["trigger"] == "event" and b["state"] == "succeeded"
     assert b["payload"] == {"job": "a", "run_id": a["id"], "state": "succeeded"}
-    events = await call(d, "events.list", {"name": "run.succeeded"})
+    # b's own run.succeeded is stored just after b's end (reported once that is durable)
+    events = await wait_for(lambda: [
+        e for e in d.call_sync("events.list", {"name": "run.succeeded"})
+        if e["payload"]["job"] == "b"] and d.call_sync("events.list", {"name": "run.succeeded"}))
     assert {e["payload"]["job"] for e in events} == {"a", "b"}
     assert runs_of(d, "loop") == []
 
