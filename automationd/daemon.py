@@ -103,7 +103,7 @@ class Daemon:
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
                 engine = Engine(db=db, pool=pool, http=http, metrics=metrics, clock=self.clock,
-                                rng=rng, services=services)
+                                rng=rng)
                 runs, events = RunStore(db), EventStore(db)
                 jobs = JobTable()
                 scheduler = Scheduler(engine=engine, jobs=jobs, clock=self.clock, rng=rng,

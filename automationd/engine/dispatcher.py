@@ -61,7 +61,6 @@ class Engine:
         metrics: Metrics,
         clock: Clock,
         rng: random.Random,
-        services: Any,
     ) -> None:
         self.db = db
         self.pool = pool
@@ -69,7 +68,6 @@ class Engine:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng
-        self.services = services
         self.ids = IdGenerator(rng)
         self.live: dict[str, LiveRun] = {}
         self.dlq_size = 0

@@ -23,7 +23,6 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ from automationd.core.match import event_matches
 from automationd.core.runstate import RunState
 from automationd.engine.dispatcher import Engine, LiveRun
 from automationd.engine.jobs import JobRuntime, JobTable
+from automationd.engine.once import OncePerKey
 from automationd.obs.metrics import Metrics
 from automationd.records import Event, Run, Trigger
 from automationd.store.db import Write
@@ -42,7 +42,6 @@ from automationd.store.runs import RunStore
 log = structlog.get_logger("automationd.events")
 
 DEFAULT_MAX_DEPTH = 16
-_KEYS_KEPT = 100_000
 _REPLAY_CHUNK = 500  # runs per submitted unit during a replay: bounded writer entries
 _OUTCOMES = frozenset({RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED})
 
@@ -64,7 +63,7 @@ class EventBus:
         self.runs = runs
         self.metrics = metrics
         self.max_depth = max_depth
-        self._keys: OrderedDict[str, asyncio.Future[tuple[Event, list[str]]]] = OrderedDict()
+        self._once: OncePerKey[tuple[Event, list[str]]] = OncePerKey()
         self._replaying = asyncio.Lock()
 
     # ----------------------------------------------------------------- publish
@@ -78,31 +77,20 @@ class EventBus:
             if durable is not None:
                 await durable
             return event, triggered, False
-        seen = self._keys.get(idempotency_key)
-        if seen is not None:
-            event, triggered = await asyncio.shield(seen)
-            return event, triggered, True
-        mine: asyncio.Future[tuple[Event, list[str]]] = asyncio.get_running_loop().create_future()
-        self._keys[idempotency_key] = mine
-        if len(self._keys) > _KEYS_KEPT:
-            self._keys.popitem(last=False)
-        try:
-            old = await self.events.by_key(idempotency_key)  # from an earlier life
-            if old is not None:
-                result = (old, await self.events.run_ids_of(old))
-                mine.set_result(result)
-                return result[0], result[1], True
-            event, triggered, durable = self._emit(name, payload, idempotency_key, depth)
+        key = idempotency_key
+
+        async def lookup() -> tuple[Event, list[str]] | None:
+            old = await self.events.by_key(key)  # from an earlier life
+            return None if old is None else (old, await self.events.run_ids_of(old))
+
+        async def create() -> tuple[Event, list[str]]:
+            event, triggered, durable = self._emit(name, payload, key, depth)
             if durable is not None:
                 await durable
-        except BaseException as exc:
-            self._keys.pop(idempotency_key, None)
-            if not mine.done():
-                mine.set_exception(exc)
-                mine.exception()  # retrieved: waiters re-raise it themselves
-            raise
-        mine.set_result((event, triggered))
-        return event, triggered, False
+            return event, triggered
+
+        (event, triggered), existing = await self._once.get_or_create(key, lookup, create)
+        return event, triggered, existing
 
     def _emit(
         self, name: str, payload: Any, key: str | None, depth: int, *, wait: bool = True

@@ -1,15 +1,12 @@
 """Manual triggers: idempotency keys, dry runs, and the durable answer.
 
-Idempotency: the first request with a (job, key) registers a future *synchronously*, before
-any await, so concurrent requests with the same key find it and share its answer; only the
-first looks in the database (for keys from earlier lives of the daemon) and creates the run.
-No unique-constraint error can leak out. Recent keys stay in a bounded in-memory map.
+Idempotency keys are scoped per job and handled by ``engine/once.py``: concurrent requests
+with one key share one run, and a key from an earlier life is found in the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import Any
 
 import structlog
@@ -17,18 +14,17 @@ import structlog
 from automationd.actions.base import ActionContext, build_action
 from automationd.engine.dispatcher import Engine
 from automationd.engine.jobs import JobRuntime
+from automationd.engine.once import OncePerKey
 from automationd.errors import ActionError, AdminError
 from automationd.records import Phase, Run, Trigger
 from automationd.store.runs import RunStore
-
-_KEYS_KEPT = 100_000
 
 
 class Intake:
     def __init__(self, engine: Engine, runs: RunStore) -> None:
         self.engine = engine
         self.runs = runs
-        self._keys: OrderedDict[tuple[str, str], asyncio.Future[Run]] = OrderedDict()
+        self._once: OncePerKey[Run] = OncePerKey()
 
     async def trigger(
         self,
@@ -43,31 +39,19 @@ class Intake:
             run, fut = self.engine.create_run(job, trigger=trigger, payload=payload)
             await fut
             return run, False
-        k = (job.name, idempotency_key)
-        seen = self._keys.get(k)
-        if seen is not None:
-            return await asyncio.shield(seen), True
-        mine: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-        self._keys[k] = mine
-        if len(self._keys) > _KEYS_KEPT:
-            self._keys.popitem(last=False)
-        try:
-            old = await self.runs.by_key(job.name, idempotency_key)
-            if old is not None:
-                mine.set_result(old)
-                return old, True
-            run, fut = self.engine.create_run(
-                job, trigger=trigger, payload=payload, idempotency_key=idempotency_key
+        key = idempotency_key
+
+        async def lookup() -> Run | None:
+            return await self.runs.by_key(job.name, key)
+
+        async def create() -> Run:
+            run, durable = self.engine.create_run(
+                job, trigger=trigger, payload=payload, idempotency_key=key
             )
-            await fut
-        except BaseException as exc:
-            self._keys.pop(k, None)
-            if not mine.done():
-                mine.set_exception(exc)
-                mine.exception()  # retrieved: waiters re-raise it themselves
-            raise
-        mine.set_result(run)
-        return run, False
+            await durable
+            return run
+
+        return await self._once.get_or_create((job.name, key), lookup, create)
 
     def trigger_now(
         self, job: JobRuntime, *, payload: Any = None

@@ -13,24 +13,7 @@ from structlog.testing import capture_logs
 from automationd.errors import AutomationdError
 from automationd.obs.metrics import Metrics
 from automationd.obs.web import parse_listen, serve_metrics
-
-SPEC_FAMILIES = {
-    "automationd_runs_total",
-    "automationd_attempts_total",
-    "automationd_run_duration_seconds",
-    "automationd_schedule_lateness_seconds",
-    "automationd_queue_depth",
-    "automationd_workers_busy",
-    "automationd_workers_max",
-    "automationd_dlq_size",
-    "automationd_ratelimit_tokens",
-    "automationd_ratelimit_wait_seconds",
-    "automationd_http_responses_total",
-    "automationd_breaker_state",
-    "automationd_events_published_total",
-    "automationd_jobs",
-    "automationd_build_info",
-}
+from tests.support.spec import SPEC_FAMILIES
 
 
 def _ok() -> tuple[bool, str]:

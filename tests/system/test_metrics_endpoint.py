@@ -11,24 +11,7 @@ from prometheus_client.samples import Sample
 
 from automationd import __version__
 from tests.support.daemon import DaemonProcess
-
-SPEC_FAMILIES = {
-    "automationd_runs_total",
-    "automationd_attempts_total",
-    "automationd_run_duration_seconds",
-    "automationd_schedule_lateness_seconds",
-    "automationd_queue_depth",
-    "automationd_workers_busy",
-    "automationd_workers_max",
-    "automationd_dlq_size",
-    "automationd_ratelimit_tokens",
-    "automationd_ratelimit_wait_seconds",
-    "automationd_http_responses_total",
-    "automationd_breaker_state",
-    "automationd_events_published_total",
-    "automationd_jobs",
-    "automationd_build_info",
-}
+from tests.support.spec import SPEC_FAMILIES
 
 CONFIG = """
 [[jobs]]
