@@ -72,17 +72,31 @@ class PythonRunner:
         self._name = spec.callable
 
     async def __call__(self, ctx: ActionContext) -> ActionResult:
+        out = self.begin(ctx)
+        return out if isinstance(out, ActionResult) else await out
+
+    def begin(self, ctx: ActionContext) -> ActionResult | Awaitable[ActionResult]:
+        """Step the callable once: its result if it finished without waiting (no timer, no
+        task needed), else an awaitable for the rest. Raises ``ActionError`` if it failed.
+
+        The engine's inline path (engine/inline.py) calls this outside any task.
+        """
         coro = cast(Coroutine[Any, Any, Any], self._fn(ctx))  # resolve_callable: async def
         try:
             first = coro.send(None)
-        except StopIteration as stop:  # finished without ever waiting: no timer needed
+        except StopIteration as stop:  # finished without ever waiting
             value = stop.value
         except ActionError:
             raise
         except (Exception, SystemExit) as exc:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
         else:
-            value = await self._finish(ctx, coro, first)
+            return _Rest(self, ctx, coro, first)
+        _check_json(value)
+        return phase_result(ctx.phase, value)
+
+    async def _complete(self, ctx: ActionContext, coro: Any, first: Any) -> ActionResult:
+        value = await self._finish(ctx, coro, first)
         _check_json(value)
         return phase_result(ctx.phase, value)
 
@@ -103,6 +117,22 @@ class PythonRunner:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
         except (Exception, SystemExit) as exc:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
+
+
+class _Rest:
+    """The rest of a callable that suspended, awaited later by the attempt's task.
+
+    A plain object rather than a coroutine: if the run is dropped before its task awaits
+    this (cancelled, or the daemon stops), there is no never-awaited coroutine to warn about.
+    """
+
+    __slots__ = ("_coro", "_ctx", "_first", "_runner")
+
+    def __init__(self, runner: PythonRunner, ctx: ActionContext, coro: Any, first: Any) -> None:
+        self._runner, self._ctx, self._coro, self._first = runner, ctx, coro, first
+
+    def __await__(self) -> Generator[Any, Any, ActionResult]:
+        return self._runner._complete(self._ctx, self._coro, self._first).__await__()
 
 
 class _Resumed:

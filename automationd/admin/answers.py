@@ -1,15 +1,15 @@
 """Turning a handler's answer into one response line, whatever the handler did.
 
-A handler either answers with a coroutine (awaited in its own task) or, for hot commands that
-finish their work synchronously, with a future (settled by a callback, no task at all). Either
-way the connection gets exactly one line per request: the result, the ``AdminError``'s code, or
-``internal`` (logged) for anything unexpected.
+A handler either answers with a coroutine (awaited in its own task), with a future (settled by
+a callback), or, if it is ``replying``, by calling the ``reply`` it was given (no task and no
+future at all: the hot path). Either way the connection gets exactly one line per request: the
+result, the ``AdminError``'s code, or ``internal`` (logged) for anything unexpected.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from automationd.admin.protocol import Request, encode_error, encode_ok
@@ -19,33 +19,46 @@ from automationd.obs.logs import get_logger
 log = get_logger()
 
 
-async def await_answer(answer: Awaitable[Any], req: Request, fut: asyncio.Future[bytes]) -> None:
-    """Await one handler's answer and resolve its response future, whatever happens."""
+Fill = Callable[[bytes], None]  # puts a request's one response line in its place
+Reply = Callable[[Any, "BaseException | None"], None]  # what a replying handler calls
+
+
+def replying(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a handler ``h(args, reply) -> Awaitable | None``: it answers by calling
+    ``reply(result, None)`` or ``reply(None, error)`` once, or returns an awaitable as usual.
+    For the hot commands: answering from a callback needs no task and no future."""
+    handler.replies = True  # type: ignore[attr-defined]
+    return handler
+
+
+async def await_answer(answer: Awaitable[Any], req: Request, fill: Fill) -> None:
+    """Await one handler's answer and fill its response, whatever happens."""
     data: bytes | None = None
     try:
         data = encode_ok(req.id, await answer)
     except Exception as exc:
         data = error_line(req, exc)
     finally:
-        if not fut.done():
-            fut.set_result(data or encode_error(req.id, "internal", "request was cancelled"))
+        fill(data or encode_error(req.id, "internal", "request was cancelled"))
 
 
-def settle_answer(req: Request, fut: asyncio.Future[bytes], answer: asyncio.Future[Any]) -> None:
-    """Done-callback twin of ``_call`` for handlers that answer with a future."""
-    if fut.done():
-        return
+def settle_answer(req: Request, fill: Fill, answer: asyncio.Future[Any]) -> None:
+    """Done-callback twin of ``await_answer`` for handlers that answer with a future."""
     if answer.cancelled():
-        fut.set_result(encode_error(req.id, "internal", "request was cancelled"))
+        fill(encode_error(req.id, "internal", "request was cancelled"))
         return
-    exc = answer.exception()
+    reply_to(req, fill, None if answer.exception() else answer.result(), answer.exception())
+
+
+def reply_to(req: Request, fill: Fill, value: Any, exc: BaseException | None) -> None:
+    """The ``reply`` given to a replying handler: exactly one line, whatever happened."""
     if exc is not None:
-        fut.set_result(error_line(req, exc))
+        fill(error_line(req, exc))
         return
     try:
-        fut.set_result(encode_ok(req.id, answer.result()))
+        fill(encode_ok(req.id, value))
     except Exception as enc:
-        fut.set_result(error_line(req, enc))
+        fill(error_line(req, enc))
 
 
 def error_line(req: Request, exc: BaseException) -> bytes:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from automationd import __version__
+from automationd.admin.answers import Reply, replying
 from automationd.core.runstate import RunState
 from automationd.engine.catalog import Catalog
 from automationd.engine.dispatcher import Engine
@@ -25,7 +26,7 @@ from automationd.store.events import EventStore
 from automationd.store.runs import RunStore
 from automationd.units import parse_rfc3339, rfc3339
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any] | None]
 
 
 def _str(args: dict[str, Any], key: str) -> str:
@@ -163,15 +164,17 @@ class Commands:
     async def jobs_resume(self, args: dict[str, Any]) -> dict[str, Any]:
         return (await self.catalog.set_paused(_str(args, "name"), False)).to_json()
 
-    def jobs_trigger(self, args: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-        """The hot path: a plain trigger answers with a future, so no task is made for it."""
+    @replying
+    def jobs_trigger(self, args: dict[str, Any], reply: Reply) -> Awaitable[dict[str, Any]] | None:
+        """The hot path: a plain trigger replies from its write's settlement (no task)."""
         job = self.catalog.get(_str(args, "name"))
         payload = args.get("payload")
         if _bool(args, "dry_run"):
             return self.intake.dry_run(job, payload)
         key = _opt_str(args, "idempotency_key")
         if key is None:
-            return self.intake.trigger_now(job, payload=payload)
+            self.intake.trigger_then(job, reply, payload=payload)
+            return None
         return self._trigger_keyed(job, payload, key)
 
     async def _trigger_keyed(self, job: Any, payload: Any, key: str) -> dict[str, Any]:

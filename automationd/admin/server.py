@@ -42,7 +42,7 @@ from automationd.admin.access import (
     resolve_group,
     unlink_if_ours,
 )
-from automationd.admin.answers import await_answer, error_line, settle_answer
+from automationd.admin.answers import await_answer, error_line, reply_to, settle_answer
 from automationd.admin.protocol import (
     MAX_LINE,
     RequestError,
@@ -53,11 +53,20 @@ from automationd.obs.logs import get_logger
 
 __all__ = ["AdminServer", "AdminSocketError", "Handler", "serve_admin"]
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any] | None]  # (args) or, if ``replying``, (args, reply)
 
 log = get_logger()
 
 _EOF = object()  # marks the end of a connection's response stream
+
+
+class _Slot:
+    """The place of a response that is not ready yet; filled once."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
 _TOO_LONG = encode_error(None, "bad_request", "request line exceeds 1 MiB")
 
 
@@ -77,8 +86,8 @@ class _Connection:
     ) -> None:
         self.server, self.n, self.reader, self.w = server, n, reader, w
         self.loop = asyncio.get_running_loop()
-        self.pending: deque[Any] = deque()  # bytes | Future[bytes] | _EOF, in request order
-        self.wake = asyncio.Event()  # pending gained an entry
+        self.pending: deque[Any] = deque()  # bytes | _Slot | _EOF, in request order
+        self.wake = asyncio.Event()  # pending gained an entry, or a slot was filled
         self.room = asyncio.Event()  # pending lost entries
         self.stopping = False
         self.last = self.loop.time()
@@ -180,19 +189,30 @@ class _Connection:
         if handler is None:
             self._push(encode_error(req.id, "bad_request", f"unknown command {req.cmd!r}"))
             return
-        fut: asyncio.Future[bytes] = self.loop.create_future()
-        self._push(fut)
+        slot = _Slot()
+        self._push(slot)
+        fill = partial(self._fill, slot)
         try:
-            answer = handler(req.args)
+            if getattr(handler, "replies", False):
+                answer = handler(req.args, partial(reply_to, req, fill))
+            else:
+                answer = handler(req.args)
         except Exception as exc:  # a plain-function handler refused synchronously
-            fut.set_result(error_line(req, exc))
+            fill(error_line(req, exc))
             return
+        if answer is None:
+            return  # a replying handler took it: it calls ``reply`` once
         if asyncio.isfuture(answer):
             # A handler that did its work synchronously hands back a future: no task needed.
-            answer.add_done_callback(partial(settle_answer, req, fut))
+            answer.add_done_callback(partial(settle_answer, req, fill))
             return
         assert self.tg is not None
-        self.tg.create_task(await_answer(answer, req, fut), name=f"admin-conn:{self.n}:{req.cmd}")
+        self.tg.create_task(await_answer(answer, req, fill), name=f"admin-conn:{self.n}:{req.cmd}")
+
+    def _fill(self, slot: _Slot, data: bytes) -> None:
+        if slot.data is None:  # exactly one line per request
+            slot.data = data
+            self.wake.set()
 
     async def _write_loop(self) -> None:
         pending, w = self.pending, self.w
@@ -204,17 +224,19 @@ class _Connection:
             head = pending[0]
             if head is _EOF:
                 return
-            if not isinstance(head, bytes):
-                await head
+            if type(head) is _Slot and head.data is None:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
             chunks: list[bytes] = []
             while pending:
                 item = pending[0]
-                if isinstance(item, bytes):
+                if type(item) is bytes:
                     chunks.append(item)
-                elif item is _EOF or not item.done():
+                elif item is _EOF or item.data is None:
                     break
                 else:
-                    chunks.append(item.result())
+                    chunks.append(item.data)
                 pending.popleft()
             if not pending:
                 self.last = self.loop.time()

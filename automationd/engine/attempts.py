@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -28,6 +29,7 @@ from automationd.core.runstate import RunEvent, RunState, next_run_state
 from automationd.errors import ActionError, ErrorKind
 from automationd.obs.metrics import JobMetrics
 from automationd.records import Attempt, Phase, RunError, Target
+from automationd.store.db import Write
 from automationd.store.runs import w_attempt, w_attempt_pgid, w_run, w_target
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ async def run_phase(
     per_target = target is not None and phase is Phase.PERFORM  # only perform counts there
     tries = live.targets[target.idx].attempts if target is not None and per_target else 0
     while True:
-        if engine.draining.is_set():
+        if engine.draining.is_set() and live.begun is None:  # a begun attempt is in flight
             raise Drained
         try:
             return await _attempt(engine, live, phase, target, is_retry=tries > 0)
@@ -116,7 +118,8 @@ async def _attempt(
             if not entered:  # refused by the gate (breaker open): still an attempt
                 _refused(engine, live, phase, target, exc)
             raise
-    await engine.pool.acquire(job.spec.priority)
+    if live.begun is None:  # else the inline path holds the slot for this attempt
+        await engine.pool.acquire(job.spec.priority)
     try:
         return await _call(engine, live, phase, target)
     finally:
@@ -158,11 +161,34 @@ def _refused(
     live.job.meters.attempt(exc.kind.value)
 
 
-async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None) -> ActionResult:
-    if engine.draining.is_set():
-        raise Drained
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An attempt counted and described but not yet called: its context and its rows."""
+
+    attempt: Attempt
+    ctx: ActionContext
+    action: Any  # the phase's runner (actions/base.py ``Action``)
+    lean: bool
+    writes: list[Write]  # "attempt started": posted by whoever calls the action
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """An attempt the inline path (engine/inline.py) started and hands over to a task.
+
+    ``pending`` is the rest of the call (an awaitable), its failure (``ActionError``) or its
+    result (``ActionResult``, when it printed and so needs a row): whatever the task resumes.
+    """
+
+    opened: Opened
+    pending: Any
+
+
+def open_attempt(
+    engine: Engine, live: LiveRun, phase: Phase, target: Target | None
+) -> Opened:
+    """Count the attempt on the run (and target) and build its context; post nothing."""
     job = live.job
-    spec = job.spec
     if job.actions is None:
         prepare_job(engine, job)
     assert job.actions is not None
@@ -189,7 +215,6 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
     lean = n == 1 and not live.persist_targets and phase is Phase.PERFORM and live.lean
     if not lean:
         writes.append(w_attempt(attempt))
-    engine.post(writes)
     run_id = run.id
 
     def on_spawn(pgid: int) -> None:
@@ -203,17 +228,37 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
         target=tval,
         payload=run.payload,
         log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
-        service=spec.service,
-        timeout=_timeout(spec, phase),
+        service=job.spec.service,
+        timeout=_timeout(job.spec, phase),
         idempotency_key=f"{run_id}/{max(tidx, 0)}",
         on_spawn=on_spawn,
         on_http_response=job.gate.observe_http if job.gate is not None else None,
     )
+    return Opened(attempt, ctx, action, lean, writes)
+
+
+async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None) -> ActionResult:
+    begun, live.begun = live.begun, None
+    if begun is None:
+        if engine.draining.is_set():
+            raise Drained
+        opened = open_attempt(engine, live, phase, target)
+        engine.post(opened.writes)
+        pending: Any = None
+    else:
+        opened, pending = begun.opened, begun.pending
     live.executing += 1
     result: ActionResult | None = None
     error: ActionError | None = None
     try:
-        result = await action(ctx)
+        if pending is None:
+            result = await opened.action(opened.ctx)
+        elif isinstance(pending, ActionResult):
+            result = pending
+        elif isinstance(pending, ActionError):
+            error = pending
+        else:
+            result = await pending
     except ActionError as exc:
         error = exc
     except asyncio.CancelledError:
@@ -222,6 +267,18 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
         error = ActionError(f"{type(exc).__name__}: {exc}", kind=ErrorKind.RETRYABLE)
     finally:
         live.executing -= 1
+    return close_attempt(engine, live, opened, result, error)
+
+
+def close_attempt(
+    engine: Engine,
+    live: LiveRun,
+    opened: Opened,
+    result: ActionResult | None,
+    error: ActionError | None,
+) -> ActionResult:
+    """Record how the attempt went (row, metrics, service gate); raise its error, if any."""
+    job = live.job
     outcome = "ok" if error is None else error.kind.value
     output = result.output if result is not None else getattr(error, "output", ())
     stdout = stderr = None
@@ -230,11 +287,11 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
             stdout = text
         elif stream == "stderr":
             stderr = text
-    if not (lean and error is None and stdout is None and stderr is None):
+    if not (opened.lean and error is None and stdout is None and stderr is None):
         engine.post(
             [
                 w_attempt(
-                    attempt.evolve(
+                    opened.attempt.evolve(
                         finished_at=engine.clock.time(),
                         outcome=outcome,
                         error=error.message if error else None,
@@ -244,6 +301,7 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
                 )
             ]
         )
+    assert job.meters is not None
     job.meters.attempt(outcome)
     if job.gate is not None:
         job.gate.report(

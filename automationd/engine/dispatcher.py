@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -36,6 +37,7 @@ from automationd.core.runstate import (
 )
 from automationd.engine.attempts import Drained
 from automationd.engine.execution import execute
+from automationd.engine.inline import run_inline
 from automationd.engine.jobs import JobRuntime
 from automationd.engine.liverun import JobRows, LiveRun, job_row
 from automationd.engine.pool import PoolClosed, WorkerPool
@@ -45,6 +47,7 @@ from automationd.records import DlqEntry, Run, RunError, Target, Trigger
 from automationd.store.db import Database, Write
 from automationd.store.jobs import w_job
 from automationd.store.runs import w_dlq, w_run, w_target
+from automationd.store.writer import Then
 
 log = structlog.get_logger("automationd.engine")
 
@@ -108,9 +111,9 @@ class Engine:
 
     # ----------------------------------------------------------------- creating runs
     def create_run(self, job: JobRuntime, **kw: Any) -> tuple[Run, asyncio.Future[None]]:
-        """Build a queued run, submit it and start its task (which waits for durability)."""
+        """Build a queued run and submit it; it starts once durable (the future says when)."""
         live, writes = self.prepare_run(job, **kw)
-        return live.run, self.launch([live], writes)
+        return live.run, self.launched([live], writes)
 
     def prepare_run(
         self,
@@ -170,11 +173,23 @@ class Engine:
         )
         return live, writes
 
-    def launch(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> asyncio.Future[None]:
-        """Submit ``writes`` as one unit and start each run once they are durable."""
-        fut = self.write(writes)
+    def launch(
+        self, lives: Sequence[LiveRun], writes: Sequence[Write], then: Then | None = None
+    ) -> None:
+        """Submit ``writes`` as one unit; once durable, start each run, then call ``then``.
+
+        Starting from the batch's settlement (rather than a task awaiting a future) costs no
+        future, no task switch, and a run whose write failed never starts at all.
+        """
         for live in lives:
-            self._start(live, fut)
+            self._track(live)
+        self.db.submit_then(writes, partial(self._stored, lives, then))
+
+    def launched(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> asyncio.Future[None]:
+        """``launch`` for callers that await durability."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_log_write_failure)
+        self.launch(lives, writes, partial(_resolve, fut))
         return fut
 
     def record_skipped(
@@ -200,39 +215,54 @@ class Engine:
 
     def resume(self, live: LiveRun) -> None:
         live.resumed = True
-        self._start(live, None)
+        self._track(live)
+        self._spawn(live)
 
-    def _start(self, live: LiveRun, durable: asyncio.Future[None] | None) -> None:
-        """Track the run now; start its task once its creation is durable.
-
-        Starting from the durability callback (rather than a task awaiting it) costs no
-        shield and no task switch, and a run whose write failed never starts at all.
-        """
+    def _track(self, live: LiveRun) -> None:
         self.live[live.run.id] = live
         live.job.active[live.run.id] = live
-        live.done = asyncio.get_running_loop().create_future()
-        if durable is None:
-            self._spawn(live)
-        else:
-            durable.add_done_callback(lambda done: self._stored(live, done))
 
-    def _stored(self, live: LiveRun, done: asyncio.Future[None]) -> None:
-        if done.cancelled() or done.exception() is not None:
-            self._forget(live)  # never stored: the caller was told; nothing to run
-            log.error("run.not_stored", run_id=live.run.id, job=live.job.name)
-            return
-        if self.draining.is_set():
-            self._forget(live)  # durable and queued: it resumes at next start
-            return
+    def _stored(
+        self, lives: Sequence[LiveRun], then: Then | None, exc: BaseException | None
+    ) -> None:
+        if exc is not None:
+            for live in lives:
+                self._forget(live)  # never stored: the caller is told; nothing to run
+                log.error("run.not_stored", run_id=live.run.id, job=live.job.name)
+        elif self.draining.is_set():
+            for live in lives:
+                self._forget(live)  # durable and queued: it resumes at next start
+        else:
+            for live in lives:
+                if not run_inline(self, live):
+                    self._spawn(live)
+        if then is not None:
+            then(exc)
+
+    def spawn(self, live: LiveRun) -> None:
+        """Give the run a task (engine/inline.py hands over a run that has to wait)."""
         self._spawn(live)
+        if live.begun is not None and live.task is not None:
+            live.task.add_done_callback(lambda _: self._drop_begun(live))
+
+    def _drop_begun(self, live: LiveRun) -> None:
+        """A handed-over attempt its task never resumed (cancelled first): free its slot."""
+        if live.begun is not None:
+            live.begun = None
+            self.pool.release()
 
     def _spawn(self, live: LiveRun) -> None:
         assert self._tg is not None, "engine not attached to a TaskGroup"
         live.task = self._tg.create_task(self._run_task(live), name=f"run:{live.run.id}")
 
+    def forget(self, live: LiveRun) -> None:
+        """The run leaves memory (its end is submitted, or it parks until next start)."""
+        self._forget(live)
+
     def _forget(self, live: LiveRun) -> None:
         self.live.pop(live.run.id, None)
         live.job.active.pop(live.run.id, None)
+        live.gone = True
         if live.done is not None and not live.done.done():
             live.done.set_result(None)
 
@@ -301,6 +331,24 @@ class Engine:
         )
 
     # ----------------------------------------------------------------- ending
+    def end(
+        self,
+        live: LiveRun,
+        event: RunEvent,
+        *,
+        error: RunError | None = None,
+        reason: str | None = None,
+        result: Any = None,
+    ) -> Run:
+        """End the run; it is reported (metrics, log, run.* event) once its end is durable.
+
+        Nothing suspends: the report runs from the write's settlement, so a run's task ends
+        in one step instead of waking up again (and an inline run needs no task at all).
+        """
+        run = self._ended(live, event, error, reason, result)
+        self.db.submit_then([w_run(run)], partial(self._report, run, live.job))
+        return run
+
     async def finish(
         self,
         live: LiveRun,
@@ -309,13 +357,21 @@ class Engine:
         error: RunError | None = None,
         reason: str | None = None,
         result: Any = None,
-        wait: bool = True,
     ) -> Run:
-        """End the run; it is reported (metrics, log, run.* event) once its end is durable.
+        """``end`` for the rare paths that wait until the end is durable and reported."""
+        run = self._ended(live, event, error, reason, result)
+        await self.write([w_run(run)])
+        self._report(run, live.job, None)
+        return run
 
-        ``wait=False`` (the common end of a run's task) does not suspend: the report runs in
-        the write's done-callback, so the task ends in one step instead of waking up again.
-        """
+    def _ended(
+        self,
+        live: LiveRun,
+        event: RunEvent,
+        error: RunError | None,
+        reason: str | None,
+        result: Any,
+    ) -> Run:
         now = self.clock.time()
         ok = sum(1 for t in live.targets if t.state is TargetState.SUCCEEDED)
         failed = sum(1 for t in live.targets if t.state is TargetState.FAILED)
@@ -332,17 +388,11 @@ class Engine:
         if run.state is RunState.SUCCEEDED:
             job.last_success = now
         self.touch(job)
-        durable = self.write([w_run(run)])
-        if wait:
-            await durable
-            self._report(run, job, durable)
-        else:
-            durable.add_done_callback(lambda done: self._report(run, job, done))
         return run
 
-    def _report(self, run: Run, job: JobRuntime, durable: asyncio.Future[None]) -> None:
-        if durable.cancelled() or durable.exception() is not None:
-            return  # not stored: _log_write_failure said so; nothing to report
+    def _report(self, run: Run, job: JobRuntime, exc: BaseException | None) -> None:
+        if exc is not None:
+            return  # not stored: the failed batch was logged; nothing to report
         now = run.finished_at or self.clock.time()
         duration = now - run.started_at if run.started_at is not None else None
         self.meters(job).run_ended(run.state.value, duration, now)
@@ -370,6 +420,15 @@ class Engine:
         if live.task is not None:
             live.task.cancel()
         return live
+
+
+def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
 
 
 def _log_write_failure(fut: asyncio.Future[None]) -> None:

@@ -116,7 +116,7 @@ class EventBus:
         if not lives and not wait:
             engine.post(writes)  # nothing starts from it and nobody waits: no future
             return event, [], None
-        durable = engine.launch(lives, writes)
+        durable = engine.launched(lives, writes)
         return event, [live.run.id for live in lives], durable
 
     def _listeners_of(self, name: str, payload: Any) -> list[JobRuntime]:
@@ -173,5 +173,5 @@ class EventBus:
     async def _launch(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> list[str]:
         if not lives:
             return []
-        await self.engine.launch(lives, writes)
+        await self.engine.launched(lives, writes)
         return [live.run.id for live in lives]

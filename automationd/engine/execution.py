@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 async def execute(engine: Engine, live: LiveRun) -> None:
     """check → perform each pending target (→ verify) → the run's end state."""
-    if engine.draining.is_set():
+    if engine.draining.is_set() and live.begun is None:  # a begun attempt is in flight
         raise Drained
     run = live.run
     if run.state is RunState.QUEUED or live.resumed:
@@ -76,7 +76,7 @@ async def execute(engine: Engine, live: LiveRun) -> None:
     if event is not RunEvent.SUCCEED:
         err = next(t.error for t in live.targets if t.state is TargetState.FAILED)
     result = live.targets[0].result if len(live.targets) == 1 else None
-    await engine.finish(live, event, error=err, result=result, wait=False)
+    engine.end(live, event, error=err, result=result)
 
 
 def _apply_check(engine: Engine, live: LiveRun, res: ActionResult) -> None:

@@ -6,7 +6,7 @@ with one key share one run, and a key from an earlier life is found in the datab
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -53,28 +53,27 @@ class Intake:
 
         return await self._once.get_or_create((job.name, key), lookup, create)
 
-    def trigger_now(
-        self, job: JobRuntime, *, payload: Any = None
-    ) -> asyncio.Future[dict[str, Any]]:
-        """Create a run now; the returned future yields its JSON once the run is durable.
-
-        A future rather than a coroutine: the admin socket can answer without a task.
+    def trigger_then(
+        self,
+        job: JobRuntime,
+        reply: Callable[[Any, BaseException | None], None],
+        *,
+        payload: Any = None,
+    ) -> None:
+        """Create a run now; ``reply(run_json, None)`` once it is durable, or ``reply(None,
+        error)``. A callback rather than a coroutine or a future: the admin socket answers
+        straight from the write's settlement, with no task and no future per trigger.
         """
-        run, durable = self.engine.create_run(job, trigger=Trigger.MANUAL, payload=payload)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        live, writes = self.engine.prepare_run(job, trigger=Trigger.MANUAL, payload=payload)
+        run = live.run
 
-        def settle(done: asyncio.Future[None]) -> None:
-            if answer.done():
-                return
-            if done.cancelled():
-                answer.cancel()
-            elif (exc := done.exception()) is not None:
-                answer.set_exception(exc)
+        def stored(exc: BaseException | None) -> None:
+            if exc is None:
+                reply(run.to_json(), None)
             else:
-                answer.set_result(run.to_json())
+                reply(None, exc)
 
-        durable.add_done_callback(settle)
-        return answer
+        self.engine.launch([live], writes, stored)
 
     async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
         """Run only the check phase and say what would be performed; nothing is stored."""

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from automationd.engine.jobs import JobRuntime
 from automationd.records import Run, Target
 from automationd.store.db import Write
 from automationd.store.jobs import JobRow, w_job
+
+if TYPE_CHECKING:
+    from automationd.engine.attempts import Begun
 
 
 @dataclass(slots=True, eq=False)
@@ -32,7 +36,18 @@ class LiveRun:
     executing: int = 0
     resumed: bool = False
     lean: bool = False  # one plain action (no check/verify/exec): see attempts.py
-    done: asyncio.Future[None] | None = None  # resolves when the run leaves memory
+    done: asyncio.Future[None] | None = None  # made on demand by ``ended()``
+    begun: Begun | None = None  # an attempt the inline path hands to this run's task
+    gone: bool = False  # the run has left memory
+
+    def ended(self) -> asyncio.Future[None]:
+        """Resolves when the run leaves memory (what a queued fire waits for). Made on
+        demand: most runs are never waited for, and a future each would be pure cost."""
+        if self.done is None:
+            self.done = asyncio.get_running_loop().create_future()
+            if self.gone:
+                self.done.set_result(None)
+        return self.done
 
 
 def job_row(job: JobRuntime) -> JobRow:

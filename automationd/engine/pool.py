@@ -49,6 +49,13 @@ class WorkerPool:
                 self.release()  # we were handed a slot as we got cancelled: pass it on
             raise
 
+    def try_acquire(self) -> bool:
+        """A slot right now, or False; never waits (the inline path, engine/inline.py)."""
+        if self._closed or self.busy >= self.max or self._heap:
+            return False
+        self.busy += 1
+        return True
+
     def release(self) -> None:
         while self._heap:
             _, _, fut = heapq.heappop(self._heap)

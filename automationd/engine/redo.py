@@ -78,7 +78,7 @@ class Redo:
             done.extend(e.id for e in group)
         writes.extend(w_dlq_delete(done))
         if writes:
-            await self.engine.launch(lives, writes)
+            await self.engine.launched(lives, writes)
         self._shrink(len(done))
         return len(done)
 

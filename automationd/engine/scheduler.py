@@ -222,7 +222,7 @@ class Scheduler:
                 if decision is OverlapDecision.CANCEL_PREVIOUS:
                     for lv in prev:
                         engine.cancel(lv.run.id, "cancelled by a newer fire (cancel_previous)")
-                after = tuple(lv.done for lv in prev if lv.done is not None)
+                after = tuple(lv.ended() for lv in prev)
             if batch is not None and not after:
                 live, writes = engine.prepare_run(job, trigger=trigger, scheduled_for=due)
                 batch[0].append(live)

@@ -41,7 +41,7 @@ from automationd.clock import Clock, SystemClock
 from automationd.errors import StoreError
 from automationd.store.lock import StateDirLock
 from automationd.store.migrate import migrate
-from automationd.store.writer import MAX_BATCH, Write, Writer
+from automationd.store.writer import MAX_BATCH, Then, Write, Writer
 
 __all__ = ["DB_NAME", "Database", "Write", "open_database"]
 
@@ -132,6 +132,11 @@ class Database:
         ``StoreError`` when its batch fails; await it (or add a done callback).
         """
         return self._writer.submit(writes)
+
+    def submit_then(self, writes: Sequence[Write], then: Then) -> None:
+        """Enqueue now; once the batch settles, call ``then(None)`` (durable) or
+        ``then(StoreError)`` directly from the settlement: no future, no scheduled callback."""
+        self._writer.submit_then(writes, then)
 
     def post(self, writes: Sequence[Write]) -> None:
         """Enqueue writes nobody awaits (no future); a failed batch is logged by the writer.

@@ -59,6 +59,7 @@ from automationd.errors import StoreError
 
 T = TypeVar("T")
 TxnFn = Callable[[sqlite3.Connection], Any]
+Then = Callable[[BaseException | None], None]
 
 log = structlog.get_logger("automationd.store")
 
@@ -86,17 +87,23 @@ class Worker(Protocol):
 
 
 class _Entry:
-    """One caller's submission: its writes (or one function) and the future to settle
-    (``None`` for a posted, fire-and-forget submission: a failure is logged by the batch)."""
+    """One caller's submission: its writes (or one function) and how to tell the caller: a
+    future to settle, a ``then(error)`` callback, or neither (posted, fire-and-forget: a
+    failure is logged by the batch)."""
 
-    __slots__ = ("fn", "future", "weight", "writes")
+    __slots__ = ("fn", "future", "then", "weight", "writes")
 
     def __init__(
-        self, writes: Sequence[Write], fn: TxnFn | None, future: asyncio.Future[Any] | None
+        self,
+        writes: Sequence[Write],
+        fn: TxnFn | None,
+        future: asyncio.Future[Any] | None,
+        then: Then | None = None,
     ) -> None:
         self.writes = writes
         self.fn = fn
         self.future = future
+        self.then = then
         self.weight = len(writes) if fn is None else 1  # for the batch cap and stats
 
 
@@ -255,6 +262,11 @@ class Writer:
         """Like submit, for writes nobody waits for: no future is made (hot path)."""
         self._enqueue(_Entry(writes, None, None))
 
+    def submit_then(self, writes: Sequence[Write], then: Then) -> None:
+        """Like submit, but ``then(None)`` (durable) or ``then(error)`` is called straight from
+        the batch's settlement: no future, no scheduled callback (the engine's hot path)."""
+        self._enqueue(_Entry(writes, None, None, then))
+
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         return self._enqueue(_Entry((), fn, asyncio.get_running_loop().create_future()))
 
@@ -279,6 +291,8 @@ class Writer:
             count += entry.weight
             if entry.future is not None and not entry.future.done():
                 entry.future.set_exception(StoreError(reason))
+            elif entry.then is not None:
+                _call_then(entry.then, StoreError(reason))
         self._pending_writes = 0
         return count
 
@@ -368,15 +382,31 @@ class Writer:
             for entry in batch:
                 value = next(fn_results) if entry.fn is not None else None
                 fut = entry.future
-                if fut is not None and not fut.done():
-                    fut.set_result(value)
+                if fut is not None:
+                    if not fut.done():
+                        fut.set_result(value)
+                elif entry.then is not None:
+                    _call_then(entry.then, None)
             return
         self.failed_batches += 1
         self.failed_writes += size
         message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
         log.error("store.batch_failed", error=message, writes=size, entries=len(batch))
         for entry in batch:
-            if entry.future is not None and not entry.future.done():
-                err = StoreError(f"write batch failed: {message}")
-                err.__cause__ = exc
-                entry.future.set_exception(err)
+            if entry.future is None and entry.then is None:
+                continue
+            err = StoreError(f"write batch failed: {message}")
+            err.__cause__ = exc
+            if entry.future is not None:
+                if not entry.future.done():
+                    entry.future.set_exception(err)
+            elif entry.then is not None:
+                _call_then(entry.then, err)
+
+
+def _call_then(then: Then, exc: BaseException | None) -> None:
+    """One caller's callback failing must not keep the rest of its batch from being told."""
+    try:
+        then(exc)
+    except Exception:
+        log.exception("store.callback_failed", callback=getattr(then, "__qualname__", "?"))

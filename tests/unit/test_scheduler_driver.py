@@ -52,7 +52,9 @@ class FakeEngine:
         self.runs.append((job.name, trigger, scheduled_for))
         run = SimpleNamespace(id=f"r{self._n}", state=RunState.QUEUED if after
                               else RunState.RUNNING)
-        return SimpleNamespace(run=run, job=job, after=after, task=object(), done=object()), []
+        done = object()
+        return SimpleNamespace(run=run, job=job, after=after, task=object(),
+                               ended=lambda: done), []
 
     def launch(self, lives: list[Any], writes: list[Write]) -> None:
         if self.keep_running:

@@ -1,0 +1,102 @@
+"""Runs that finish inside the callback that learns they are durable: no task at all.
+
+Why: on a busy daemon most runs are one python action that returns without waiting (a no-op,
+a cache write, a hand-off to something in memory). For those, a task, its coroutine chain and
+the futures around it cost more than the run itself. The inline path does what the run's task
+would do (engine/execution.py and attempts.py), in one synchronous step:
+
+    queued → running, attempt 1 opened → the callable stepped once (``PythonRunner.begin``)
+    → attempt closed → target succeeded → run ended (reported once its end is durable)
+
+Anything off that straight line (the callable suspends or fails) is handed to a task that
+resumes the attempt exactly where it stands (``LiveRun.begun``) and carries on along the usual
+path, so timeouts, retries, backoff and dead-lettering are written once, in the usual place.
+
+Only runs that could not behave differently in a task qualify: a lean job (one action, no
+check or verify, no service gate), one implicit target, a fresh run (not resumed, not queued
+behind another, not cancelled) and a worker slot free right now.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from automationd.actions.base import ActionResult
+from automationd.core.runstate import (
+    RunEvent,
+    RunState,
+    TargetEvent,
+    next_run_state,
+    next_target_state,
+)
+from automationd.engine.attempts import Begun, close_attempt, open_attempt, prepare_job
+from automationd.errors import ActionError, ErrorKind
+from automationd.records import Phase, RunError
+
+if TYPE_CHECKING:
+    from automationd.engine.dispatcher import Engine
+    from automationd.engine.liverun import LiveRun
+
+log = structlog.get_logger("automationd.engine")
+
+
+def run_inline(engine: Engine, live: LiveRun) -> bool:
+    """Run ``live`` now if it qualifies; False (nothing changed) leaves it to a task."""
+    job = live.job
+    if (
+        not live.lean
+        or live.persist_targets
+        or live.resumed
+        or live.after
+        or job.gate is not None
+        or live.cancel_reason is not None
+        or live.run.state is not RunState.QUEUED
+        or len(live.targets) != 1
+    ):
+        return False
+    if job.actions is None:
+        prepare_job(engine, job)
+    assert job.actions is not None
+    begin = getattr(job.actions[0], "begin", None)
+    if begin is None or not engine.pool.try_acquire():
+        return False
+    held = True
+    try:
+        run = live.run
+        live.run = run.evolve(
+            state=next_run_state(run.state, RunEvent.START), started_at=engine.clock.time()
+        )
+        opened = open_attempt(engine, live, Phase.PERFORM, live.targets[0])
+        try:
+            out = begin(opened.ctx)
+        except ActionError as exc:
+            out = exc
+        if not isinstance(out, ActionResult):  # it waits, or failed: a task takes over
+            engine.post(opened.writes)  # "running, attempt 1", as the task path posts it
+            live.begun = Begun(opened, out)
+            held = False  # the task's attempt releases the slot
+            engine.spawn(live)
+            return True
+        held = False
+        engine.pool.release()
+        res = close_attempt(engine, live, opened, out, None)
+        target = live.targets[0]
+        live.targets[0] = target.evolve(
+            state=next_target_state(target.state, TargetEvent.SUCCEED), result=res.value
+        )
+        engine.end(live, RunEvent.SUCCEED, result=res.value)
+    except Exception as exc:  # a bug must not take the daemon down: fail this run only
+        log.exception("run.internal_error", run_id=live.run.id, job=job.name)
+        if held:
+            engine.pool.release()
+        if live.begun is not None:
+            return True  # the task owns it now
+        if not live.run.state.terminal:
+            engine.end(
+                live, RunEvent.FAIL,
+                error=RunError(kind=ErrorKind.FATAL, message=f"internal error: {exc!r}"),
+            )
+    engine.forget(live)
+    return True
