@@ -118,7 +118,7 @@ class Daemon:
                 metrics.dlq_size.set(engine.dlq_size)
                 bus = EventBus(engine=engine, jobs=jobs, events=events, runs=runs,
                                metrics=metrics)
-                engine.on_run_end = bus.on_run_end
+                engine.outcomes = bus
 
                 async def reload() -> dict[str, int]:
                     # A bad file is the caller's problem to fix, not an internal error.

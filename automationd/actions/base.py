@@ -24,6 +24,7 @@ from automationd import __version__
 from automationd.clock import Clock, SystemClock
 from automationd.config.model import ActionSpec, ExecAction, HttpAction, PythonAction
 from automationd.errors import ActionError, ErrorKind
+from automationd.recordgen import fast_record
 from automationd.records import Phase
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ CHECK_KEYS = frozenset({"perform", "targets", "payload"})
 Output = tuple[tuple[str, str], ...]
 
 
+@fast_record
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActionContext:
     """Everything one attempt may know. Python actions receive it as ``ctx``."""
@@ -53,6 +55,7 @@ class ActionContext:
     on_http_response: Callable[[int, Mapping[str, str]], None] | None = None
 
 
+@fast_record
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActionResult:
     value: Any = None

@@ -211,6 +211,7 @@ class ExecRunner:
     """An exec action, built once per job."""
 
     __slots__ = ("_argv", "_cwd", "_env", "_retryable")
+    spawns = True  # the engine hands it ``ctx.on_spawn`` (the process group, for recovery)
 
     def __init__(self, spec: ExecAction, *, environ: Mapping[str, str] | None = None) -> None:
         if not spec.argv:

@@ -140,8 +140,21 @@ def _line(obj: dict[str, Any]) -> bytes:
     return (_ENCODER.encode(obj) + "\n").encode("utf-8", "backslashreplace")
 
 
+class RawJSON:
+    """A result that is already JSON text (rendered by the same rules): embedded as is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def encode_ok(request_id: RequestId, result: Any) -> bytes:
     """``{"id":…,"ok":true,"result":…}\\n``; ``TypeError``/``ValueError`` if not JSON-able."""
+    if type(result) is RawJSON:
+        rid = str(request_id) if type(request_id) is int else _ENCODER.encode(request_id)
+        line = f'{{"id":{rid},"ok":true,"result":{result.text}}}\n'
+        return line.encode("utf-8", "backslashreplace")
     return _line({"id": request_id, "ok": True, "result": result})
 
 

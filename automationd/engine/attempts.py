@@ -165,76 +165,114 @@ def _refused(
 class Opened:
     """An attempt counted and described but not yet called: its context and its rows."""
 
-    attempt: Attempt
     ctx: ActionContext
     action: Any  # the phase's runner (actions/base.py ``Action``)
     lean: bool
     writes: list[Write]  # "attempt started": posted by whoever calls the action
+    target_idx: int
+    started_at: float
+
+    def attempt(self) -> Attempt:
+        """The attempt's record, made only when a row is written (a lean success has none)."""
+        c = self.ctx
+        return Attempt(run_id=c.run_id, n=c.attempt, phase=c.phase, target=c.target,
+                       target_idx=self.target_idx, started_at=self.started_at)
 
 
 @dataclass(frozen=True, slots=True)
 class Begun:
     """An attempt the inline path (engine/inline.py) started and hands over to a task.
 
-    ``pending`` is the rest of the call (an awaitable), its failure (``ActionError``) or its
-    result (``ActionResult``, when it printed and so needs a row): whatever the task resumes.
+    ``pending`` is the rest of the call (an awaitable) or its failure (``ActionError``):
+    whatever the task resumes.
     """
 
     opened: Opened
     pending: Any
 
 
-def open_attempt(
-    engine: Engine, live: LiveRun, phase: Phase, target: Target | None
-) -> Opened:
-    """Count the attempt on the run (and target) and build its context; post nothing."""
-    job = live.job
+def phase_action(engine: Engine, job: JobRuntime, phase: Phase) -> Any:
+    """The job's runner for ``phase`` (built on the job's first attempt)."""
     if job.actions is None:
         prepare_job(engine, job)
     assert job.actions is not None
     action = job.actions[_PHASE_SLOT[phase]]
     assert action is not None, f"job {job.name} has no {phase} action"
-    now = engine.clock.time()
+    return action
+
+
+def attempt_context(
+    engine: Engine, live: LiveRun, action: Any, n: int, phase: Phase, target: Target | None
+) -> ActionContext:
+    """What attempt ``n`` of ``phase`` (for ``target``) may know: the action's ``ctx``."""
+    job = live.job
+    run_id = live.run.id
+    on_spawn = None
+    if getattr(action, "spawns", False):
+
+        def on_spawn(pgid: int) -> None:
+            engine.post([w_attempt_pgid(run_id, n, pgid)])
+
+    return ActionContext(
+        job=job.name,
+        run_id=run_id,
+        attempt=n,
+        phase=phase,
+        target=target.target if target is not None else None,
+        payload=live.run.payload,
+        log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
+        service=job.spec.service,
+        timeout=_timeout(job.spec, phase),
+        idempotency_key=f"{run_id}/{target.idx if target is not None else 0}",
+        on_spawn=on_spawn,
+        on_http_response=job.gate.observe_http if job.gate is not None else None,
+    )
+
+
+def open_attempt(
+    engine: Engine,
+    live: LiveRun,
+    phase: Phase,
+    target: Target | None,
+    *,
+    begun: tuple[ActionContext, float] | None = None,
+) -> Opened:
+    """Count the attempt on the run (and target) and build its context; post nothing.
+
+    ``begun`` is the inline path's (ctx, start time) of an attempt already called on a
+    queued run: the run moves to running with it, in the same copy.
+    """
+    action = phase_action(engine, live.job, phase)
     run = live.run
-    if run.state is RunState.RETRYING:
-        run = run.evolve(state=next_run_state(run.state, RunEvent.RESUME))
     n = run.attempts + 1
-    live.run = run = run.evolve(attempts=n)
+    if begun is not None:
+        ctx, now = begun
+        run = run.evolve(state=next_run_state(run.state, RunEvent.START), started_at=now,
+                         attempts=n)
+    else:
+        now = engine.clock.time()
+        if run.state is RunState.RETRYING:
+            run = run.evolve(state=next_run_state(run.state, RunEvent.RESUME), attempts=n)
+        else:
+            run = run.evolve(attempts=n)
+    live.run = run
+    if begun is None:
+        ctx = attempt_context(engine, live, action, n, phase, target)
     tidx = target.idx if target is not None else -1
-    tval = target.target if target is not None else None
     writes = [w_run(run)]
     if target is not None and phase is Phase.PERFORM:
         cur = live.targets[tidx]
         live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
         if live.persist_targets:
             writes.append(w_target(cur))
-    attempt = Attempt(run_id=run.id, n=n, phase=phase, target=tval, target_idx=tidx, started_at=now)
     # Lean path: the first attempt of a one-action run needs no row of its own unless it
     # fails or prints: the run row (attempts=1, started_at, state) says all of it, runs.get
     # rebuilds it, and recovery reads "attempts=1 without a row" as interrupted.
     lean = n == 1 and not live.persist_targets and phase is Phase.PERFORM and live.lean
+    opened = Opened(ctx, action, lean, writes, tidx, now)
     if not lean:
-        writes.append(w_attempt(attempt))
-    run_id = run.id
-
-    def on_spawn(pgid: int) -> None:
-        engine.post([w_attempt_pgid(run_id, n, pgid)])
-
-    ctx = ActionContext(
-        job=job.name,
-        run_id=run_id,
-        attempt=n,
-        phase=phase,
-        target=tval,
-        payload=run.payload,
-        log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
-        service=job.spec.service,
-        timeout=_timeout(job.spec, phase),
-        idempotency_key=f"{run_id}/{max(tidx, 0)}",
-        on_spawn=on_spawn,
-        on_http_response=job.gate.observe_http if job.gate is not None else None,
-    )
-    return Opened(attempt, ctx, action, lean, writes)
+        writes.append(w_attempt(opened.attempt()))
+    return opened
 
 
 async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | None) -> ActionResult:
@@ -253,8 +291,6 @@ async def _call(engine: Engine, live: LiveRun, phase: Phase, target: Target | No
     try:
         if pending is None:
             result = await opened.action(opened.ctx)
-        elif isinstance(pending, ActionResult):
-            result = pending
         elif isinstance(pending, ActionError):
             error = pending
         else:
@@ -291,7 +327,7 @@ def close_attempt(
         engine.post(
             [
                 w_attempt(
-                    opened.attempt.evolve(
+                    opened.attempt().evolve(
                         finished_at=engine.clock.time(),
                         outcome=outcome,
                         error=error.message if error else None,

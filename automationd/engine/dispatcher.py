@@ -1,13 +1,15 @@
-"""A run's life: persist → check → perform per target → verify → retry/DLQ → end → run.* hook.
+"""A run's life: persist → check → perform per target → verify → retry/DLQ → end → run.* event.
 
 Theory of operation:
 - A run row (and its target rows, for fan-outs) is submitted to the group-commit writer when
-  the run is created; the run's task awaits that durability before any of its work starts,
-  and whoever created the run (trigger, event, fire) awaits the same future before answering.
+  the run is created; the run starts from that write's settlement, once durable (never
+  before), and whoever created the run (trigger, event, fire) is told by the same settlement.
+- A lean run whose action finishes without waiting runs to its end right there, without a
+  task (engine/inline.py); every other run gets a task that runs engine/execution.py.
 - Intermediate state changes (running, attempt started/ended, target ended, retrying) are
   posted without a future: the writer keeps each row's full-row upserts in order, so a crash
   loses at most the latest few, and recovery reads a lost "ended" as ``interrupted``.
-- The end state is awaited before it is reported (log, metrics, run.* events).
+- The end state (with its run.* event) is durable before it is reported (engine/ending.py).
 - A run without explicit targets has one implicit target (``None``) whose state lives on the
   run row only, so the common single-action run writes no target rows at all.
 - Draining (shutdown) stops new attempts: runs park where they are and resume at next start.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -30,12 +32,9 @@ from automationd.core.ids import IdGenerator
 from automationd.core.runstate import (
     RunEvent,
     RunState,
-    TargetEvent,
-    TargetState,
-    next_run_state,
-    next_target_state,
 )
 from automationd.engine.attempts import Drained
+from automationd.engine.ending import Outcomes, finish
 from automationd.engine.execution import execute
 from automationd.engine.inline import run_inline
 from automationd.engine.jobs import JobRuntime
@@ -43,10 +42,10 @@ from automationd.engine.liverun import JobRows, LiveRun, job_row
 from automationd.engine.pool import PoolClosed, WorkerPool
 from automationd.errors import ErrorKind
 from automationd.obs.metrics import JobMetrics, Metrics
-from automationd.records import DlqEntry, Run, RunError, Target, Trigger
+from automationd.records import Run, RunError, Target, Trigger
 from automationd.store.db import Database, Write
 from automationd.store.jobs import w_job
-from automationd.store.runs import w_dlq, w_run, w_target
+from automationd.store.runs import w_run, w_target
 from automationd.store.writer import Then
 
 log = structlog.get_logger("automationd.engine")
@@ -75,7 +74,7 @@ class Engine:
         self.live: dict[str, LiveRun] = {}
         self.dlq_size = 0
         self.draining = asyncio.Event()
-        self.on_run_end: Callable[[Run], None] | None = None
+        self.outcomes: Outcomes | None = None  # the event bus publishes ended runs
         self._tg: asyncio.TaskGroup | None = None
         self._rows = JobRows(self.post)
 
@@ -289,126 +288,17 @@ class Engine:
         except asyncio.CancelledError:
             if live.cancel_reason is None:
                 raise  # shutdown: leave the run live; it resumes at next start
-            await self.finish(live, RunEvent.CANCEL, reason=live.cancel_reason)
+            await finish(self, live, RunEvent.CANCEL, reason=live.cancel_reason)
         except Exception as exc:  # a bug must not take the daemon down: fail this run only
             log.exception("run.internal_error", run_id=run_id, job=live.job.name)
             if not live.run.state.terminal:
                 err = RunError(kind=ErrorKind.FATAL, message=f"internal error: {exc!r}")
                 try:
-                    await self.finish(live, RunEvent.FAIL, error=err)
+                    await finish(self, live, RunEvent.FAIL, error=err)
                 except Exception:
                     log.exception("run.finish_failed", run_id=run_id)
         finally:
             self._forget(live)
-
-    def fail_target(self, live: LiveRun, target: Target, err: RunError) -> None:
-        """A target that exhausted its retries or failed fatally: mark it, dead-letter it."""
-        now = self.clock.time()
-        target = target.evolve(state=next_target_state(target.state, TargetEvent.FAIL), error=err)
-        live.targets[target.idx] = target
-        entry = DlqEntry(
-            id=self.ids.new(now),
-            run_id=live.run.id,
-            job=live.job.name,
-            target=target.target,
-            target_idx=target.idx if live.persist_targets else -1,
-            error=err,
-            failed_at=now,
-        )
-        self.dlq_size += 1
-        self.metrics.dlq_size.set(self.dlq_size)
-        writes = [w_dlq(entry)]
-        if live.persist_targets:
-            writes.append(w_target(target))
-        self.post(writes)
-        log.warning(
-            "target.dead_lettered",
-            run_id=live.run.id,
-            job=live.job.name,
-            target=target.target,
-            kind=err.kind.value,
-            error=err.message,
-        )
-
-    # ----------------------------------------------------------------- ending
-    def end(
-        self,
-        live: LiveRun,
-        event: RunEvent,
-        *,
-        error: RunError | None = None,
-        reason: str | None = None,
-        result: Any = None,
-    ) -> Run:
-        """End the run; it is reported (metrics, log, run.* event) once its end is durable.
-
-        Nothing suspends: the report runs from the write's settlement, so a run's task ends
-        in one step instead of waking up again (and an inline run needs no task at all).
-        """
-        run = self._ended(live, event, error, reason, result)
-        self.db.submit_then([w_run(run)], partial(self._report, run, live.job))
-        return run
-
-    async def finish(
-        self,
-        live: LiveRun,
-        event: RunEvent,
-        *,
-        error: RunError | None = None,
-        reason: str | None = None,
-        result: Any = None,
-    ) -> Run:
-        """``end`` for the rare paths that wait until the end is durable and reported."""
-        run = self._ended(live, event, error, reason, result)
-        await self.write([w_run(run)])
-        self._report(run, live.job, None)
-        return run
-
-    def _ended(
-        self,
-        live: LiveRun,
-        event: RunEvent,
-        error: RunError | None,
-        reason: str | None,
-        result: Any,
-    ) -> Run:
-        now = self.clock.time()
-        ok = sum(1 for t in live.targets if t.state is TargetState.SUCCEEDED)
-        failed = sum(1 for t in live.targets if t.state is TargetState.FAILED)
-        run = live.run = live.run.evolve(
-            state=next_run_state(live.run.state, event),
-            finished_at=now,
-            targets_succeeded=ok,
-            targets_failed=failed,
-            error=error,
-            reason=reason,
-            result=result if result is not None else live.run.result,
-        )
-        job = live.job
-        if run.state is RunState.SUCCEEDED:
-            job.last_success = now
-        self.touch(job)
-        return run
-
-    def _report(self, run: Run, job: JobRuntime, exc: BaseException | None) -> None:
-        if exc is not None:
-            return  # not stored: the failed batch was logged; nothing to report
-        now = run.finished_at or self.clock.time()
-        duration = now - run.started_at if run.started_at is not None else None
-        self.meters(job).run_ended(run.state.value, duration, now)
-        log.info(
-            "run.finished",
-            run_id=run.id,
-            job=job.name,
-            state=run.state.value,
-            attempts=run.attempts,
-            duration_s=round(duration or 0.0, 6),
-        )
-        if self.on_run_end is not None:
-            try:
-                self.on_run_end(run)
-            except Exception:  # the run has ended; a failing hook must not change that
-                log.exception("run.end_hook_failed", run_id=run.id, job=job.name)
 
     # ----------------------------------------------------------------- control
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> LiveRun | None:

@@ -13,6 +13,8 @@ Theory of operation:
   the depth of the event that started it). An event at depth ``max_depth`` or more is stored
   but triggers nothing, logged as ``event.depth_limit``: a chain holds at most ``max_depth``
   runs, so a job that triggers itself cannot loop forever.
+  A ``run.*`` event row is written in the same unit as the run's end row (``outcome``), so
+  the two are durable together; its listeners' runs start after that (``deliver``).
 - ``replay`` re-delivers stored events to the triggers as they are now. Each run gets the
   idempotency key ``replay:<event id>`` (unique per (job, key), i.e. per (event, job)), so
   replaying a window twice starts nothing new unless forced. Replays are serialised: two
@@ -28,13 +30,13 @@ from typing import Any
 
 import structlog
 
-from automationd.core.match import event_matches
+from automationd.core.match import when_match
 from automationd.core.runstate import RunState
 from automationd.engine.dispatcher import Engine, LiveRun
 from automationd.engine.jobs import JobRuntime, JobTable
 from automationd.engine.once import OncePerKey
 from automationd.obs.metrics import Metrics
-from automationd.records import Event, Run, Trigger
+from automationd.records import Event, Run, Trigger, json_id, json_name
 from automationd.store.db import Write
 from automationd.store.events import EventStore, w_event
 from automationd.store.runs import RunStore
@@ -74,8 +76,7 @@ class EventBus:
         """Store the event and start its runs; ``existing`` is True for a repeated key."""
         if idempotency_key is None:
             event, triggered, durable = self._emit(name, payload, None, depth)
-            if durable is not None:
-                await durable
+            await durable
             return event, triggered, False
         key = idempotency_key
 
@@ -85,56 +86,71 @@ class EventBus:
 
         async def create() -> tuple[Event, list[str]]:
             event, triggered, durable = self._emit(name, payload, key, depth)
-            if durable is not None:
-                await durable
+            await durable
             return event, triggered
 
         (event, triggered), existing = await self._once.get_or_create(key, lookup, create)
         return event, triggered, existing
 
     def _emit(
-        self, name: str, payload: Any, key: str | None, depth: int, *, wait: bool = True
-    ) -> tuple[Event, list[str], asyncio.Future[None] | None]:
+        self, name: str, payload: Any, key: str | None, depth: int
+    ) -> tuple[Event, list[str], asyncio.Future[None]]:
         """Store the event and start its runs in one submitted unit; nothing awaited."""
         engine = self.engine
         now = engine.clock.time()  # one reading: the id's millisecond is created_at's
         event = Event(id=engine.ids.new(now), name=name, payload=payload,
                       created_at=now, idempotency_key=key, depth=depth)
-        writes: list[Write] = [w_event(event)]
-        lives: list[LiveRun] = []
-        matched = self._listeners_of(name, payload)
-        if matched and depth >= self.max_depth:
-            log.warning("event.depth_limit", name=name, event_id=event.id, depth=depth,
-                        limit=self.max_depth, jobs=[j.name for j in matched])
-        else:
-            for job in matched:
-                live, w = engine.prepare_run(job, trigger=Trigger.EVENT, payload=payload,
-                                             depth=depth, origin=event.id)
-                lives.append(live)
-                writes.extend(w)
-        self.metrics.events_published_total.inc()
-        if not lives and not wait:
-            engine.post(writes)  # nothing starts from it and nobody waits: no future
-            return event, [], None
+        lives, writes = self._runs_for(event)
+        writes.insert(0, w_event(event))
         durable = engine.launched(lives, writes)
         return event, [live.run.id for live in lives], durable
 
+    def _runs_for(self, event: Event) -> tuple[list[LiveRun], list[Write]]:
+        """The runs an event starts (prepared, not submitted), and count it published."""
+        self.metrics.events_published_total.inc()
+        lives: list[LiveRun] = []
+        writes: list[Write] = []
+        matched = self._listeners_of(event.name, event.payload)
+        if not matched:
+            return lives, writes
+        if event.depth >= self.max_depth:
+            log.warning("event.depth_limit", name=event.name, event_id=event.id,
+                        depth=event.depth, limit=self.max_depth, jobs=[j.name for j in matched])
+            return lives, writes
+        for job in matched:
+            live, w = self.engine.prepare_run(job, trigger=Trigger.EVENT, payload=event.payload,
+                                              depth=event.depth, origin=event.id)
+            lives.append(live)
+            writes.extend(w)
+        return lives, writes
+
     def _listeners_of(self, name: str, payload: Any) -> list[JobRuntime]:
-        return [job for job in self.jobs.listeners.values()
-                if job.enabled and event_matches(job.spec.on, job.spec.when, name, payload)]
+        return [job for job in self.jobs.listening(name)
+                if job.enabled and when_match(job.spec.when, payload)]
 
-    def on_run_end(self, run: Run) -> None:
-        """Publish ``run.<state>`` so jobs can chain on each other's outcomes.
+    # ----------------------------------------------------------------- run outcomes
+    def outcome(self, run: Run) -> tuple[Event, Write] | None:
+        """The ``run.<state>`` event of a run that just ended, and its row.
 
-        Not awaited for durability: the event and the runs it starts are submitted as one
-        unit after the run's own end state, so they are durable no later than anything
-        that could report them, and each started run waits for that unit itself.
+        The engine writes that row in the same unit as the run's end (engine/ending.py), so
+        the two are durable together, and calls ``deliver`` once they are.
         """
         if run.state not in _OUTCOMES:
-            return
-        self._emit(f"run.{run.state.value}",
-                   {"job": run.job, "run_id": run.id, "state": run.state.value}, None,
-                   run.depth + 1, wait=False)
+            return None
+        now = self.engine.clock.time()
+        state = run.state.value
+        event = Event(id=self.engine.ids.new(now), name=f"run.{state}",
+                      payload={"job": run.job, "run_id": run.id, "state": state},
+                      created_at=now, idempotency_key=None, depth=run.depth + 1)
+        # The payload as JSON text, without json.dumps: one of these is written per run.
+        text = f'{{"job":{json_name(run.job)},"run_id":{json_id(run.id)},"state":"{state}"}}'
+        return event, w_event(event, text)
+
+    def deliver(self, event: Event) -> None:
+        """Start the runs of a stored ``run.*`` event's listeners (each starts once durable)."""
+        lives, writes = self._runs_for(event)
+        if lives:
+            self.engine.launch(lives, writes)
 
     # ----------------------------------------------------------------- replay
     async def replay(

@@ -26,6 +26,7 @@ from automationd.core.runstate import (
     next_target_state,
 )
 from automationd.engine.attempts import Drained, run_phase
+from automationd.engine.ending import end, fail_target, finish
 from automationd.engine.pool import PoolClosed
 from automationd.errors import ErrorKind
 from automationd.records import Phase, RunError, Target
@@ -51,10 +52,10 @@ async def execute(engine: Engine, live: LiveRun) -> None:
     if live.job.spec.check is not None and not live.skip_check and run.targets_total == 0:
         res = await run_phase(engine, live, Phase.CHECK, None)
         if isinstance(res, RunError):
-            await engine.finish(live, RunEvent.FAIL, error=res)
+            await finish(engine, live, RunEvent.FAIL, error=res)
             return
         if not res.perform:
-            await engine.finish(live, RunEvent.SKIP, reason="check: nothing to perform")
+            await finish(engine, live, RunEvent.SKIP, reason="check: nothing to perform")
             return
         _apply_check(engine, live, res)
     pending = [t for t in live.targets if t.state is TargetState.PENDING]
@@ -76,7 +77,7 @@ async def execute(engine: Engine, live: LiveRun) -> None:
     if event is not RunEvent.SUCCEED:
         err = next(t.error for t in live.targets if t.state is TargetState.FAILED)
     result = live.targets[0].result if len(live.targets) == 1 else None
-    engine.end(live, event, error=err, result=result)
+    end(engine, live, event, error=err, result=result)
 
 
 def _apply_check(engine: Engine, live: LiveRun, res: ActionResult) -> None:
@@ -110,7 +111,7 @@ async def _do_target(engine: Engine, live: LiveRun, target: Target) -> None:
             res = RunError(kind=ErrorKind.FATAL, message="verify reported a mismatch")
     target = live.targets[target.idx]
     if isinstance(res, RunError):
-        engine.fail_target(live, target, res)
+        fail_target(engine, live, target, res)
         return
     target = target.evolve(
         state=next_target_state(target.state, TargetEvent.SUCCEED), result=res.value

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from automationd.actions.base import ActionContext, build_action
+from automationd.admin.protocol import RawJSON
 from automationd.engine.dispatcher import Engine
 from automationd.engine.jobs import JobRuntime
 from automationd.engine.once import OncePerKey
@@ -69,7 +70,7 @@ class Intake:
 
         def stored(exc: BaseException | None) -> None:
             if exc is None:
-                reply(run.to_json(), None)
+                reply(RawJSON(run.to_json_text()), None)
             else:
                 reply(None, exc)
 

@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from automationd.config.jobs import parsed_schedule
 from automationd.config.model import JobSpec
+from automationd.core.match import glob_match
 from automationd.core.schedule import Schedule
 from automationd.units import format_duration, rfc3339
+
+_HEARD_CAP = 1024  # distinct event names cached by JobTable.listening
 
 if TYPE_CHECKING:
     from automationd.actions.base import Action
@@ -120,6 +123,7 @@ class JobTable:
     def __init__(self) -> None:
         self._jobs: dict[str, JobRuntime] = {}
         self.listeners: dict[str, JobRuntime] = {}
+        self._heard: dict[str, list[JobRuntime]] = {}  # event name → listeners whose glob matches
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -133,7 +137,23 @@ class JobTable:
     def get(self, name: str) -> JobRuntime | None:
         return self._jobs.get(name)
 
+    def listening(self, name: str) -> list[JobRuntime]:
+        """Listeners whose ``on`` glob matches event ``name`` (``when`` is the caller's part).
+
+        Cached per name until the table changes: nearly every event is one of a few names
+        (``run.succeeded`` after every run), and a glob per listener per event adds up.
+        """
+        hit = self._heard.get(name)
+        if hit is None:
+            if len(self._heard) >= _HEARD_CAP:
+                self._heard.clear()
+            hit = self._heard[name] = [
+                j for j in self.listeners.values() if glob_match(j.spec.on or "", name)
+            ]
+        return hit
+
     def put(self, job: JobRuntime) -> None:
+        self._heard.clear()
         self._jobs[job.name] = job
         if job.spec.on is not None:
             self.listeners[job.name] = job
@@ -141,6 +161,7 @@ class JobTable:
             self.listeners.pop(job.name, None)
 
     def remove(self, name: str) -> JobRuntime | None:
+        self._heard.clear()
         self.listeners.pop(name, None)
         return self._jobs.pop(name, None)
 

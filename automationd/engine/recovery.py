@@ -20,6 +20,7 @@ import structlog
 from automationd.actions.exec import kill_orphans
 from automationd.core.runstate import RunState, TargetState
 from automationd.engine.dispatcher import Engine, LiveRun
+from automationd.engine.ending import fail_target
 from automationd.engine.jobs import JobTable
 from automationd.errors import ErrorKind
 from automationd.records import RunError
@@ -73,7 +74,7 @@ async def recover(engine: Engine, jobs: JobTable, runs: RunStore) -> int:
     for live in resumed:
         for t in live.targets:
             if t.state is TargetState.PENDING and t.attempts > live.job.spec.retries:
-                engine.fail_target(live, t, err)
+                fail_target(engine, live, t, err)
         engine.resume(live)
     log.info("recovery.resumed", runs=len(resumed), interrupted_attempts=len(closes))
     return len(resumed)

@@ -26,12 +26,10 @@ _INSERT = (
 _PAGE = 500
 
 
-def w_event(e: Event) -> Write:
-    return Write(
-        _INSERT,
-        (e.id, e.name, dumps(e.payload), e.created_at, e.idempotency_key, e.depth),
-        key=e.id,
-    )
+def w_event(e: Event, payload_json: str | None = None) -> Write:
+    """The event's row; ``payload_json`` is its payload already encoded, if the caller has it."""
+    text = payload_json if payload_json is not None else dumps(e.payload)
+    return Write(_INSERT, (e.id, e.name, text, e.created_at, e.idempotency_key, e.depth), key=e.id)
 
 
 def event_from_row(r: sqlite3.Row) -> Event:

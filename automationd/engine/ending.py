@@ -1,0 +1,193 @@
+"""How a run ends: its end state, its dead-lettered targets, and the report once durable.
+
+Rules:
+- A run's end row and its ``run.<state>`` event row go out as ONE unit: after a crash both
+  are on disk or neither (then recovery resumes the run and it ends again).
+- The end is reported (metrics, the ``run.finished`` line, delivery of the event to its
+  listeners) only once that unit is durable, from the write's settlement: nothing suspends,
+  so a run's task ends in one step and an inline run needs no task at all.
+- A failing report or delivery is logged; the run has ended either way.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from automationd.core.runstate import (
+    RunEvent,
+    RunState,
+    TargetEvent,
+    TargetState,
+    next_run_state,
+    next_target_state,
+)
+from automationd.records import DlqEntry, Event, Run, RunError, Target
+from automationd.store.db import Write
+from automationd.store.runs import w_dlq, w_run, w_target
+
+if TYPE_CHECKING:
+    from automationd.engine.dispatcher import Engine
+    from automationd.engine.jobs import JobRuntime
+    from automationd.engine.liverun import LiveRun
+
+log = structlog.get_logger("automationd.engine")
+
+
+class Outcomes(Protocol):
+    """Where ended runs are published (engine/eventbus.py)."""
+
+    def outcome(self, run: Run) -> tuple[Event, Write] | None:
+        """The run's ``run.<state>`` event and its row, if its end publishes one."""
+
+    def deliver(self, event: Event) -> None:
+        """Start the listeners' runs of an event that is now durable."""
+
+
+def end(
+    engine: Engine,
+    live: LiveRun,
+    event: RunEvent,
+    *,
+    error: RunError | None = None,
+    reason: str | None = None,
+    result: Any = None,
+) -> Run:
+    """End the run; it is reported once its end (and its event) is durable."""
+    run, writes, published = _ended(engine, live, event, error, reason, result)
+    engine.db.submit_then(writes, partial(_report, engine, run, live.job, published))
+    return run
+
+
+def end_at_once(engine: Engine, live: LiveRun, started_at: float, result: Any) -> Run:
+    """The inline path's end (engine/inline.py): a queued run whose one implicit target
+    succeeded on its first attempt goes queued → running → succeeded in one copy."""
+    run = live.run
+    state = next_run_state(next_run_state(run.state, RunEvent.START), RunEvent.SUCCEED)
+    now = engine.clock.time()
+    run = live.run = run.evolve(
+        state=state, started_at=started_at, finished_at=now, attempts=run.attempts + 1,
+        targets_succeeded=1, result=result,
+    )
+    live.job.last_success = now
+    writes, published = _closing(engine, live, run)
+    engine.db.submit_then(writes, partial(_report, engine, run, live.job, published))
+    return run
+
+
+async def finish(
+    engine: Engine,
+    live: LiveRun,
+    event: RunEvent,
+    *,
+    error: RunError | None = None,
+    reason: str | None = None,
+    result: Any = None,
+) -> Run:
+    """``end`` for the rare paths that wait until the end is durable and reported."""
+    run, writes, published = _ended(engine, live, event, error, reason, result)
+    await engine.write(writes)
+    _report(engine, run, live.job, published, None)
+    return run
+
+
+def _ended(
+    engine: Engine,
+    live: LiveRun,
+    event: RunEvent,
+    error: RunError | None,
+    reason: str | None,
+    result: Any,
+) -> tuple[Run, list[Write], Event | None]:
+    now = engine.clock.time()
+    ok = failed = 0
+    for t in live.targets:
+        if t.state is TargetState.SUCCEEDED:
+            ok += 1
+        elif t.state is TargetState.FAILED:
+            failed += 1
+    run = live.run = live.run.evolve(
+        state=next_run_state(live.run.state, event),
+        finished_at=now,
+        targets_succeeded=ok,
+        targets_failed=failed,
+        error=error,
+        reason=reason,
+        result=result if result is not None else live.run.result,
+    )
+    if run.state is RunState.SUCCEEDED:
+        live.job.last_success = now
+    writes, published = _closing(engine, live, run)
+    return run, writes, published
+
+
+def _closing(engine: Engine, live: LiveRun, run: Run) -> tuple[list[Write], Event | None]:
+    """The rows that end ``run`` (its own and its event's); the job's row follows."""
+    engine.touch(live.job)
+    writes = [w_run(run)]
+    published = None
+    if engine.outcomes is not None:
+        got = engine.outcomes.outcome(run)
+        if got is not None:
+            published, row = got
+            writes.append(row)
+    return writes, published
+
+
+def _report(
+    engine: Engine,
+    run: Run,
+    job: JobRuntime,
+    published: Event | None,
+    exc: BaseException | None,
+) -> None:
+    if exc is not None:
+        return  # not stored: the failed batch was logged; nothing to report
+    now = run.finished_at or engine.clock.time()
+    duration = now - run.started_at if run.started_at is not None else None
+    engine.meters(job).run_ended(run.state.value, duration, now)
+    log.info(
+        "run.finished",
+        run_id=run.id,
+        job=job.name,
+        state=run.state.value,
+        attempts=run.attempts,
+        duration_s=round(duration or 0.0, 6),
+    )
+    if published is not None and engine.outcomes is not None:
+        try:
+            engine.outcomes.deliver(published)
+        except Exception:  # the run has ended; a failing delivery must not change that
+            log.exception("run.end_hook_failed", run_id=run.id, job=job.name)
+
+
+def fail_target(engine: Engine, live: LiveRun, target: Target, err: RunError) -> None:
+    """A target that exhausted its retries or failed fatally: mark it, dead-letter it."""
+    now = engine.clock.time()
+    target = target.evolve(state=next_target_state(target.state, TargetEvent.FAIL), error=err)
+    live.targets[target.idx] = target
+    entry = DlqEntry(
+        id=engine.ids.new(now),
+        run_id=live.run.id,
+        job=live.job.name,
+        target=target.target,
+        target_idx=target.idx if live.persist_targets else -1,
+        error=err,
+        failed_at=now,
+    )
+    engine.dlq_size += 1
+    engine.metrics.dlq_size.set(engine.dlq_size)
+    writes = [w_dlq(entry)]
+    if live.persist_targets:
+        writes.append(w_target(target))
+    engine.post(writes)
+    log.warning(
+        "target.dead_lettered",
+        run_id=live.run.id,
+        job=live.job.name,
+        target=target.target,
+        kind=err.kind.value,
+        error=err.message,
+    )
