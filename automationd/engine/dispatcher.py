@@ -34,7 +34,7 @@ from automationd.core.runstate import (
     RunState,
 )
 from automationd.engine.attempts import Drained
-from automationd.engine.ending import Outcomes, finish
+from automationd.engine.ending import Ends, Outcomes, finish
 from automationd.engine.execution import execute
 from automationd.engine.inline import run_inline
 from automationd.engine.jobs import JobRuntime
@@ -77,6 +77,7 @@ class Engine:
         self.outcomes: Outcomes | None = None  # the event bus publishes ended runs
         self._tg: asyncio.TaskGroup | None = None
         self._rows = JobRows(self.post)
+        self.ends = Ends(self)
 
     # ----------------------------------------------------------------- plumbing
     def attach(self, tg: asyncio.TaskGroup) -> None:
@@ -216,6 +217,11 @@ class Engine:
         live.resumed = True
         self._track(live)
         self._spawn(live)
+
+    def track(self, live: LiveRun) -> None:
+        """Count a run as live from now on (``launch`` does it too; this is for callers that
+        launch a little later, in a group)."""
+        self._track(live)
 
     def _track(self, live: LiveRun) -> None:
         self.live[live.run.id] = live

@@ -6,7 +6,9 @@ with one key share one run, and a key from an earlier life is found in the datab
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -15,10 +17,14 @@ from automationd.actions.base import ActionContext, build_action
 from automationd.admin.protocol import RawJSON
 from automationd.engine.dispatcher import Engine
 from automationd.engine.jobs import JobRuntime
+from automationd.engine.liverun import LiveRun
 from automationd.engine.once import OncePerKey
 from automationd.errors import ActionError, AdminError
 from automationd.records import Phase, Run, Trigger
+from automationd.store.db import Write
 from automationd.store.runs import RunStore
+
+Reply = Callable[[Any, BaseException | None], None]
 
 
 class Intake:
@@ -26,6 +32,9 @@ class Intake:
         self.engine = engine
         self.runs = runs
         self._once: OncePerKey[Run] = OncePerKey()
+        self._lives: list[LiveRun] = []  # this turn's plain triggers, launched together
+        self._writes: list[Write] = []
+        self._replies: list[tuple[Run, Reply]] = []
 
     async def trigger(
         self,
@@ -54,27 +63,25 @@ class Intake:
 
         return await self._once.get_or_create((job.name, key), lookup, create)
 
-    def trigger_then(
-        self,
-        job: JobRuntime,
-        reply: Callable[[Any, BaseException | None], None],
-        *,
-        payload: Any = None,
-    ) -> None:
+    def trigger_then(self, job: JobRuntime, reply: Reply, *, payload: Any = None) -> None:
         """Create a run now; ``reply(run_json, None)`` once it is durable, or ``reply(None,
         error)``. A callback rather than a coroutine or a future: the admin socket answers
         straight from the write's settlement, with no task and no future per trigger.
+
+        The triggers of one loop turn are launched together, as one writer entry.
         """
         live, writes = self.engine.prepare_run(job, trigger=Trigger.MANUAL, payload=payload)
-        run = live.run
+        self.engine.track(live)
+        if not self._lives:
+            asyncio.get_running_loop().call_soon(self._launch)
+        self._lives.append(live)
+        self._writes += writes
+        self._replies.append((live.run, reply))
 
-        def stored(exc: BaseException | None) -> None:
-            if exc is None:
-                reply(RawJSON(run.to_json_text()), None)
-            else:
-                reply(None, exc)
-
-        self.engine.launch([live], writes, stored)
+    def _launch(self) -> None:
+        lives, writes, replies = self._lives, self._writes, self._replies
+        self._lives, self._writes, self._replies = [], [], []
+        self.engine.launch(lives, writes, partial(_answer, replies))
 
     async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
         """Run only the check phase and say what would be performed; nothing is stored."""
@@ -107,3 +114,12 @@ class Intake:
             "payload": res.payload if res.payload is not None else payload,
             "result": res.value,
         }
+
+
+def _answer(replies: list[tuple[Run, Reply]], exc: BaseException | None) -> None:
+    """Tell each trigger of a launched group: its run as stored (queued), or the error."""
+    for run, reply in replies:
+        if exc is None:
+            reply(RawJSON(run.to_json_text()), None)
+        else:
+            reply(None, exc)
