@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from automationd.errors import AdminError
 
@@ -53,13 +52,12 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One parsed request line."""
+class Request(NamedTuple):
+    """One parsed request line (a named tuple: one is built per request)."""
 
     id: RequestId
     cmd: str
-    args: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any]
 
 
 class RequestError(AdminError):

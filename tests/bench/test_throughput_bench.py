@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from statistics import median
 
 import pytest
 import uvloop
@@ -21,6 +23,8 @@ from tests.bench.harness import Row, print_table, scaled
 from tests.support.daemon import DaemonProcess, config_text
 
 pytestmark = pytest.mark.bench
+
+ROUNDS = int(os.environ.get("AUTOMATIOND_BENCH_ROUNDS", "3"))
 
 
 class _Client(asyncio.Protocol):
@@ -113,10 +117,11 @@ action = { type = "python", callable = "benchacts:noop" }
 
 
 HUEY_PRODUCER = textwrap.dedent("""
-    import sys, threading
+    import sys, threading, time
     sys.path.insert(0, sys.argv[1])
     from hueytasks import noop
     n = int(sys.argv[2])
+    print(repr(time.time()), flush=True)  # Huey's clock starts at its first enqueue
     def go():
         for _ in range(n // 4):
             noop()
@@ -141,25 +146,26 @@ def run_huey(base: Path, n: int) -> float:
         done = 0
         lock = threading.Lock()
         finished = threading.Event()
+        finished_at = 0.0
         total = (n // 4) * 4
 
         @hueytasks.huey.signal(SIGNAL_COMPLETE)
         def _count(sig: str, task: object) -> None:
-            nonlocal done
+            nonlocal done, finished_at
             with lock:
                 done += 1
-                if done >= total:
+                if done >= total and not finished.is_set():
+                    finished_at = time.time()
                     finished.set()
 
         saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         consumer = hueytasks.huey.create_consumer(workers=4, worker_type="thread")
         consumer.start()
         try:
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", HUEY_PRODUCER, str(base), str(n)], check=True,
-                           timeout=600)
+            out = subprocess.run([sys.executable, "-c", HUEY_PRODUCER, str(base), str(n)],
+                                 check=True, timeout=600, capture_output=True, text=True)
             assert finished.wait(600)
-            elapsed = time.perf_counter() - t0
+            elapsed = finished_at - float(out.stdout.split()[0])
         finally:
             consumer.stop(graceful=False)
             for s, h in saved.items():
@@ -171,17 +177,28 @@ def run_huey(base: Path, n: int) -> float:
 
 
 def test_durable_throughput_vs_huey(short_tmp: Path) -> None:
-    """Measures end-to-end no-op throughput beside Huey in the same run (the goal: 10x)."""
-    (short_tmp / "ours").mkdir()
-    (short_tmp / "huey").mkdir()
-    ours, acks = run_ours(short_tmp / "ours", scaled(40_000))
-    huey = run_huey(short_tmp / "huey", scaled(6_000))
+    """Measures end-to-end no-op throughput beside Huey in the same run (the goal: 10x).
+
+    Rounds alternate (ours, Huey, ours, Huey, ...) so both sides see the same machine, which
+    on shared hosts drifts by tens of percent within a minute; the table gives the medians.
+    """
+    ours, acks, huey = [], [], []
+    for i in range(ROUNDS):
+        (short_tmp / f"ours{i}").mkdir()
+        (short_tmp / f"huey{i}").mkdir()
+        o, a = run_ours(short_tmp / f"ours{i}", scaled(40_000))
+        ours.append(o)
+        acks.append(a)
+        huey.append(run_huey(short_tmp / f"huey{i}", scaled(6_000)))
     rows = [
-        Row("no-op runs/s end to end (4 conns)", ours, huey, "runs/s", "SqliteHuey 4 threads"),
-        Row("triggers acknowledged/s (durable)", acks, None, "runs/s"),
+        Row(f"no-op runs/s end to end (4 conns), median of {ROUNDS}", median(ours), median(huey),
+            "runs/s", "SqliteHuey 4 threads"),
+        *(Row(f"  round {i + 1}", o, h, "runs/s", "SqliteHuey 4 threads")
+          for i, (o, h) in enumerate(zip(ours, huey, strict=True))),
+        Row("triggers acknowledged/s (durable), median", median(acks), None, "runs/s"),
     ]
     print_table("durable throughput", rows)
-    assert ours > 0 and huey > 0
+    assert all(o > 0 for o in ours) and all(h > 0 for h in huey)
 
 
 def test_fanout_5000_targets(short_tmp: Path) -> None:
