@@ -154,6 +154,12 @@ class Daemon:
                     # the collector's generations, so a gen-2 pass walks only newer objects
                     # (with 100,000 jobs a full pass cost tens of ms of fire lateness).
                     gc.freeze()
+                    # Throughput (issue 3): the objects of the runs in flight survive a few
+                    # young collections and then die by reference count; promoted to gen 1,
+                    # they made every 10th young pass walk thousands of them (8 % of a busy
+                    # daemon's time). Young passes stay small (short pauses, what the
+                    # scheduler's lateness needs); the older ones become rare.
+                    gc.set_threshold(700, 1000, 10)
                     gc.enable()
                     sched_task = tg.create_task(scheduler.run(), name="scheduler")
                     ret_task = tg.create_task(retention.run(), name="retention")

@@ -282,6 +282,7 @@ class Engine:
     # ----------------------------------------------------------------- a run's task
     async def _run_task(self, live: LiveRun) -> None:
         run_id = live.run.id
+        live.started = True
         try:
             for prev in live.after:
                 if not prev.done():
@@ -313,7 +314,10 @@ class Engine:
         if live is None:
             return None
         live.cancel_reason = reason
-        if live.task is not None:
+        # A task that has not taken its first step is left alone: it sees the reason when it
+        # starts and ends the run ``cancelled``. Cancelled before that step, its body would
+        # never run at all, and the run would neither end nor leave memory.
+        if live.task is not None and live.started:
             live.task.cancel()
         return live
 

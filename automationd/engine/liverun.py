@@ -39,6 +39,7 @@ class LiveRun:
     done: asyncio.Future[None] | None = None  # made on demand by ``ended()``
     begun: Begun | None = None  # an attempt the inline path hands to this run's task
     gone: bool = False  # the run has left memory
+    started: bool = False  # its task has taken its first step
 
     def ended(self) -> asyncio.Future[None]:
         """Resolves when the run leaves memory (what a queued fire waits for). Made on
