@@ -7,12 +7,14 @@ Theory of operation:
 * A newcomer past ``max_connections`` gets one ``unavailable`` line; a peer that SO_PEERCRED
   refuses gets one ``forbidden`` line. Both are answered from the accept callback and closed,
   without spawning a task, so a flood costs no more than accepting it.
-* A connection is one task (``admin-conn:N``) owning a TaskGroup. Its body reads lines; every
-  request runs as its own child task, so a slow command never blocks the next read. Responses
-  leave in request order: each line appends either finished bytes or a future to ``pending``,
-  and a writer child awaits the head, then batches every already-finished response behind it
-  into one write. Reading stops while ``pending`` holds ``max_inflight_per_conn`` entries, so a
-  client that does not read its responses is throttled, not buffered.
+* A connection is one task (``admin-conn:N``) owning a TaskGroup. Its body reads chunks and
+  splits them into lines itself (one ``await`` per chunk, not per line). A request whose
+  handler must wait runs as its own child task, so a slow command never blocks the next read;
+  hot handlers answer from a callback, with no task at all. Responses leave in request order:
+  each line appends finished bytes or a ``_Slot`` to ``pending``, and a writer child waits for
+  the head slot to be filled, then batches every finished response behind it into one write.
+  Dispatching pauses while ``pending`` holds ``max_inflight_per_conn`` entries, so a client
+  that does not read its responses is throttled (by at most one read chunk), not buffered.
 * Idle means "nothing in flight and no complete line for ``idle_timeout``"; a timer (not a
   task) stops such a connection, so a client that never sends a newline is idle too. A client
   that stops reading its responses for ``idle_timeout`` is aborted: it would hold a slot.
@@ -45,6 +47,7 @@ from automationd.admin.access import (
 from automationd.admin.answers import await_answer, error_line, reply_to, settle_answer
 from automationd.admin.protocol import (
     MAX_LINE,
+    Request,
     RequestError,
     encode_error,
     parse_request,
@@ -58,16 +61,28 @@ Handler = Callable[..., Awaitable[Any] | None]  # (args) or, if ``replying``, (a
 log = get_logger()
 
 _EOF = object()  # marks the end of a connection's response stream
+_CHUNK = 1 << 16  # bytes per read
+_TOO_LONG = encode_error(None, "bad_request", "request line exceeds 1 MiB")
 
 
 class _Slot:
-    """The place of a response that is not ready yet; filled once."""
+    """The place of a response that is not ready yet: filled once, by ``fill(line)``, or by
+    calling it as a replying handler's ``reply(result, error)``."""
 
-    __slots__ = ("data",)
+    __slots__ = ("conn", "data", "req")
 
-    def __init__(self) -> None:
+    def __init__(self, conn: _Connection, req: Request) -> None:
+        self.conn = conn
+        self.req = req
         self.data: bytes | None = None
-_TOO_LONG = encode_error(None, "bad_request", "request line exceeds 1 MiB")
+
+    def fill(self, data: bytes) -> None:
+        if self.data is None:  # exactly one line per request
+            self.data = data
+            self.conn.wake.set()
+
+    def __call__(self, value: Any, exc: BaseException | None) -> None:
+        reply_to(self.req, self.fill, value, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,41 +158,40 @@ class _Connection:
         self.wake.set()
 
     async def _read_loop(self) -> None:
+        """Read chunks and split them into lines here: one ``await`` per chunk, not per line
+        (a pipelining client sends hundreds of requests per chunk)."""
         reader, pending, limit = self.reader, self.pending, self.server.settings.max_inflight
+        tail = b""
+        skipping = False  # inside an over-long line: drop bytes up to its newline
         while not self.stopping:
-            while len(pending) >= limit and not self.stopping:
-                self.room.clear()
-                await self.room.wait()
-            if self.stopping:
-                break
             try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial.strip() and not self.stopping:
-                    self._dispatch(exc.partial)
-                break
-            except asyncio.LimitOverrunError as exc:
-                self._push(_TOO_LONG)
-                if not await self._discard_line(exc.consumed):
-                    break
-                continue
+                chunk = await reader.read(_CHUNK)
             except OSError:  # reset by peer
                 break
-            self.last = self.loop.time()
-            self._dispatch(line)
+            if not chunk:  # EOF: a last line without its newline still counts
+                if tail.strip() and not skipping and not self.stopping:
+                    self._dispatch(tail)
+                break
+            lines = (tail + chunk if tail else chunk).split(b"\n")
+            tail = lines.pop()
+            if lines:
+                self.last = self.loop.time()
+            for line in lines:
+                if skipping:  # the end of an over-long line
+                    skipping = False
+                    continue
+                while len(pending) >= limit and not self.stopping:
+                    self.room.clear()
+                    await self.room.wait()
+                if self.stopping:
+                    break
+                self._dispatch(line)
+            if len(tail) > MAX_LINE:
+                if not skipping:
+                    self._push(_TOO_LONG)
+                skipping = True
+                tail = b""
         self._push(_EOF)
-
-    async def _discard_line(self, consumed: int) -> bool:
-        """Drop the rest of an over-long line without buffering it; False at EOF."""
-        while True:
-            try:
-                await self.reader.readexactly(consumed)
-                await self.reader.readuntil(b"\n")
-                return True
-            except asyncio.LimitOverrunError as exc:
-                consumed = exc.consumed
-            except (asyncio.IncompleteReadError, OSError):
-                return False
 
     def _dispatch(self, line: bytes) -> None:
         try:
@@ -189,30 +203,25 @@ class _Connection:
         if handler is None:
             self._push(encode_error(req.id, "bad_request", f"unknown command {req.cmd!r}"))
             return
-        slot = _Slot()
+        slot = _Slot(self, req)
         self._push(slot)
-        fill = partial(self._fill, slot)
         try:
             if getattr(handler, "replies", False):
-                answer = handler(req.args, partial(reply_to, req, fill))
+                answer = handler(req.args, slot)
             else:
                 answer = handler(req.args)
         except Exception as exc:  # a plain-function handler refused synchronously
-            fill(error_line(req, exc))
+            slot.fill(error_line(req, exc))
             return
         if answer is None:
-            return  # a replying handler took it: it calls ``reply`` once
+            return  # a replying handler took it: it calls ``reply`` (the slot) once
         if asyncio.isfuture(answer):
             # A handler that did its work synchronously hands back a future: no task needed.
-            answer.add_done_callback(partial(settle_answer, req, fill))
+            answer.add_done_callback(partial(settle_answer, req, slot.fill))
             return
         assert self.tg is not None
-        self.tg.create_task(await_answer(answer, req, fill), name=f"admin-conn:{self.n}:{req.cmd}")
-
-    def _fill(self, slot: _Slot, data: bytes) -> None:
-        if slot.data is None:  # exactly one line per request
-            slot.data = data
-            self.wake.set()
+        self.tg.create_task(await_answer(answer, req, slot.fill),
+                            name=f"admin-conn:{self.n}:{req.cmd}")
 
     async def _write_loop(self) -> None:
         pending, w = self.pending, self.w

@@ -68,8 +68,8 @@ def w_run(run: Run) -> Write:
         (
             run.id,
             run.job,
-            run.state.value,
-            run.trigger.value,
+            run.state,  # a StrEnum member is a str: SQLite stores its value, no .value lookup
+            run.trigger,
             run.scheduled_for,
             run.created_at,
             run.started_at,
