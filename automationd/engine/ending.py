@@ -76,11 +76,49 @@ class Ends:
     def _settled(
         self, ended: list[tuple[Run, JobRuntime, Event | None]], exc: BaseException | None
     ) -> None:
+        if exc is not None:
+            return  # not stored: the failed batch was logged; nothing to report
+        tally = _Tally()
         for run, job, published in ended:
             try:
-                _report(self._engine, run, job, published, exc)
+                _report(self._engine, run, job, published, None, tally)
             except Exception:  # one bad report must not keep the others from being made
                 log.exception("run.report_failed", run_id=run.id, job=job.name)
+        tally.apply(self._engine)
+
+
+class _Tally:
+    """The metrics of a group of ended runs, applied once per job and state: a counter bumped
+    by n costs what one bump costs (only the duration histogram takes every value)."""
+
+    __slots__ = ("_jobs",)
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, _JobTally] = {}
+
+    def add(self, job: JobRuntime, state: str, duration: float | None, now: float) -> None:
+        t = self._jobs.get(job.name)
+        if t is None:
+            t = self._jobs[job.name] = _JobTally(job)
+        t.states[state] = t.states.get(state, 0) + 1
+        if duration is not None:
+            t.durations.append(duration)
+        if state == "succeeded":
+            t.last_success = now
+
+    def apply(self, engine: Engine) -> None:
+        for t in self._jobs.values():
+            engine.meters(t.job).runs_ended(t.states, t.durations, t.last_success)
+
+
+class _JobTally:
+    __slots__ = ("durations", "job", "last_success", "states")
+
+    def __init__(self, job: JobRuntime) -> None:
+        self.job = job
+        self.states: dict[str, int] = {}
+        self.durations: list[float] = []
+        self.last_success: float | None = None
 
 
 def end(
@@ -179,12 +217,16 @@ def _report(
     job: JobRuntime,
     published: Event | None,
     exc: BaseException | None,
+    tally: _Tally | None = None,
 ) -> None:
     if exc is not None:
         return  # not stored: the failed batch was logged; nothing to report
     now = run.finished_at or engine.clock.time()
     duration = now - run.started_at if run.started_at is not None else None
-    engine.meters(job).run_ended(run.state.value, duration, now)
+    if tally is None:
+        engine.meters(job).run_ended(run.state.value, duration, now)
+    else:
+        tally.add(job, run.state.value, duration, now)
     log.info(
         "run.finished",
         run_id=run.id,

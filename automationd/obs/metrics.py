@@ -127,6 +127,21 @@ class JobMetrics:
             child = self._attempts[outcome] = self._m.attempts_total.labels(self.label, outcome)
         child.inc()
 
+    def runs_ended(
+        self, states: dict[str, int], durations: list[float], last_success: float | None
+    ) -> None:
+        """Many runs at once (runs per state, their durations, the latest success time)."""
+        for state, n in states.items():
+            child = self._runs.get(state)
+            if child is None:
+                child = self._runs[state] = self._m.runs_total.labels(self.label, state)
+            child.inc(n)
+        observe = self._duration.observe
+        for d in durations:
+            observe(d)
+        if last_success is not None:
+            self._success.set(last_success)
+
     def run_ended(self, state: str, duration: float | None, now: float) -> None:
         child = self._runs.get(state)
         if child is None:

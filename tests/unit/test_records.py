@@ -25,10 +25,14 @@ RUNS = [
         depth=2, origin="0190", reason="why"),
     Run(id="odd id/with slash", job="j", state=RunState.SUCCEEDED, trigger=Trigger.SCHEDULE,
         created_at=0.0, result="\udc80 lone surrogate"),
+    Run(id="0190a1b2c3d4e5f60718293a4b5c6d80", job="fan", state=RunState.QUEUED,
+        trigger=Trigger.EVENT, created_at=12.0, payload={"k": "v"}, targets_total=3, depth=4),
+    Run(id="0190a1b2c3d4e5f60718293a4b5c6d81", job="late", state=RunState.SKIPPED,
+        trigger=Trigger.SCHEDULE, created_at=12.0, finished_at=12.0, reason="overlap"),
 ]
 
 
-@pytest.mark.parametrize("run", RUNS, ids=["queued", "everything", "odd"])
+@pytest.mark.parametrize("run", RUNS, ids=["queued", "everything", "odd", "fanout", "skipped"])
 def test_run_json_text_is_the_same_line_as_its_dict(run: Run) -> None:
     """The trigger answer rendered from text is byte for byte the answer rendered from a dict."""
     for rid in (7, "r-1", None):
