@@ -19,6 +19,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from functools import partial
@@ -78,6 +79,9 @@ class Engine:
         self._tg: asyncio.TaskGroup | None = None
         self._rows = JobRows(self.post)
         self.ends = Ends(self)
+        # Whether "run.finished" lines are wanted: asked once (the level is fixed for the
+        # process), because even a filtered-out call costs more than a run's metrics.
+        self.log_runs = log.is_enabled_for(logging.INFO)
 
     # ----------------------------------------------------------------- plumbing
     def attach(self, tg: asyncio.TaskGroup) -> None:
@@ -134,10 +138,12 @@ class Engine:
         run_id = self.ids.new(now)
         spec = job.spec
         explicit = targets if targets is not None else spec.targets
-        if spec.check is None or skip_check:
-            tlist: list[Any] = list(explicit) if explicit is not None else [None]
+        if spec.check is not None and not skip_check:
+            tobjs: list[Target] = []  # the check phase decides the targets
+        elif explicit is None:
+            tobjs = [Target(run_id=run_id, idx=0, target=None)]  # the one implicit target
         else:
-            tlist = []  # the check phase decides the targets
+            tobjs = [Target(run_id=run_id, idx=i, target=t) for i, t in enumerate(explicit)]
         run = Run(
             id=run_id,
             job=job.name,
@@ -147,11 +153,10 @@ class Engine:
             scheduled_for=scheduled_for,
             idempotency_key=idempotency_key,
             payload=payload,
-            targets_total=len(tlist),
+            targets_total=len(tobjs),
             depth=depth,
             origin=origin,
         )
-        tobjs = [Target(run_id=run_id, idx=i, target=t) for i, t in enumerate(tlist)]
         job.run_count += 1
         job.last_run = run_id
         persist = explicit is not None

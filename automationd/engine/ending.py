@@ -227,14 +227,15 @@ def _report(
         engine.meters(job).run_ended(run.state.value, duration, now)
     else:
         tally.add(job, run.state.value, duration, now)
-    log.info(
-        "run.finished",
-        run_id=run.id,
-        job=job.name,
-        state=run.state.value,
-        attempts=run.attempts,
-        duration_s=round(duration or 0.0, 6),
-    )
+    if engine.log_runs:
+        log.info(
+            "run.finished",
+            run_id=run.id,
+            job=job.name,
+            state=run.state.value,
+            attempts=run.attempts,
+            duration_s=round(duration or 0.0, 6),
+        )
     if published is not None and engine.outcomes is not None:
         try:
             engine.outcomes.deliver(published)
