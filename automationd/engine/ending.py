@@ -26,7 +26,7 @@ from automationd.core.runstate import (
     next_run_state,
     next_target_state,
 )
-from automationd.records import DlqEntry, Event, Run, RunError, Target
+from automationd.records import DlqEntry, Run, RunError, Target
 from automationd.store.db import Write
 from automationd.store.runs import w_dlq, w_run, w_target
 
@@ -41,11 +41,11 @@ log = structlog.get_logger("automationd.engine")
 class Outcomes(Protocol):
     """Where ended runs are published (engine/eventbus.py)."""
 
-    def outcome(self, run: Run) -> tuple[Event, Write] | None:
-        """The run's ``run.<state>`` event and its row, if its end publishes one."""
+    def outcome(self, run: Run) -> tuple[str, Write] | None:
+        """The id and the row of the run's ``run.<state>`` event, if its end publishes one."""
 
-    def deliver(self, event: Event) -> None:
-        """Start the listeners' runs of an event that is now durable."""
+    def deliver(self, run: Run, event_id: str) -> None:
+        """That event is durable now: count it, and start its listeners' runs."""
 
 
 class Ends:
@@ -60,9 +60,9 @@ class Ends:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writes: list[Write] = []
-        self._ended: list[tuple[Run, JobRuntime, Event | None]] = []
+        self._ended: list[tuple[Run, JobRuntime, str | None]] = []
 
-    def add(self, writes: list[Write], run: Run, job: JobRuntime, published: Event | None) -> None:
+    def add(self, writes: list[Write], run: Run, job: JobRuntime, published: str | None) -> None:
         if not self._ended:
             asyncio.get_running_loop().call_soon(self._flush)
         self._writes += writes
@@ -74,7 +74,7 @@ class Ends:
         self._engine.db.submit_then(writes, partial(self._settled, ended))
 
     def _settled(
-        self, ended: list[tuple[Run, JobRuntime, Event | None]], exc: BaseException | None
+        self, ended: list[tuple[Run, JobRuntime, str | None]], exc: BaseException | None
     ) -> None:
         if exc is not None:
             return  # not stored: the failed batch was logged; nothing to report
@@ -175,7 +175,7 @@ def _ended(
     error: RunError | None,
     reason: str | None,
     result: Any,
-) -> tuple[Run, list[Write], Event | None]:
+) -> tuple[Run, list[Write], str | None]:
     now = engine.clock.time()
     ok = failed = 0
     for t in live.targets:
@@ -198,7 +198,7 @@ def _ended(
     return run, writes, published
 
 
-def _closing(engine: Engine, live: LiveRun, run: Run) -> tuple[list[Write], Event | None]:
+def _closing(engine: Engine, live: LiveRun, run: Run) -> tuple[list[Write], str | None]:
     """The rows that end ``run`` (its own and its event's); the job's row follows."""
     engine.touch(live.job)
     writes = [w_run(run)]
@@ -215,7 +215,7 @@ def _report(
     engine: Engine,
     run: Run,
     job: JobRuntime,
-    published: Event | None,
+    published: str | None,
     exc: BaseException | None,
     tally: _Tally | None = None,
 ) -> None:
@@ -238,7 +238,7 @@ def _report(
         )
     if published is not None and engine.outcomes is not None:
         try:
-            engine.outcomes.deliver(published)
+            engine.outcomes.deliver(run, published)
         except Exception:  # the run has ended; a failing delivery must not change that
             log.exception("run.end_hook_failed", run_id=run.id, job=job.name)
 

@@ -38,7 +38,7 @@ from automationd.engine.once import OncePerKey
 from automationd.obs.metrics import Metrics
 from automationd.records import Event, Run, Trigger, json_id, json_name
 from automationd.store.db import Write
-from automationd.store.events import EventStore, w_event
+from automationd.store.events import EventStore, w_event, w_event_row
 from automationd.store.runs import RunStore
 
 log = structlog.get_logger("automationd.events")
@@ -100,14 +100,14 @@ class EventBus:
         now = engine.clock.time()  # one reading: the id's millisecond is created_at's
         event = Event(id=engine.ids.new(now), name=name, payload=payload,
                       created_at=now, idempotency_key=key, depth=depth)
+        self.metrics.events_published_total.inc()
         lives, writes = self._runs_for(event)
         writes.insert(0, w_event(event))
         durable = engine.launched(lives, writes)
         return event, [live.run.id for live in lives], durable
 
     def _runs_for(self, event: Event) -> tuple[list[LiveRun], list[Write]]:
-        """The runs an event starts (prepared, not submitted), and count it published."""
-        self.metrics.events_published_total.inc()
+        """The runs an event starts (prepared, not submitted)."""
         lives: list[LiveRun] = []
         writes: list[Write] = []
         matched = self._listeners_of(event.name, event.payload)
@@ -129,25 +129,34 @@ class EventBus:
                 if job.enabled and when_match(job.spec.when, payload)]
 
     # ----------------------------------------------------------------- run outcomes
-    def outcome(self, run: Run) -> tuple[Event, Write] | None:
-        """The ``run.<state>`` event of a run that just ended, and its row.
+    def outcome(self, run: Run) -> tuple[str, Write] | None:
+        """The id and the row of the ``run.<state>`` event of a run that just ended.
 
         The engine writes that row in the same unit as the run's end (engine/ending.py), so
-        the two are durable together, and calls ``deliver`` once they are.
+        the two are durable together, and calls ``deliver`` once they are. The event is made
+        of the run (its name, payload and depth; its time is the run's end), so only its id
+        and its row exist until then: most have no listener, and need no more.
         """
         if run.state not in _OUTCOMES:
             return None
-        now = self.engine.clock.time()
         state = run.state.value
-        event = Event(id=self.engine.ids.new(now), name=f"run.{state}",
-                      payload={"job": run.job, "run_id": run.id, "state": state},
-                      created_at=now, idempotency_key=None, depth=run.depth + 1)
+        at = run.finished_at if run.finished_at is not None else self.engine.clock.time()
+        event_id = self.engine.ids.new(at)
         # The payload as JSON text, without json.dumps: one of these is written per run.
         text = f'{{"job":{json_name(run.job)},"run_id":{json_id(run.id)},"state":"{state}"}}'
-        return event, w_event(event, text)
+        return event_id, w_event_row(event_id, f"run.{state}", text, at, None, run.depth + 1)
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, run: Run, event_id: str) -> None:
         """Start the runs of a stored ``run.*`` event's listeners (each starts once durable)."""
+        self.metrics.events_published_total.inc()
+        state = run.state.value
+        name = f"run.{state}"
+        if not self.jobs.listening(name):
+            return
+        event = Event(id=event_id, name=name,
+                      payload={"job": run.job, "run_id": run.id, "state": state},
+                      created_at=run.finished_at or 0.0, idempotency_key=None,
+                      depth=run.depth + 1)
         lives, writes = self._runs_for(event)
         if lives:
             self.engine.launch(lives, writes)

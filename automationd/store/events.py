@@ -26,10 +26,17 @@ _INSERT = (
 _PAGE = 500
 
 
-def w_event(e: Event, payload_json: str | None = None) -> Write:
-    """The event's row; ``payload_json`` is its payload already encoded, if the caller has it."""
-    text = payload_json if payload_json is not None else dumps(e.payload)
-    return Write(_INSERT, (e.id, e.name, text, e.created_at, e.idempotency_key, e.depth), key=e.id)
+def w_event(e: Event) -> Write:
+    return w_event_row(e.id, e.name, dumps(e.payload), e.created_at, e.idempotency_key, e.depth)
+
+
+def w_event_row(
+    event_id: str, name: str, payload_json: str | None, created_at: float, key: str | None,
+    depth: int,
+) -> Write:
+    """An event's row from its parts, the payload already JSON (``run.*`` events: see
+    EventBus.outcome)."""
+    return Write(_INSERT, (event_id, name, payload_json, created_at, key, depth), key=event_id)
 
 
 def event_from_row(r: sqlite3.Row) -> Event:

@@ -108,24 +108,35 @@ class _Entry:
         self.weight = len(writes) if fn is None else 1  # for the batch cap and stats
 
 
-_DROPPED: Any = object()
 # A step is either (sql, rows) for executemany or a function run inside the transaction.
 Step = tuple[str, list[tuple[Any, ...]]] | TxnFn
 
 
 def plan_batch(entries: Sequence[_Entry]) -> tuple[list[Step], int, int]:
-    """Turn entries into ordered steps; return (steps, statements, collapsed writes)."""
+    """Turn entries into ordered steps; return (steps, statements, collapsed writes).
+
+    Each group keeps its rows and their keys side by side; duplicates are looked for once per
+    group, with a set (C speed), and collapsed only if there are any: in the hot path (new
+    rows, ends) there are none.
+    """
     steps: list[Step] = []
-    groups: dict[str, tuple[list[tuple[Any, ...]], dict[Hashable, int]]] = {}
+    groups: dict[str, tuple[list[tuple[Any, ...]], list[Hashable | None]]] = {}
     counts = [0, 0]  # statements, collapsed
 
     def flush() -> None:
-        for sql, (rows, index) in groups.items():
-            kept = rows if len(index) == 0 else [r for r in rows if r is not _DROPPED]
-            counts[0] += len(kept)
-            steps.append((sql, kept))
+        for sql, (rows, keys) in groups.items():
+            nones = keys.count(None)
+            if len(set(keys)) - (1 if nones else 0) != len(keys) - nones:
+                last = {k: i for i, k in enumerate(keys) if k is not None}
+                kept = [r for i, (r, k) in enumerate(zip(rows, keys, strict=True))
+                        if k is None or last[k] == i]
+                counts[1] += len(rows) - len(kept)
+                rows = kept
+            counts[0] += len(rows)
+            steps.append((sql, rows))
         groups.clear()
 
+    get = groups.get
     for entry in entries:
         if entry.fn is not None:
             flush()
@@ -137,17 +148,11 @@ def plan_batch(entries: Sequence[_Entry]) -> tuple[list[Step], int, int]:
                 steps.append((w.sql, [w.params]))
                 counts[0] += 1
                 continue
-            group = groups.get(w.sql)
+            group = get(w.sql)
             if group is None:
-                group = groups[w.sql] = ([], {})
-            rows, index = group
-            if w.key is not None:
-                old = index.get(w.key)
-                if old is not None:
-                    rows[old] = _DROPPED
-                    counts[1] += 1
-                index[w.key] = len(rows)
-            rows.append(w.params)
+                group = groups[w.sql] = ([], [])
+            group[0].append(w.params)
+            group[1].append(w.key)
     flush()
     return steps, counts[0], counts[1]
 
