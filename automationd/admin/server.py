@@ -380,7 +380,7 @@ async def serve_admin(
     group: str = "",
     idle_timeout: float = 300.0,
     max_connections: int = 64,
-    max_inflight_per_conn: int = 256,
+    max_inflight_per_conn: int = 1024,
 ) -> AsyncIterator[AdminServer]:
     """Serve ``handlers`` on a Unix socket at ``path`` until the block exits.
 

@@ -25,6 +25,7 @@ from tests.support.daemon import DaemonProcess, config_text
 pytestmark = pytest.mark.bench
 
 ROUNDS = int(os.environ.get("AUTOMATIOND_BENCH_ROUNDS", "3"))
+WINDOW = 1024  # requests each connection keeps in flight: the daemon's per-connection cap
 
 
 class _Client(asyncio.Protocol):
@@ -97,7 +98,7 @@ action = { type = "python", callable = "benchacts:noop" }
         async def drive() -> tuple[float, float]:
             t0 = time.perf_counter()
             async with asyncio.timeout(300):
-                await asyncio.gather(*(_client(d.socket, n // 4, 512) for _ in range(4)))
+                await asyncio.gather(*(_client(d.socket, n // 4, WINDOW) for _ in range(4)))
             t_ack = time.perf_counter() - t0
             while True:
                 st = d.call_sync("status")
