@@ -187,7 +187,7 @@ class Engine:
         future, no task switch, and a run whose write failed never starts at all.
         """
         for live in lives:
-            self._track(live)
+            self.track(live)
         self.db.submit_then(writes, partial(self._stored, lives, then))
 
     def launched(self, lives: Sequence[LiveRun], writes: Sequence[Write]) -> asyncio.Future[None]:
@@ -220,15 +220,12 @@ class Engine:
 
     def resume(self, live: LiveRun) -> None:
         live.resumed = True
-        self._track(live)
-        self._spawn(live)
+        self.track(live)
+        self.spawn(live)
 
     def track(self, live: LiveRun) -> None:
         """Count a run as live from now on (``launch`` does it too; this is for callers that
         launch a little later, in a group)."""
-        self._track(live)
-
-    def _track(self, live: LiveRun) -> None:
         self.live[live.run.id] = live
         live.job.active[live.run.id] = live
 
@@ -237,22 +234,23 @@ class Engine:
     ) -> None:
         if exc is not None:
             for live in lives:
-                self._forget(live)  # never stored: the caller is told; nothing to run
+                self.forget(live)  # never stored: the caller is told; nothing to run
                 log.error("run.not_stored", run_id=live.run.id, job=live.job.name)
         elif self.draining.is_set():
             for live in lives:
-                self._forget(live)  # durable and queued: it resumes at next start
+                self.forget(live)  # durable and queued: it resumes at next start
         else:
             for live in lives:
                 if not run_inline(self, live):
-                    self._spawn(live)
+                    self.spawn(live)
         if then is not None:
             then(exc)
 
     def spawn(self, live: LiveRun) -> None:
         """Give the run a task (engine/inline.py hands over a run that has to wait)."""
-        self._spawn(live)
-        if live.begun is not None and live.task is not None:
+        assert self._tg is not None, "engine not attached to a TaskGroup"
+        live.task = self._tg.create_task(self._run_task(live), name=f"run:{live.run.id}")
+        if live.begun is not None:
             live.task.add_done_callback(lambda _: self._drop_begun(live))
 
     def _drop_begun(self, live: LiveRun) -> None:
@@ -261,15 +259,8 @@ class Engine:
             live.begun = None
             self.pool.release()
 
-    def _spawn(self, live: LiveRun) -> None:
-        assert self._tg is not None, "engine not attached to a TaskGroup"
-        live.task = self._tg.create_task(self._run_task(live), name=f"run:{live.run.id}")
-
     def forget(self, live: LiveRun) -> None:
         """The run leaves memory (its end is submitted, or it parks until next start)."""
-        self._forget(live)
-
-    def _forget(self, live: LiveRun) -> None:
         self.live.pop(live.run.id, None)
         live.job.active.pop(live.run.id, None)
         live.gone = True
@@ -279,7 +270,8 @@ class Engine:
     async def settle(self) -> None:
         """Wait until everything submitted so far is durable and reported (shutdown).
 
-        Twice: the first round's done-callbacks (run reports) post run.* events of their own.
+        Twice: the groups a turn collects (ends, triggers) are submitted at the turn's end,
+        possibly after the first round's write; and reports may start runs of their own.
         """
         for _ in range(2):
             await self.write([])
@@ -310,7 +302,7 @@ class Engine:
                 except Exception:
                     log.exception("run.finish_failed", run_id=run_id)
         finally:
-            self._forget(live)
+            self.forget(live)
 
     # ----------------------------------------------------------------- control
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> LiveRun | None:

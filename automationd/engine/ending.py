@@ -71,7 +71,11 @@ class Ends:
     def _flush(self) -> None:
         writes, ended = self._writes, self._ended
         self._writes, self._ended = [], []
-        self._engine.db.submit_then(writes, partial(self._settled, ended))
+        try:
+            self._engine.db.submit_then(writes, partial(self._settled, ended))
+        except Exception as exc:  # the store refused them (closing): they end again after
+            # the next start, since recovery resumes runs whose end was never stored
+            log.error("run.end_not_stored", runs=len(ended), error=str(exc))
 
     def _settled(
         self, ended: list[tuple[Run, JobRuntime, str | None]], exc: BaseException | None

@@ -81,7 +81,12 @@ class Intake:
     def _launch(self) -> None:
         lives, writes, replies = self._lives, self._writes, self._replies
         self._lives, self._writes, self._replies = [], [], []
-        self.engine.launch(lives, writes, partial(_answer, replies))
+        try:
+            self.engine.launch(lives, writes, partial(_answer, replies))
+        except Exception as exc:  # the store refused them (closing): each trigger hears why
+            for live in lives:
+                self.engine.forget(live)
+            _answer(replies, exc)
 
     async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
         """Run only the check phase and say what would be performed; nothing is stored."""
