@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -78,6 +78,8 @@ class Engine:
         self.outcomes: Outcomes | None = None  # the event bus publishes ended runs
         self._tg: asyncio.TaskGroup | None = None
         self._rows = JobRows(self.post)
+        # Job counters changed: the job's row goes out with the next batch (see JobRows).
+        self.touch: Callable[[JobRuntime], None] = self._rows.touch
         self.ends = Ends(self)
         # Whether "run.finished" lines are wanted: asked once (the level is fixed for the
         # process), because even a filtered-out call costs more than a run's metrics.
@@ -97,9 +99,6 @@ class Engine:
         """Submit writes nobody waits for (ordered with everything else, just no future)."""
         self.db.post(writes)
 
-    def touch(self, job: JobRuntime) -> None:
-        """Job counters changed; its row goes out with the next batch (see JobRows)."""
-        self._rows.touch(job)
 
     def new_id(self) -> str:
         return self.ids.new(self.clock.time())
