@@ -137,10 +137,11 @@ class Engine:
         run_id = self.ids.new(now)
         spec = job.spec
         explicit = targets if targets is not None else spec.targets
+        tobjs: list[Target] | None
         if spec.check is not None and not skip_check:
-            tobjs: list[Target] = []  # the check phase decides the targets
+            tobjs = []  # the check phase decides the targets
         elif explicit is None:
-            tobjs = [Target(run_id=run_id, idx=0, target=None)]  # the one implicit target
+            tobjs = None  # the one implicit target (see LiveRun.targets)
         else:
             tobjs = [Target(run_id=run_id, idx=i, target=t) for i, t in enumerate(explicit)]
         run = Run(
@@ -152,7 +153,7 @@ class Engine:
             scheduled_for=scheduled_for,
             idempotency_key=idempotency_key,
             payload=payload,
-            targets_total=len(tobjs),
+            targets_total=1 if tobjs is None else len(tobjs),
             depth=depth,
             origin=origin,
         )
@@ -164,12 +165,12 @@ class Engine:
             writes.append(w_job(job_row(job)))
         else:
             self.touch(job)
-        if persist:
+        if persist and tobjs:
             writes.extend(w_target(t) for t in tobjs)
         live = LiveRun(
             run=run,
             job=job,
-            targets=tobjs,
+            target_list=tobjs,
             persist_targets=persist,
             skip_check=skip_check,
             after=after,

@@ -60,13 +60,18 @@ class Ends:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writes: list[Write] = []
-        self._ended: list[tuple[Run, JobRuntime, str | None]] = []
+        self._ended: list[tuple[Run, JobRuntime, str | None, int]] = []
 
-    def add(self, writes: list[Write], run: Run, job: JobRuntime, published: str | None) -> None:
+    def add(
+        self, writes: list[Write], run: Run, job: JobRuntime, published: str | None,
+        attempts_ok: int = 0,
+    ) -> None:
+        """Queue an end for this turn's unit; ``attempts_ok`` successful attempts not counted
+        yet (the inline path's: counted with the group, once per job)."""
         if not self._ended:
             asyncio.get_running_loop().call_soon(self._flush)
         self._writes += writes
-        self._ended.append((run, job, published))
+        self._ended.append((run, job, published, attempts_ok))
 
     def _flush(self) -> None:
         writes, ended = self._writes, self._ended
@@ -78,13 +83,14 @@ class Ends:
             log.error("run.end_not_stored", runs=len(ended), error=str(exc))
 
     def _settled(
-        self, ended: list[tuple[Run, JobRuntime, str | None]], exc: BaseException | None
+        self, ended: list[tuple[Run, JobRuntime, str | None, int]], exc: BaseException | None
     ) -> None:
         if exc is not None:
             return  # not stored: the failed batch was logged; nothing to report
         tally = _Tally()
-        for run, job, published in ended:
+        for run, job, published, attempts_ok in ended:
             try:
+                tally.ok(job, attempts_ok)
                 _report(self._engine, run, job, published, None, tally)
             except Exception:  # one bad report must not keep the others from being made
                 log.exception("run.report_failed", run_id=run.id, job=job.name)
@@ -100,10 +106,18 @@ class _Tally:
     def __init__(self) -> None:
         self._jobs: dict[str, _JobTally] = {}
 
-    def add(self, job: JobRuntime, state: str, duration: float | None, now: float) -> None:
+    def _of(self, job: JobRuntime) -> _JobTally:
         t = self._jobs.get(job.name)
         if t is None:
             t = self._jobs[job.name] = _JobTally(job)
+        return t
+
+    def ok(self, job: JobRuntime, attempts: int) -> None:
+        if attempts:
+            self._of(job).attempts_ok += attempts
+
+    def add(self, job: JobRuntime, state: str, duration: float | None, now: float) -> None:
+        t = self._of(job)
         t.states[state] = t.states.get(state, 0) + 1
         if duration is not None:
             t.durations.append(duration)
@@ -112,14 +126,18 @@ class _Tally:
 
     def apply(self, engine: Engine) -> None:
         for t in self._jobs.values():
-            engine.meters(t.job).runs_ended(t.states, t.durations, t.last_success)
+            meters = engine.meters(t.job)
+            if t.attempts_ok:
+                meters.attempt("ok", t.attempts_ok)
+            meters.runs_ended(t.states, t.durations, t.last_success)
 
 
 class _JobTally:
-    __slots__ = ("durations", "job", "last_success", "states")
+    __slots__ = ("attempts_ok", "durations", "job", "last_success", "states")
 
     def __init__(self, job: JobRuntime) -> None:
         self.job = job
+        self.attempts_ok = 0
         self.states: dict[str, int] = {}
         self.durations: list[float] = []
         self.last_success: float | None = None
@@ -152,7 +170,7 @@ def end_at_once(engine: Engine, live: LiveRun, started_at: float, result: Any) -
     )
     live.job.last_success = now
     writes, published = _closing(engine, live, run)
-    engine.ends.add(writes, run, live.job, published)
+    engine.ends.add(writes, run, live.job, published, attempts_ok=1)
     return run
 
 

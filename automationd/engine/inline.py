@@ -51,7 +51,7 @@ def run_inline(engine: Engine, live: LiveRun) -> bool:
         or job.gate is not None
         or live.cancel_reason is not None
         or live.run.state is not RunState.QUEUED
-        or len(live.targets) != 1
+        or live.target_list is not None  # not the one implicit target
     ):
         return False
     action = phase_action(engine, job, Phase.PERFORM)
@@ -61,14 +61,14 @@ def run_inline(engine: Engine, live: LiveRun) -> bool:
     held = True
     try:
         now = engine.clock.time()
-        run, target = live.run, live.targets[0]
-        ctx = attempt_context(engine, live, action, run.attempts + 1, Phase.PERFORM, target)
+        run = live.run
+        ctx = attempt_context(engine, live, action, run.attempts + 1, Phase.PERFORM, None)
         try:
             out = begin(ctx)
         except ActionError as exc:
             out = exc
         if not isinstance(out, ActionResult):  # it waits, or failed: a task takes over
-            opened = open_attempt(engine, live, Phase.PERFORM, target, begun=(ctx, now))
+            opened = open_attempt(engine, live, Phase.PERFORM, live.targets[0], begun=(ctx, now))
             engine.post(opened.writes)  # "running, attempt 1", as the task path posts it
             live.begun = Begun(opened, out)
             held = False  # the task's attempt releases the slot
@@ -76,11 +76,9 @@ def run_inline(engine: Engine, live: LiveRun) -> bool:
             return True
         held = False
         engine.pool.release()
-        assert job.meters is not None
-        job.meters.attempt("ok")
         # queued → running → succeeded in one step: the rows the task path would post on
         # the way would collapse into the end's row anyway. (The implicit target's record
-        # stays as it was: the run leaves memory now and nothing reads it.)
+        # is never made: the run leaves memory now and nothing reads it.)
         end_at_once(engine, live, now, out.value)
     except Exception as exc:  # a bug must not take the daemon down: fail this run only
         log.exception("run.internal_error", run_id=live.run.id, job=job.name)

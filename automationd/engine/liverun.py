@@ -27,7 +27,9 @@ class LiveRun:
 
     run: Run
     job: JobRuntime
-    targets: list[Target]
+    # None: the one implicit target, its record made on first use (an inline run never needs
+    # it). A job with a check phase starts with [] until the check decides.
+    target_list: list[Target] | None
     persist_targets: bool = True
     skip_check: bool = False
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' `done` (overlap: queue)
@@ -40,6 +42,17 @@ class LiveRun:
     begun: Begun | None = None  # an attempt the inline path hands to this run's task
     gone: bool = False  # the run has left memory
     started: bool = False  # its task has taken its first step
+
+    @property
+    def targets(self) -> list[Target]:
+        found = self.target_list
+        if found is None:
+            found = self.target_list = [Target(run_id=self.run.id, idx=0, target=None)]
+        return found
+
+    @targets.setter
+    def targets(self, value: list[Target]) -> None:
+        self.target_list = value
 
     def ended(self) -> asyncio.Future[None]:
         """Resolves when the run leaves memory (what a queued fire waits for). Made on

@@ -64,7 +64,7 @@ async def recover(engine: Engine, jobs: JobTable, runs: RunStore) -> int:
         persist = bool(targets)
         if not targets and run.targets_total == 1:
             targets = [await runs.implicit_target(run)]
-        resumed.append(LiveRun(run=run, job=job, targets=targets, persist_targets=persist))
+        resumed.append(LiveRun(run=run, job=job, target_list=targets, persist_targets=persist))
     if orphans:
         killed = kill_orphans(orphans)
         log.warning("recovery.orphans_killed", groups=killed, candidates=len(orphans))

@@ -121,11 +121,11 @@ class JobMetrics:
         self._duration = metrics.run_duration_seconds.labels(self.label)
         self._success = metrics.job_last_success_timestamp_seconds.labels(self.label)
 
-    def attempt(self, outcome: str) -> None:
+    def attempt(self, outcome: str, n: int = 1) -> None:
         child = self._attempts.get(outcome)
         if child is None:
             child = self._attempts[outcome] = self._m.attempts_total.labels(self.label, outcome)
-        child.inc()
+        child.inc(n)
 
     def runs_ended(
         self, states: dict[str, int], durations: list[float], last_success: float | None
