@@ -61,9 +61,7 @@ _INSERT_DLQ = (
 )
 
 
-# Enum member → its plain str, by dict (an Enum's ``.value`` is a Python-level property).
-_TEXT: dict[Any, str] = {m: m.value for e in (RunState, Trigger) for m in e}
-
+_TEXT: dict[Any, str] = {m: m.value for e in (RunState, Trigger) for m in e}  # no .value call
 
 def w_run(run: Run) -> Write:
     err = run.error

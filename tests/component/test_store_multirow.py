@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from automationd.store.writer import _execute_rows, _multirow
+from automationd.store.batch import _execute_rows, _multirow
 
 UPSERT = (
     "INSERT INTO t (k, v, w) VALUES (?,?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v,"

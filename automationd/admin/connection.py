@@ -1,0 +1,238 @@
+"""One admin connection: its reads, its requests, and its responses in request order.
+
+Theory of operation:
+
+* A connection is one task (``admin-conn:N``) owning a TaskGroup. Its body reads chunks and
+  splits them into lines itself (one ``await`` per chunk, not per line). A request whose
+  handler must wait runs as its own child task, so a slow command never blocks the next read;
+  hot handlers answer from a callback, with no task at all. Responses leave in request order:
+  each line appends finished bytes or a ``_Slot`` to ``pending``, and a writer child waits for
+  the head slot to be filled, then batches every finished response behind it into one write.
+  Dispatching pauses while ``pending`` holds ``max_inflight_per_conn`` entries, so a client
+  that does not read its responses is throttled (by at most one read chunk), not buffered.
+* Idle means "nothing in flight and no complete line for ``idle_timeout``"; a timer (not a
+  task) stops such a connection, so a client that never sends a newline is idle too. A client
+  that stops reading its responses for ``idle_timeout`` is aborted: it would hold a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from automationd.admin.answers import await_answer, error_line, reply_to, settle_answer
+from automationd.admin.protocol import (
+    MAX_LINE,
+    Request,
+    RequestError,
+    encode_error,
+    parse_request,
+)
+from automationd.obs.logs import get_logger
+
+if TYPE_CHECKING:
+    from automationd.admin.server import AdminServer
+
+log = get_logger()
+
+_EOF = object()  # marks the end of a connection's response stream
+_CHUNK = 1 << 16  # bytes per read
+_TOO_LONG = encode_error(None, "bad_request", "request line exceeds 1 MiB")
+
+
+class _Slot:
+    """The place of a response that is not ready yet: filled once, by ``fill(line)``, or by
+    calling it as a replying handler's ``reply(result, error)``."""
+
+    __slots__ = ("conn", "data", "req")
+
+    def __init__(self, conn: Connection, req: Request) -> None:
+        self.conn = conn
+        self.req = req
+        self.data: bytes | None = None
+
+    def fill(self, data: bytes) -> None:
+        if self.data is None:  # exactly one line per request
+            self.data = data
+            self.conn.wake.set()
+
+    def __call__(self, value: Any, exc: BaseException | None) -> None:
+        reply_to(self.req, self.fill, value, exc)
+
+
+class Connection:
+    """One client: a read loop (the task body), a writer child and one child per request."""
+
+    def __init__(
+        self, server: AdminServer, n: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
+        self.server, self.n, self.reader, self.w = server, n, reader, w
+        self.loop = asyncio.get_running_loop()
+        self.pending: deque[Any] = deque()  # bytes | _Slot | _EOF, in request order
+        self.wake = asyncio.Event()  # pending gained an entry, or a slot was filled
+        self.room = asyncio.Event()  # pending lost entries
+        self.stopping = False
+        self.last = self.loop.time()
+        self.idle: asyncio.TimerHandle | None = None
+        self.tg: asyncio.TaskGroup | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        self.idle = self.loop.call_at(self.last + self.server.settings.idle_timeout, self._on_idle)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self.tg = tg
+                tg.create_task(self._write_loop(), name=f"admin-conn:{self.n}:writer")
+                await self._read_loop()
+        except* Exception:
+            log.exception("admin.connection_failed", conn=self.n)
+        finally:
+            self.idle.cancel()
+            self.w.close()
+            self.server.forget(self)
+
+    def stop(self) -> None:
+        """Read nothing more; answer what is in flight, then close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        # Pause first: data arriving after feed_eof() would trip StreamReader's assertion.
+        # Duck-typed, since uvloop's transports are not asyncio.ReadTransport instances.
+        transport = self.w.transport
+        pause = getattr(transport, "pause_reading", None)
+        if pause is not None and not transport.is_closing():
+            pause()
+        self.reader.feed_eof()
+        self.room.set()
+
+    def _on_idle(self) -> None:
+        if self.stopping:
+            return
+        timeout = self.server.settings.idle_timeout
+        now = self.loop.time()
+        if self.pending:  # busy: look again a full timeout from now
+            deadline = now + timeout
+        elif now - self.last >= timeout * 0.999:  # timer handles may fire a hair early
+            log.debug("admin.idle_close", conn=self.n)
+            self.stop()
+            return
+        else:  # a line arrived since the timer was set
+            deadline = self.last + timeout
+        self.idle = self.loop.call_at(deadline, self._on_idle)
+
+    def _push(self, item: Any) -> None:
+        self.pending.append(item)
+        self.wake.set()
+
+    async def _read_loop(self) -> None:
+        """Read chunks and split them into lines here: one ``await`` per chunk, not per line
+        (a pipelining client sends hundreds of requests per chunk)."""
+        reader, pending, limit = self.reader, self.pending, self.server.settings.max_inflight
+        tail = b""
+        skipping = False  # inside an over-long line: drop bytes up to its newline
+        while not self.stopping:
+            try:
+                chunk = await reader.read(_CHUNK)
+            except OSError:  # reset by peer
+                break
+            if not chunk:  # EOF: a last line without its newline still counts
+                if tail.strip() and not skipping and not self.stopping:
+                    self._dispatch(tail)
+                break
+            lines = (tail + chunk if tail else chunk).split(b"\n")
+            tail = lines.pop()
+            if lines:
+                self.last = self.loop.time()
+            for line in lines:
+                if skipping:  # the end of an over-long line
+                    skipping = False
+                    continue
+                while len(pending) >= limit and not self.stopping:
+                    self.room.clear()
+                    await self.room.wait()
+                if self.stopping:
+                    break
+                self._dispatch(line)
+            if len(tail) > MAX_LINE:
+                if not skipping:
+                    self._push(_TOO_LONG)
+                skipping = True
+                tail = b""
+        self._push(_EOF)
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            req = parse_request(line)
+        except RequestError as exc:
+            self._push(encode_error(exc.request_id, exc.code, exc.message))
+            return
+        handler = self.server.handlers.get(req.cmd)
+        if handler is None:
+            self._push(encode_error(req.id, "bad_request", f"unknown command {req.cmd!r}"))
+            return
+        slot = _Slot(self, req)
+        self._push(slot)
+        try:
+            if getattr(handler, "replies", False):
+                answer = handler(req.args, slot)
+            else:
+                answer = handler(req.args)
+        except Exception as exc:  # a plain-function handler refused synchronously
+            slot.fill(error_line(req, exc))
+            return
+        if answer is None:
+            return  # a replying handler took it: it calls ``reply`` (the slot) once
+        if asyncio.isfuture(answer):
+            # A handler that did its work synchronously hands back a future: no task needed.
+            answer.add_done_callback(partial(settle_answer, req, slot.fill))
+            return
+        assert self.tg is not None
+        self.tg.create_task(await_answer(answer, req, slot.fill),
+                            name=f"admin-conn:{self.n}:{req.cmd}")
+
+    async def _write_loop(self) -> None:
+        pending, w = self.pending, self.w
+        while True:
+            if not pending:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            head = pending[0]
+            if head is _EOF:
+                return
+            if type(head) is _Slot and head.data is None:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            chunks: list[bytes] = []
+            while pending:
+                item = pending[0]
+                if type(item) is bytes:
+                    chunks.append(item)
+                elif item is _EOF or item.data is None:
+                    break
+                else:
+                    chunks.append(item.data)
+                pending.popleft()
+            if not pending:
+                self.last = self.loop.time()
+            self.room.set()
+            if w.transport.is_closing():
+                self.stop()
+                return
+            w.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if not w.transport.get_write_buffer_size():
+                continue  # the kernel took it all: nothing to wait for
+            try:
+                async with asyncio.timeout(self.server.settings.idle_timeout):
+                    await w.drain()
+            except TimeoutError:  # a client that stopped reading must not keep its slot
+                log.info("admin.write_stalled", conn=self.n)
+                w.transport.abort()
+                self.stop()
+                return
+            except OSError:  # the peer went away
+                self.stop()
+                return
