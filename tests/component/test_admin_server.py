@@ -115,6 +115,34 @@ async def test_oversized_line_is_rejected_and_skipped(short_tmp: Path) -> None:
         assert second["id"] == 2 and second["ok"] is True
 
 
+async def test_lines_split_anywhere_across_reads_are_served_in_order(short_tmp: Path) -> None:
+    """The read loop splits lines itself: requests cut at every byte (mid UTF-8 character
+    too) or packed many to a write are each answered once, in order, intact."""
+    async with asyncio.timeout(10), running(short_tmp) as server, AdminClient(server.path) as c:
+        lines = b"".join(encode_request(i, "echo", {"s": f"zé🙂{i}"}) for i in range(40))
+        for i in range(0, 200):  # the first few requests one byte per write
+            await c.send(lines[i:i + 1])
+            await asyncio.sleep(0)
+        await c.send(lines[200:])  # the rest in one write
+        got = [await c.read_response() for _ in range(40)]
+        assert [r["id"] for r in got] == list(range(40))
+        assert [r["result"]["s"] for r in got] == [f"zé🙂{i}" for i in range(40)]
+
+
+async def test_oversized_line_ending_inside_one_read_is_rejected(short_tmp: Path) -> None:
+    """A line over 1 MiB whose newline arrives in the same read as the next request gets
+    bad_request, and the next request is still served."""
+    async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
+        big = b'{"cmd":"echo","args":{"x":"' + b"a" * (MAX_LINE + 10) + b'"}}\n'
+        await c.send(big[: MAX_LINE - 100])
+        await asyncio.sleep(0.05)  # the server holds most of the line, unfinished
+        await c.send(big[MAX_LINE - 100:] + encode_request(3, "status"))
+        first = await c.read_response()
+        assert first["error"] == {"code": "bad_request", "message": "request line exceeds 1 MiB"}
+        second = await c.read_response()
+        assert second["id"] == 3 and second["ok"] is True
+
+
 async def test_line_of_exactly_max_length_is_accepted(short_tmp: Path) -> None:
     """A request of exactly 1 MiB (before the newline) is served."""
     async with asyncio.timeout(5), running(short_tmp) as server, AdminClient(server.path) as c:
