@@ -71,8 +71,8 @@ class Run:
         def evolve(self, **changes: Any) -> Run: ...
 
     def to_json_text(self) -> str:
-        """``to_json()`` as compact JSON text (the admin socket's format, same bytes), made
-        without the dict: the answer to a trigger is the line the daemon writes most."""
+        """``to_json()`` as compact JSON text (the admin socket's format, same bytes). A fresh
+        run's is made without the dict: the answer to a trigger is the line written most."""
         if (
             self.attempts == 0 and self.started_at is None and self.finished_at is None
             and self.scheduled_for is None and self.idempotency_key is None
@@ -84,20 +84,7 @@ class Run:
                 f'{{"id":{json_id(self.id)},{head}"created_at":{_time(self.created_at)},{tail}'
                 f'"payload":{_json(self.payload)},"depth":{self.depth},"origin":null,"reason":null}}'
             )
-        pending = max(0, self.targets_total - self.targets_succeeded - self.targets_failed)
-        err = self.error
-        return (
-            f'{{"id":{json_id(self.id)},"job":{json_name(self.job)},"state":"{self.state.value}",'
-            f'"trigger":"{self.trigger.value}","scheduled_for":{_time(self.scheduled_for)},'
-            f'"created_at":{_time(self.created_at)},"started_at":{_time(self.started_at)},'
-            f'"finished_at":{_time(self.finished_at)},"attempts":{self.attempts},'
-            f'"idempotency_key":{_json(self.idempotency_key)},"targets":{{"total":'
-            f'{self.targets_total},"succeeded":{self.targets_succeeded},"failed":'
-            f'{self.targets_failed},"pending":{pending}}},"error":'
-            f'{_json(err.to_json()) if err else "null"},"result":{_json(self.result)},'
-            f'"payload":{_json(self.payload)},"depth":{self.depth},'
-            f'"origin":{_json(self.origin)},"reason":{_json(self.reason)}}}'
-        )
+        return _encode(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         pending = max(0, self.targets_total - self.targets_succeeded - self.targets_failed)

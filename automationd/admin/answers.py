@@ -47,7 +47,8 @@ def settle_answer(req: Request, fill: Fill, answer: asyncio.Future[Any]) -> None
     if answer.cancelled():
         fill(encode_error(req.id, "internal", "request was cancelled"))
         return
-    reply_to(req, fill, None if answer.exception() else answer.result(), answer.exception())
+    exc = answer.exception()
+    reply_to(req, fill, None if exc is not None else answer.result(), exc)
 
 
 def reply_to(req: Request, fill: Fill, value: Any, exc: BaseException | None) -> None:

@@ -133,12 +133,7 @@ def _refused(
     now = engine.clock.time()
     run = live.run = live.run.evolve(attempts=live.run.attempts + 1)
     tidx = target.idx if target is not None else -1
-    writes = [w_run(run)]
-    if target is not None and phase is Phase.PERFORM:
-        cur = live.targets[tidx]
-        live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
-        if live.persist_targets:
-            writes.append(w_target(cur))
+    writes = _counted(live, phase, target)
     writes.append(
         w_attempt(
             Attempt(
@@ -159,6 +154,18 @@ def _refused(
         prepare_job(engine, live.job)
     assert live.job.meters is not None
     live.job.meters.attempt(exc.kind.value)
+
+
+def _counted(live: LiveRun, phase: Phase, target: Target | None) -> list[Write]:
+    """The rows of an attempt just counted on ``live.run``: the run's, and, for a perform,
+    its target's (whose own count goes up too) when targets are persisted."""
+    writes = [w_run(live.run)]
+    if target is not None and phase is Phase.PERFORM:
+        cur = live.targets[target.idx]
+        live.targets[target.idx] = cur = cur.evolve(attempts=cur.attempts + 1)
+        if live.persist_targets:
+            writes.append(w_target(cur))
+    return writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,12 +266,7 @@ def open_attempt(
     if begun is None:
         ctx = attempt_context(engine, live, action, n, phase, target)
     tidx = target.idx if target is not None else -1
-    writes = [w_run(run)]
-    if target is not None and phase is Phase.PERFORM:
-        cur = live.targets[tidx]
-        live.targets[tidx] = cur = cur.evolve(attempts=cur.attempts + 1)
-        if live.persist_targets:
-            writes.append(w_target(cur))
+    writes = _counted(live, phase, target)
     # Lean path: the first attempt of a one-action run needs no row of its own unless it
     # fails or prints: the run row (attempts=1, started_at, state) says all of it, runs.get
     # rebuilds it, and recovery reads "attempts=1 without a row" as interrupted.

@@ -26,7 +26,6 @@ import structlog
 from automationd.actions.base import ActionResult
 from automationd.core.runstate import (
     RunEvent,
-    RunState,
 )
 from automationd.engine.attempts import Begun, attempt_context, open_attempt, phase_action
 from automationd.engine.ending import end, end_at_once
@@ -43,15 +42,13 @@ log = structlog.get_logger("automationd.engine")
 def run_inline(engine: Engine, live: LiveRun) -> bool:
     """Run ``live`` now if it qualifies; False (nothing changed) leaves it to a task."""
     job = live.job
+    # Only fresh, queued runs come here (resumed ones go straight to a task).
     if (
         not live.lean
-        or live.persist_targets
-        or live.resumed
+        or live.target_list is not None  # explicit targets (or a check deciding them)
         or live.after
         or job.gate is not None
         or live.cancel_reason is not None
-        or live.run.state is not RunState.QUEUED
-        or live.target_list is not None  # not the one implicit target
     ):
         return False
     action = phase_action(engine, job, Phase.PERFORM)
