@@ -94,30 +94,33 @@ class Daemon:
         started = self.clock.time()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                db = await stack.enter_async_context(open_database(cfg.daemon.state_dir,
-                                                                   clock=self.clock))
+                db = await stack.enter_async_context(
+                    open_database(cfg.daemon.state_dir, clock=self.clock)
+                )
                 http = await stack.enter_async_context(HttpClients())
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
                 services = ServiceRegistry(cfg.services, self.clock, metrics)
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
-                engine = Engine(db=db, pool=pool, http=http, metrics=metrics, clock=self.clock,
-                                rng=rng)
+                engine = Engine(
+                    db=db, pool=pool, http=http, metrics=metrics, clock=self.clock, rng=rng
+                )
                 runs, events = RunStore(db), EventStore(db)
                 jobs = JobTable()
-                scheduler = Scheduler(engine=engine, jobs=jobs, clock=self.clock, rng=rng,
-                                      metrics=metrics)
-                catalog = Catalog(config=cfg, jobs=jobs, engine=engine, scheduler=scheduler,
-                                  services=services)
+                scheduler = Scheduler(
+                    engine=engine, jobs=jobs, clock=self.clock, rng=rng, metrics=metrics
+                )
+                catalog = Catalog(
+                    config=cfg, jobs=jobs, engine=engine, scheduler=scheduler, services=services
+                )
                 # Issue 4: no cyclic collections while 100,000 jobs load and are placed;
                 # gc.freeze() below makes them permanent, then collection resumes.
                 gc.disable()
                 catalog.load(await load_job_rows(db))
                 engine.dlq_size = await runs.dlq_count()
                 metrics.dlq_size.set(engine.dlq_size)
-                bus = EventBus(engine=engine, jobs=jobs, events=events, runs=runs,
-                               metrics=metrics)
+                bus = EventBus(engine=engine, jobs=jobs, events=events, runs=runs, metrics=metrics)
                 engine.outcomes = bus
 
                 async def reload() -> dict[str, int]:
@@ -128,9 +131,16 @@ class Daemon:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
                 commands = Commands(
-                    engine=engine, catalog=catalog, intake=Intake(engine, runs),
-                    redo=Redo(engine, jobs, runs), bus=bus, runs=runs, events=events,
-                    services=services, started_at=started, reload=reload,
+                    engine=engine,
+                    catalog=catalog,
+                    intake=Intake(engine, runs),
+                    redo=Redo(engine, jobs, runs),
+                    bus=bus,
+                    runs=runs,
+                    events=events,
+                    services=services,
+                    started_at=started,
+                    reload=reload,
                 )
                 retention = Retention(db, self.clock, cfg.retention)
 
@@ -171,18 +181,28 @@ class Daemon:
                         )
                     async with contextlib.AsyncExitStack() as edges:
                         await edges.enter_async_context(
-                            serve_admin(cfg.daemon.admin_socket, commands.table(),
-                                        group=cfg.daemon.admin_group)
+                            serve_admin(
+                                cfg.daemon.admin_socket,
+                                commands.table(),
+                                group=cfg.daemon.admin_group,
+                            )
                         )
                         addr = await edges.enter_async_context(
-                            serve_metrics(cfg.daemon.metrics_listen, metrics.registry, health,
-                                          before_scrape)
+                            serve_metrics(
+                                cfg.daemon.metrics_listen, metrics.registry, health, before_scrape
+                            )
                         )
                         self.notifier.ready(f"running: {len(jobs)} jobs")
-                        log.info("daemon.ready", version=__version__, pid=os.getpid(),
-                                 jobs=len(jobs), resumed_runs=resumed, metrics=addr,
-                                 socket=str(cfg.daemon.admin_socket),
-                                 startup_s=round(self.clock.time() - started, 3))
+                        log.info(
+                            "daemon.ready",
+                            version=__version__,
+                            pid=os.getpid(),
+                            jobs=len(jobs),
+                            resumed_runs=resumed,
+                            metrics=addr,
+                            socket=str(cfg.daemon.admin_socket),
+                            startup_s=round(self.clock.time() - started, 3),
+                        )
                         forced = await self._serve_requests(catalog)
                         self.notifier.stopping()
                         self.notifier.status("stopping: draining running attempts")
@@ -238,13 +258,15 @@ class Daemon:
             try:
                 async with asyncio.timeout(timeout):
                     while tasks and not self._force.done():
-                        await asyncio.wait([*tasks, self._force],
-                                           return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(
+                            [*tasks, self._force], return_when=asyncio.FIRST_COMPLETED
+                        )
                         tasks = {t for t in tasks if not t.done()}
             except TimeoutError:
                 pass
-        left = [lv.task for lv in engine.live.values()
-                if lv.task is not None and not lv.task.done()]
+        left = [
+            lv.task for lv in engine.live.values() if lv.task is not None and not lv.task.done()
+        ]
         for t in left:
             t.cancel()
         if left:

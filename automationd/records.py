@@ -74,10 +74,17 @@ class Run:
         """``to_json()`` as compact JSON text (the admin socket's format, same bytes). A fresh
         run's is made without the dict: the answer to a trigger is the line written most."""
         if (
-            self.attempts == 0 and self.started_at is None and self.finished_at is None
-            and self.scheduled_for is None and self.idempotency_key is None
-            and self.error is None and self.result is None and self.origin is None
-            and self.reason is None and self.targets_succeeded == 0 and self.targets_failed == 0
+            self.attempts == 0
+            and self.started_at is None
+            and self.finished_at is None
+            and self.scheduled_for is None
+            and self.idempotency_key is None
+            and self.error is None
+            and self.result is None
+            and self.origin is None
+            and self.reason is None
+            and self.targets_succeeded == 0
+            and self.targets_failed == 0
         ):  # a fresh run (a trigger's answer): all but three values come from a template
             head, tail = _fresh(self.job, self.state, self.trigger, self.targets_total)
             return (
@@ -225,11 +232,15 @@ def json_name(text: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _fresh(job: str, state: RunState, trigger: Trigger, total: int) -> tuple[str, str]:
     """The constant parts of a fresh run's JSON text (see ``Run.to_json_text``)."""
-    head = (f'"job":{json_name(job)},"state":"{state.value}","trigger":"{trigger.value}",'
-            '"scheduled_for":null,')
-    tail = ('"started_at":null,"finished_at":null,"attempts":0,"idempotency_key":null,'
-            f'"targets":{{"total":{total},"succeeded":0,"failed":0,"pending":{total}}},'
-            '"error":null,"result":null,')
+    head = (
+        f'"job":{json_name(job)},"state":"{state.value}","trigger":"{trigger.value}",'
+        '"scheduled_for":null,'
+    )
+    tail = (
+        '"started_at":null,"finished_at":null,"attempts":0,"idempotency_key":null,'
+        f'"targets":{{"total":{total},"succeeded":0,"failed":0,"pending":{total}}},'
+        '"error":null,"result":null,'
+    )
     return head, tail
 
 

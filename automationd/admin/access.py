@@ -89,6 +89,14 @@ class PeerPolicy:
         return self.admin_gid in _peer_groups(sock, pid)
 
 
+def user_name(uid: int) -> str | None:
+    """The login name of ``uid`` (None for a uid without a passwd entry)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
 def _peer_groups(sock: Any, pid: int) -> set[int]:
     """Supplementary groups of the peer: SO_PEERGROUPS, else ``/proc/<pid>/status``."""
     with contextlib.suppress(OSError):

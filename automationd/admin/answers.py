@@ -1,9 +1,10 @@
 """Turning a handler's answer into one response line, whatever the handler did.
 
 A handler either answers with a coroutine (awaited in its own task), with a future (settled by
-a callback), or, if it is ``replying``, by calling the ``reply`` it was given (no task and no
-future at all: the hot path). Either way the connection gets exactly one line per request: the
-result, the ``AdminError``'s code, or ``internal`` (logged) for anything unexpected.
+a callback), or, if it is a replying command (admin/command.py), by calling the ``reply`` it was
+given (no task and no future at all: the hot path). Either way the connection gets exactly one
+line per request: the result, the ``AdminError``'s code, or ``internal`` (logged) for anything
+unexpected.
 """
 
 from __future__ import annotations
@@ -20,15 +21,6 @@ log = get_logger()
 
 
 Fill = Callable[[bytes], None]  # puts a request's one response line in its place
-Reply = Callable[[Any, "BaseException | None"], None]  # what a replying handler calls
-
-
-def replying(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a handler ``h(args, reply) -> Awaitable | None``: it answers by calling
-    ``reply(result, None)`` or ``reply(None, error)`` once, or returns an awaitable as usual.
-    For the hot commands: answering from a callback needs no task and no future."""
-    handler.replies = True  # type: ignore[attr-defined]
-    return handler
 
 
 async def await_answer(answer: Awaitable[Any], req: Request, fill: Fill) -> None:
@@ -65,6 +57,7 @@ def reply_to(req: Request, fill: Fill, value: Any, exc: BaseException | None) ->
 def error_line(req: Request, exc: BaseException) -> bytes:
     if isinstance(exc, AdminError):
         return encode_error(req.id, exc.code, exc.message)
-    log.error("admin.internal_error", cmd=req.cmd, error=f"{type(exc).__name__}: {exc}",
-              exc_info=exc)
+    log.error(
+        "admin.internal_error", cmd=req.cmd, error=f"{type(exc).__name__}: {exc}", exc_info=exc
+    )
     return encode_error(req.id, "internal", "internal error (see the daemon log)")

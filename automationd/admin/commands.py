@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from automationd import __version__
-from automationd.admin.answers import Reply, replying
+from automationd.admin.command import Command, Handler, Reply
+from automationd.caller import Caller
 from automationd.core.runstate import RunState
 from automationd.engine.catalog import Catalog
 from automationd.engine.dispatcher import Engine
@@ -25,8 +26,6 @@ from automationd.errors import bad_request, conflict, not_found
 from automationd.store.events import EventStore
 from automationd.store.runs import RunStore
 from automationd.units import parse_rfc3339, rfc3339
-
-Handler = Callable[..., Awaitable[Any] | None]
 
 
 def _str(args: dict[str, Any], key: str) -> str:
@@ -84,33 +83,38 @@ class Commands:
     started_at: float
     reload: Callable[[], Awaitable[dict[str, int]]]
 
-    def table(self) -> dict[str, Handler]:
+    def table(self) -> dict[str, Command]:
+        """Every command, once: the socket and the HTTP API both serve this table."""
+        rows: list[tuple[str, Handler, bool]] = [
+            ("status", self.status, False),
+            ("jobs.list", self.jobs_list, False),
+            ("jobs.get", self.jobs_get, False),
+            ("jobs.add", self.jobs_add, True),
+            ("jobs.remove", self.jobs_remove, True),
+            ("jobs.pause", self.jobs_pause, True),
+            ("jobs.resume", self.jobs_resume, True),
+            ("jobs.trigger", self.jobs_trigger, True),
+            ("runs.list", self.runs_list, False),
+            ("runs.get", self.runs_get, False),
+            ("runs.logs", self.runs_logs, False),
+            ("runs.cancel", self.runs_cancel, True),
+            ("runs.retry", self.runs_retry, True),
+            ("dlq.list", self.dlq_list, False),
+            ("dlq.retry", self.dlq_retry, True),
+            ("dlq.purge", self.dlq_purge, True),
+            ("events.publish", self.events_publish, True),
+            ("events.list", self.events_list, False),
+            ("events.replay", self.events_replay, True),
+            ("limits.list", self.limits_list, False),
+            ("breakers.list", self.breakers_list, False),
+            ("reload", self.do_reload, True),
+        ]
         return {
-            "status": self.status,
-            "jobs.list": self.jobs_list,
-            "jobs.get": self.jobs_get,
-            "jobs.add": self.jobs_add,
-            "jobs.remove": self.jobs_remove,
-            "jobs.pause": self.jobs_pause,
-            "jobs.resume": self.jobs_resume,
-            "jobs.trigger": self.jobs_trigger,
-            "runs.list": self.runs_list,
-            "runs.get": self.runs_get,
-            "runs.logs": self.runs_logs,
-            "runs.cancel": self.runs_cancel,
-            "runs.retry": self.runs_retry,
-            "dlq.list": self.dlq_list,
-            "dlq.retry": self.dlq_retry,
-            "dlq.purge": self.dlq_purge,
-            "events.publish": self.events_publish,
-            "events.list": self.events_list,
-            "events.replay": self.events_replay,
-            "limits.list": self.limits_list,
-            "breakers.list": self.breakers_list,
-            "reload": self.do_reload,
+            name: Command(name, fn, writes, replies=name == "jobs.trigger")
+            for name, fn, writes in rows
         }
 
-    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def status(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         e = self.engine
         counts = self.catalog.jobs.counts()
         now = e.clock.time()
@@ -132,13 +136,13 @@ class Commands:
             "store": {"healthy": e.db.healthy},
         }
 
-    async def jobs_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def jobs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         state = _opt_str(args, "state")
         if state is not None and state not in ("enabled", "paused", "completed"):
             raise bad_request("args.state: expected enabled, paused or completed")
         return [j.to_json() for j in self.catalog.jobs if state is None or j.state == state]
 
-    async def jobs_get(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def jobs_get(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         job = self.catalog.get(_str(args, "name"))
         out = job.to_json()
         now = self.engine.clock.time()
@@ -152,20 +156,21 @@ class Commands:
         out["spec"] = dict(job.spec.raw)
         return out
 
-    async def jobs_add(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def jobs_add(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self.catalog.add(args.get("job"))).to_json()
 
-    async def jobs_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def jobs_remove(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self.catalog.remove(_str(args, "name"))).to_json()
 
-    async def jobs_pause(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def jobs_pause(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self.catalog.set_paused(_str(args, "name"), True)).to_json()
 
-    async def jobs_resume(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def jobs_resume(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self.catalog.set_paused(_str(args, "name"), False)).to_json()
 
-    @replying
-    def jobs_trigger(self, args: dict[str, Any], reply: Reply) -> Awaitable[dict[str, Any]] | None:
+    def jobs_trigger(
+        self, args: dict[str, Any], caller: Caller, reply: Reply
+    ) -> Awaitable[dict[str, Any]] | None:
         """The hot path: a plain trigger replies from its write's settlement (no task)."""
         job = self.catalog.get(_str(args, "name"))
         payload = args.get("payload")
@@ -184,7 +189,7 @@ class Commands:
             out["existing"] = True
         return out
 
-    async def runs_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def runs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         state = _opt_str(args, "state")
         if state is not None and state not in RunState.__members__.values():
             raise bad_request(f"args.state: unknown run state {state!r}")
@@ -196,7 +201,7 @@ class Commands:
         )
         return [r.to_json() for r in runs]
 
-    async def runs_get(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def runs_get(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         run_id = _str(args, "id")
         run = await self.runs.get(run_id)
         if run is None:
@@ -206,13 +211,13 @@ class Commands:
         out["targets"] = [t.to_json() for t in await self.runs.targets_of(run)]
         return out
 
-    async def runs_logs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def runs_logs(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         run_id = _str(args, "id")
         if await self.runs.get(run_id) is None:
             raise not_found(f"no run with id {run_id!r}")
         return await self.runs.logs(run_id)
 
-    async def runs_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def runs_cancel(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         run_id = _str(args, "id")
         live = self.engine.cancel(run_id)
         if live is not None and live.task is not None:
@@ -224,10 +229,10 @@ class Commands:
             raise conflict(f"run {run_id} already ended ({run.state.value})")
         return run.to_json()
 
-    async def runs_retry(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def runs_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self.redo.retry_run(_str(args, "id"))).to_json()
 
-    async def dlq_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def dlq_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         entries = await self.runs.dlq_list(
             job=_opt_str(args, "job"), limit=_int(args, "limit", 50, 1, 1000)
         )
@@ -242,13 +247,13 @@ class Commands:
             raise not_found(f"no dead letter with id {id_!r}")
         return entries
 
-    async def dlq_retry(self, args: dict[str, Any]) -> dict[str, int]:
+    async def dlq_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
         return {"requeued": await self.redo.dlq_retry(await self._dlq_pick(args))}
 
-    async def dlq_purge(self, args: dict[str, Any]) -> dict[str, int]:
+    async def dlq_purge(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
         return {"purged": await self.redo.dlq_purge(await self._dlq_pick(args))}
 
-    async def events_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def events_publish(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         name = _str(args, "name")
         event, triggered, existing = await self.bus.publish(
             name, args.get("payload"), idempotency_key=_opt_str(args, "idempotency_key")
@@ -258,7 +263,7 @@ class Commands:
             out["existing"] = True
         return out
 
-    async def events_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def events_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         events = await self.events.window(
             since=_time(args, "since"),
             until=_time(args, "until"),
@@ -268,7 +273,7 @@ class Commands:
         )
         return [e.to_json() for e in events]
 
-    async def events_replay(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def events_replay(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         since = _time(args, "since")
         if since is None:
             raise bad_request("args.since: required (RFC 3339)")
@@ -280,11 +285,11 @@ class Commands:
         )
         return {"events": n, "triggered": triggered}
 
-    async def limits_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def limits_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         return list(self.services.limits_list())
 
-    async def breakers_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def breakers_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         return list(self.services.breakers_list())
 
-    async def do_reload(self, args: dict[str, Any]) -> dict[str, int]:
+    async def do_reload(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
         return await self.reload()

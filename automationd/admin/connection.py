@@ -30,6 +30,7 @@ from automationd.admin.protocol import (
     encode_error,
     parse_request,
 )
+from automationd.caller import Caller
 from automationd.obs.logs import get_logger
 
 if TYPE_CHECKING:
@@ -66,9 +67,14 @@ class Connection:
     """One client: a read loop (the task body), a writer child and one child per request."""
 
     def __init__(
-        self, server: AdminServer, n: int, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+        self,
+        server: AdminServer,
+        n: int,
+        caller: Caller,
+        reader: asyncio.StreamReader,
+        w: asyncio.StreamWriter,
     ) -> None:
-        self.server, self.n, self.reader, self.w = server, n, reader, w
+        self.server, self.n, self.caller, self.reader, self.w = server, n, caller, reader, w
         self.loop = asyncio.get_running_loop()
         self.pending: deque[Any] = deque()  # bytes | _Slot | _EOF, in request order
         self.wake = asyncio.Event()  # pending gained an entry, or a slot was filled
@@ -168,17 +174,17 @@ class Connection:
         except RequestError as exc:
             self._push(encode_error(exc.request_id, exc.code, exc.message))
             return
-        handler = self.server.handlers.get(req.cmd)
-        if handler is None:
+        command = self.server.commands.get(req.cmd)
+        if command is None:
             self._push(encode_error(req.id, "bad_request", f"unknown command {req.cmd!r}"))
             return
         slot = _Slot(self, req)
         self._push(slot)
         try:
-            if getattr(handler, "replies", False):
-                answer = handler(req.args, slot)
+            if command.replies:
+                answer = command.handler(req.args, self.caller, slot)
             else:
-                answer = handler(req.args)
+                answer = command.handler(req.args, self.caller)
         except Exception as exc:  # a plain-function handler refused synchronously
             slot.fill(error_line(req, exc))
             return
@@ -189,8 +195,9 @@ class Connection:
             answer.add_done_callback(partial(settle_answer, req, slot.fill))
             return
         assert self.tg is not None
-        self.tg.create_task(await_answer(answer, req, slot.fill),
-                            name=f"admin-conn:{self.n}:{req.cmd}")
+        self.tg.create_task(
+            await_answer(answer, req, slot.fill), name=f"admin-conn:{self.n}:{req.cmd}"
+        )
 
     async def _write_loop(self) -> None:
         pending, w = self.pending, self.w

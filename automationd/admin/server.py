@@ -20,10 +20,9 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from automationd.admin.access import (
     AdminSocketError,
@@ -32,16 +31,18 @@ from automationd.admin.access import (
     clear_path,
     resolve_group,
     unlink_if_ours,
+    user_name,
 )
+from automationd.admin.command import CommandTable
 from automationd.admin.connection import Connection
 from automationd.admin.protocol import MAX_LINE, encode_error
+from automationd.caller import Caller, Via
 from automationd.obs.logs import get_logger
 
-__all__ = ["AdminServer", "AdminSocketError", "Handler", "serve_admin"]
-
-Handler = Callable[..., Awaitable[Any] | None]  # (args) or, if ``replying``, (args, reply)
+__all__ = ["AdminServer", "AdminSocketError", "serve_admin"]
 
 log = get_logger()
+
 
 @dataclass(frozen=True, slots=True)
 class _Settings:
@@ -57,12 +58,12 @@ class AdminServer:
     def __init__(
         self,
         path: Path,
-        handlers: Mapping[str, Handler],
+        commands: CommandTable,
         settings: _Settings,
         tg: asyncio.TaskGroup,
     ) -> None:
         self.path = path
-        self.handlers = handlers
+        self.commands = commands
         self.settings = settings
         self._tg = tg
         self._conns: set[Connection] = set()
@@ -102,7 +103,8 @@ class AdminServer:
             w.close()
             return
         self._count += 1
-        conn = Connection(self, self._count, reader, w)
+        caller = Caller(via=Via.SOCKET, uid=peer.uid, pid=peer.pid, user=user_name(peer.uid))
+        conn = Connection(self, self._count, caller, reader, w)
         self._conns.add(conn)
         conn.task = self._tg.create_task(conn.run(), name=f"admin-conn:{self._count}")
 
@@ -157,18 +159,19 @@ async def _settle() -> None:
 @contextlib.asynccontextmanager
 async def serve_admin(
     path: Path,
-    handlers: Mapping[str, Handler],
+    commands: CommandTable,
     *,
     group: str = "",
     idle_timeout: float = 300.0,
     max_connections: int = 64,
     max_inflight_per_conn: int = 1024,
 ) -> AsyncIterator[AdminServer]:
-    """Serve ``handlers`` on a Unix socket at ``path`` until the block exits.
+    """Serve ``commands`` on a Unix socket at ``path`` until the block exits.
 
-    ``handlers`` maps a cmd to ``async def h(args) -> JSON-able``; raising ``AdminError``
-    answers with its code, any other exception answers ``internal`` (and is logged). The
-    mapping is looked up per request, so the caller may fill it after start.
+    Each command's handler is ``async def h(args, caller) -> JSON-able`` (admin/command.py);
+    raising ``AdminError`` answers with its code, any other exception answers ``internal``
+    (and is logged). The mapping is looked up per request, so the caller may fill it after
+    start.
     """
     path = Path(path)
     settings = _Settings(
@@ -185,7 +188,7 @@ async def serve_admin(
     tg = asyncio.TaskGroup()
     await tg.__aenter__()
     try:
-        admin = AdminServer(path, handlers, settings, tg)
+        admin = AdminServer(path, commands, settings, tg)
         try:
             await admin.listen(sock)
             log.info("admin.listening", path=str(path), group=group or None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automationd.config import values as v
-from automationd.config.jobs import Shared, parse_job, parsed_schedule
+from automationd.config.jobs import parse_job, parsed_schedule
 from automationd.config.model import (
     BreakerConfig,
     Config,
@@ -29,6 +29,7 @@ from automationd.config.model import (
     ServiceConfig,
     WorkersConfig,
 )
+from automationd.config.shared import Shared
 from automationd.errors import ConfigError
 
 try:  # tomli is the same parser as the stdlib's tomllib, compiled: 3x faster on big files
@@ -168,9 +169,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split("\n")).strip()
 
 
-def build_config(
-    raw: Mapping[str, Any], *, path: Path, pieces: Iterable[list[Any]] = ()
-) -> Config:
+def build_config(raw: Mapping[str, Any], *, path: Path, pieces: Iterable[list[Any]] = ()) -> Config:
     """Validate an already-parsed TOML document; errors carry the dotted path only. Jobs
     come from ``raw["jobs"]``, or from ``pieces`` (lists of job tables) when given."""
     v.check_keys(raw, "", _TOP_KEYS)

@@ -198,10 +198,22 @@ class JobSpec:
     ) -> None:
         if rules is None:
             rules = JobRules(
-                on=on, when={} if when is None else when, timezone=timezone, service=service,
-                priority=priority, jitter=jitter, max_runs=max_runs, targets=targets,
-                timeout=timeout, retries=retries, backoff=backoff, overlap=overlap,
-                misfire=misfire, misfire_grace=misfire_grace, check=check, verify=verify,
+                on=on,
+                when={} if when is None else when,
+                timezone=timezone,
+                service=service,
+                priority=priority,
+                jitter=jitter,
+                max_runs=max_runs,
+                targets=targets,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                overlap=overlap,
+                misfire=misfire,
+                misfire_grace=misfire_grace,
+                check=check,
+                verify=verify,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -330,4 +342,3 @@ class Config:
     defaults: Defaults = field(default_factory=Defaults)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     jobs: tuple[JobSpec, ...] = ()
-

@@ -182,8 +182,14 @@ class Opened:
     def attempt(self) -> Attempt:
         """The attempt's record, made only when a row is written (a lean success has none)."""
         c = self.ctx
-        return Attempt(run_id=c.run_id, n=c.attempt, phase=c.phase, target=c.target,
-                       target_idx=self.target_idx, started_at=self.started_at)
+        return Attempt(
+            run_id=c.run_id,
+            n=c.attempt,
+            phase=c.phase,
+            target=c.target,
+            target_idx=self.target_idx,
+            started_at=self.started_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +260,9 @@ def open_attempt(
     n = run.attempts + 1
     if begun is not None:
         ctx, now = begun
-        run = run.evolve(state=next_run_state(run.state, RunEvent.START), started_at=now,
-                         attempts=n)
+        run = run.evolve(
+            state=next_run_state(run.state, RunEvent.START), started_at=now, attempts=n
+        )
     else:
         now = engine.clock.time()
         if run.state is RunState.RETRYING:

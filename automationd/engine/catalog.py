@@ -17,9 +17,9 @@ from typing import Any
 
 import structlog
 
-from automationd.config.jobs import Shared
 from automationd.config.load import gc_paused, parse_job
 from automationd.config.model import Config, JobSpec
+from automationd.config.shared import Shared
 from automationd.core.reconcile import diff_jobs
 from automationd.engine.dispatcher import Engine, job_row
 from automationd.engine.jobs import JobRuntime, JobTable, schedule_for
@@ -33,7 +33,12 @@ _BATCH = 2000  # stored API jobs decoded at once: fast, yet a small peak of pars
 
 class Catalog:
     def __init__(
-        self, *, config: Config, jobs: JobTable, engine: Engine, scheduler: Scheduler,
+        self,
+        *,
+        config: Config,
+        jobs: JobTable,
+        engine: Engine,
+        scheduler: Scheduler,
         services: Any,
     ) -> None:
         self.config = config
@@ -99,9 +104,15 @@ class Catalog:
         if self._base_of is not cfg:
             self._base_of, self._base_dir = cfg, cfg.path.parent
         return parse_job(
-            raw, where="job", defaults=cfg.defaults, services=cfg.services,
-            base_dir=self._base_dir, default_tz=cfg.daemon.timezone, source="api",
-            written=written, shared=shared,
+            raw,
+            where="job",
+            defaults=cfg.defaults,
+            services=cfg.services,
+            base_dir=self._base_dir,
+            default_tz=cfg.daemon.timezone,
+            source="api",
+            written=written,
+            shared=shared,
         )
 
     # ------------------------------------------------------------ admin operations

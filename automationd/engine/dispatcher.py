@@ -99,7 +99,6 @@ class Engine:
         """Submit writes nobody waits for (ordered with everything else, just no future)."""
         self.db.post(writes)
 
-
     def new_id(self) -> str:
         return self.ids.new(self.clock.time())
 

@@ -63,7 +63,11 @@ class Ends:
         self._ended: list[tuple[Run, JobRuntime, str | None, int]] = []
 
     def add(
-        self, writes: list[Write], run: Run, job: JobRuntime, published: str | None,
+        self,
+        writes: list[Write],
+        run: Run,
+        job: JobRuntime,
+        published: str | None,
         attempts_ok: int = 0,
     ) -> None:
         """Queue an end for this turn's unit; ``attempts_ok`` successful attempts not counted
@@ -165,8 +169,12 @@ def end_at_once(engine: Engine, live: LiveRun, started_at: float, result: Any) -
     state = next_run_state(next_run_state(run.state, RunEvent.START), RunEvent.SUCCEED)
     now = engine.clock.time()
     run = live.run = run.evolve(
-        state=state, started_at=started_at, finished_at=now, attempts=run.attempts + 1,
-        targets_succeeded=1, result=result,
+        state=state,
+        started_at=started_at,
+        finished_at=now,
+        attempts=run.attempts + 1,
+        targets_succeeded=1,
+        result=result,
     )
     live.job.last_success = now
     writes, published = _closing(engine, live, run)

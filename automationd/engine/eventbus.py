@@ -70,7 +70,11 @@ class EventBus:
 
     # ----------------------------------------------------------------- publish
     async def publish(
-        self, name: str, payload: Any = None, *, idempotency_key: str | None = None,
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
         depth: int = 0,
     ) -> tuple[Event, list[str], bool]:
         """Store the event and start its runs; ``existing`` is True for a repeated key."""
@@ -98,8 +102,14 @@ class EventBus:
         """Store the event and start its runs in one submitted unit; nothing awaited."""
         engine = self.engine
         now = engine.clock.time()  # one reading: the id's millisecond is created_at's
-        event = Event(id=engine.ids.new(now), name=name, payload=payload,
-                      created_at=now, idempotency_key=key, depth=depth)
+        event = Event(
+            id=engine.ids.new(now),
+            name=name,
+            payload=payload,
+            created_at=now,
+            idempotency_key=key,
+            depth=depth,
+        )
         self.metrics.events_published_total.inc()
         lives, writes = self._runs_for(event)
         writes.insert(0, w_event(event))
@@ -114,19 +124,33 @@ class EventBus:
         if not matched:
             return lives, writes
         if event.depth >= self.max_depth:
-            log.warning("event.depth_limit", name=event.name, event_id=event.id,
-                        depth=event.depth, limit=self.max_depth, jobs=[j.name for j in matched])
+            log.warning(
+                "event.depth_limit",
+                name=event.name,
+                event_id=event.id,
+                depth=event.depth,
+                limit=self.max_depth,
+                jobs=[j.name for j in matched],
+            )
             return lives, writes
         for job in matched:
-            live, w = self.engine.prepare_run(job, trigger=Trigger.EVENT, payload=event.payload,
-                                              depth=event.depth, origin=event.id)
+            live, w = self.engine.prepare_run(
+                job,
+                trigger=Trigger.EVENT,
+                payload=event.payload,
+                depth=event.depth,
+                origin=event.id,
+            )
             lives.append(live)
             writes.extend(w)
         return lives, writes
 
     def _listeners_of(self, name: str, payload: Any) -> list[JobRuntime]:
-        return [job for job in self.jobs.listening(name)
-                if job.enabled and when_match(job.spec.when, payload)]
+        return [
+            job
+            for job in self.jobs.listening(name)
+            if job.enabled and when_match(job.spec.when, payload)
+        ]
 
     # ----------------------------------------------------------------- run outcomes
     def outcome(self, run: Run) -> tuple[str, Write] | None:
@@ -153,10 +177,14 @@ class EventBus:
         name = f"run.{state}"
         if not self.jobs.listening(name):
             return
-        event = Event(id=event_id, name=name,
-                      payload={"job": run.job, "run_id": run.id, "state": state},
-                      created_at=run.finished_at or 0.0, idempotency_key=None,
-                      depth=run.depth + 1)
+        event = Event(
+            id=event_id,
+            name=name,
+            payload={"job": run.job, "run_id": run.id, "state": state},
+            created_at=run.finished_at or 0.0,
+            idempotency_key=None,
+            depth=run.depth + 1,
+        )
         lives, writes = self._runs_for(event)
         if lives:
             self.engine.launch(lives, writes)
@@ -170,8 +198,9 @@ class EventBus:
         Returns (events in the window, ids of the runs started); runs are durable on return.
         """
         async with self._replaying:
-            events = await self.events.window(since=since, until=until, limit=None,
-                                              newest_first=False, name=name)
+            events = await self.events.window(
+                since=since, until=until, limit=None, newest_first=False, name=name
+            )
             lives: list[LiveRun] = []
             writes: list[Write] = []
             started: list[str] = []
@@ -183,8 +212,12 @@ class EventBus:
                     if key is not None and await self.runs.by_key(job.name, key) is not None:
                         continue
                     live, w = self.engine.prepare_run(
-                        job, trigger=Trigger.REPLAY, payload=event.payload,
-                        idempotency_key=key, depth=event.depth, origin=event.id,
+                        job,
+                        trigger=Trigger.REPLAY,
+                        payload=event.payload,
+                        idempotency_key=key,
+                        depth=event.depth,
+                        origin=event.id,
                     )
                     lives.append(live)
                     writes.extend(w)

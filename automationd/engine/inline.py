@@ -85,7 +85,9 @@ def run_inline(engine: Engine, live: LiveRun) -> bool:
             return True  # the task owns it now
         if not live.run.state.terminal:
             end(
-                engine, live, RunEvent.FAIL,
+                engine,
+                live,
+                RunEvent.FAIL,
                 error=RunError(kind=ErrorKind.FATAL, message=f"internal error: {exc!r}"),
             )
     engine.forget(live)

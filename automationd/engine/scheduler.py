@@ -52,7 +52,12 @@ _Batch = tuple[list[LiveRun], list[Write]]  # runs prepared in one step, and the
 
 class Scheduler:
     def __init__(
-        self, *, engine: Engine, jobs: JobTable, clock: Clock, rng: random.Random,
+        self,
+        *,
+        engine: Engine,
+        jobs: JobTable,
+        clock: Clock,
+        rng: random.Random,
         metrics: Metrics,
     ) -> None:
         self.engine = engine
@@ -102,11 +107,10 @@ class Scheduler:
         elif last is not None and catch_up:
             plan = plan_misfire(sched, last, now, spec.misfire, spec.misfire_grace)
             if plan.missed:
-                self.metrics.fires_missed_total.labels(self.metrics.job(job.name)).inc(
-                    plan.missed
+                self.metrics.fires_missed_total.labels(self.metrics.job(job.name)).inc(plan.missed)
+                log.warning(
+                    "schedule.misfired", job=job.name, missed=plan.missed, policy=spec.misfire.value
                 )
-                log.warning("schedule.misfired", job=job.name, missed=plan.missed,
-                            policy=spec.misfire.value)
             if plan.missed or plan.fire:
                 self._advance_past_missed(job, last, now)
             for due in plan.fire:
@@ -201,20 +205,23 @@ class Scheduler:
             self.place(job, now, catch_up=True)
 
     # ------------------------------------------------------------ one fire
-    def _fire(self, job: JobRuntime, due: float, trigger: Trigger, now: float,
-              batch: _Batch | None = None) -> None:
+    def _fire(
+        self, job: JobRuntime, due: float, trigger: Trigger, now: float, batch: _Batch | None = None
+    ) -> None:
         """Apply the overlap policy to one fire; a plain fire joins ``batch`` if given."""
         job.last_scheduled = max(due, job.last_scheduled or due)
         engine = self.engine
         if trigger is Trigger.MISFIRE:
             decision = OverlapDecision.FIRE
         else:
-            queued = sum(1 for lv in job.active.values() if lv.run.state is RunState.QUEUED
-                         and lv.after)
+            queued = sum(
+                1 for lv in job.active.values() if lv.run.state is RunState.QUEUED and lv.after
+            )
             decision = decide_overlap(job.spec.overlap, len(job.active), queued)
         if decision is OverlapDecision.SKIP:
-            engine.record_skipped(job, trigger=trigger, scheduled_for=due,
-                                  reason="overlap: previous run unfinished")
+            engine.record_skipped(
+                job, trigger=trigger, scheduled_for=due, reason="overlap: previous run unfinished"
+            )
         else:
             after: tuple[asyncio.Future[None], ...] = ()
             if decision in (OverlapDecision.QUEUE, OverlapDecision.CANCEL_PREVIOUS):

@@ -56,8 +56,11 @@ def plan_batch(entries: Sequence[Planned]) -> tuple[list[Step], int, int]:
             nones = keys.count(None)
             if len(set(keys)) - (1 if nones else 0) != len(keys) - nones:
                 last = {k: i for i, k in enumerate(keys) if k is not None}
-                kept = [r for i, (r, k) in enumerate(zip(rows, keys, strict=True))
-                        if k is None or last[k] == i]
+                kept = [
+                    r
+                    for i, (r, k) in enumerate(zip(rows, keys, strict=True))
+                    if k is None or last[k] == i
+                ]
                 counts[1] += len(rows) - len(kept)
                 rows = kept
             counts[0] += len(rows)

@@ -31,7 +31,11 @@ def w_event(e: Event) -> Write:
 
 
 def w_event_row(
-    event_id: str, name: str, payload_json: str | None, created_at: float, key: str | None,
+    event_id: str,
+    name: str,
+    payload_json: str | None,
+    created_at: float,
+    key: str | None,
     depth: int,
 ) -> Write:
     """An event's row from its parts, the payload already JSON (``run.*`` events: see

@@ -85,8 +85,14 @@ class StoredJobs:
         if r is None:
             return None
         return JobRow(
-            name=r[0], source=r[1], spec_json=r[2] or None, paused=bool(r[3]),
-            completed=bool(r[4]), last_scheduled=r[5], run_count=r[6], last_run=r[7],
+            name=r[0],
+            source=r[1],
+            spec_json=r[2] or None,
+            paused=bool(r[3]),
+            completed=bool(r[4]),
+            last_scheduled=r[5],
+            run_count=r[6],
+            last_run=r[7],
             last_success=r[8],
         )
 

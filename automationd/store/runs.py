@@ -63,6 +63,7 @@ _INSERT_DLQ = (
 
 _TEXT: dict[Any, str] = {m: m.value for e in (RunState, Trigger) for m in e}  # no .value call
 
+
 def w_run(run: Run) -> Write:
     err = run.error
     return Write(

@@ -30,12 +30,15 @@ class Row:
 
 
 def print_table(title: str, rows: list[Row]) -> str:
-    lines = [f"\n== {title} ==",
-             f"{'measure':<44} {'automationd':>14} {'peer':>14} {'peer name':<26} {'ours/peer':>9}"]
+    lines = [
+        f"\n== {title} ==",
+        f"{'measure':<44} {'automationd':>14} {'peer':>14} {'peer name':<26} {'ours/peer':>9}",
+    ]
     for r in rows:
         peer = f"{r.peer:,.1f}" if r.peer is not None else "-"
-        lines.append(f"{r.what:<44} {r.ours:>14,.1f} {peer:>14} {r.peer_name:<26} {r.ratio:>9}"
-                     f"  ({r.unit})")
+        lines.append(
+            f"{r.what:<44} {r.ours:>14,.1f} {peer:>14} {r.peer_name:<26} {r.ratio:>9}  ({r.unit})"
+        )
     text = "\n".join(lines)
     print(text)
     out = os.environ.get("AUTOMATIOND_BENCH_OUT")

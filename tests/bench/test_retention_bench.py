@@ -57,10 +57,10 @@ def seed_old_runs(state_dir: Path, n: int, age_s: float) -> str:
                 ms = base_ms + i
                 rid = f"{ms:012x}{rng.getrandbits(79):020x}"
                 t = ms / 1000
-                runs.append((rid, "old-job", "succeeded", "schedule", t, t, t + 0.01, 1,
-                             '{"sku":1}', 1))
-                attempts.append((rid, 1, "perform", -1, t, t + 0.01, "ok",
-                                 "synced 1 sku\n", ""))
+                runs.append(
+                    (rid, "old-job", "succeeded", "schedule", t, t, t + 0.01, 1, '{"sku":1}', 1)
+                )
+                attempts.append((rid, 1, "perform", -1, t, t + 0.01, "ok", "synced 1 sku\n", ""))
             conn.execute("BEGIN")
             conn.executemany(
                 "INSERT INTO runs (id, job, state, trigger, created_at, started_at,"
@@ -101,8 +101,7 @@ async def paced_client(sock: Path, rate: float, stop: asyncio.Event, load: Load)
             while next_id < due:
                 next_id += 1
                 sent_at[next_id] = now
-                lines.append(b'{"id":%d,"cmd":"jobs.trigger","args":{"name":"noop"}}\n'
-                             % next_id)
+                lines.append(b'{"id":%d,"cmd":"jobs.trigger","args":{"name":"noop"}}\n' % next_id)
             if lines:
                 writer.write(b"".join(lines))
                 await writer.drain()
@@ -143,7 +142,8 @@ def completed_between(db_path: Path, t0: float, t1: float) -> int:
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as conn:
         row = conn.execute(
             "SELECT COUNT(*) FROM runs WHERE job='noop' AND state='succeeded'"
-            " AND finished_at >= ? AND finished_at < ?", (t0, t1),
+            " AND finished_at >= ? AND finished_at < ?",
+            (t0, t1),
         ).fetchone()
     return int(row[0])
 
@@ -156,16 +156,20 @@ def test_prune_a_million_old_runs_under_load(short_tmp: Path) -> None:
     young_floor = seed_old_runs(base / "state", OLD_RUNS, age_s=2 * 3600)
     seed_s = time.perf_counter() - t_seed
     db_path = base / "state" / DB_NAME
-    d = DaemonProcess(base, config_text(
-        base, daemon='log_level = "warning"',
-        extra='[retention]\nruns_max_age = "1h"\nprune_interval = "1s"\n',
-        jobs="""
+    d = DaemonProcess(
+        base,
+        config_text(
+            base,
+            daemon='log_level = "warning"',
+            extra='[retention]\nruns_max_age = "1h"\nprune_interval = "1s"\n',
+            jobs="""
 [[jobs]]
 name = "noop"
 on = "never"
 action = { type = "python", callable = "benchacts:noop" }
 """,
-    ))
+        ),
+    )
     (base / "benchacts.py").write_text("async def noop(ctx):\n    return None\n")
     first = smallest_id(db_path)
     assert first is not None and first < young_floor
@@ -181,19 +185,37 @@ action = { type = "python", callable = "benchacts:noop" }
     window = result["prune_end"] - result["prune_start"]
     done = completed_between(db_path, result["wall_start"], result["wall_end"])
     runs_per_s = done / window
-    print_table(f"retention: prune {OLD_RUNS:,} old runs under load", [
-        Row("old runs seeded (executemany)", OLD_RUNS / seed_s, None, "runs/s"),
-        Row("time to prune all old runs", window, None, "s", higher_is_better=False),
-        Row("old runs pruned/s", OLD_RUNS / window, None, "runs/s"),
-        Row("no-op runs completed/s while pruning", runs_per_s, None, "runs/s"),
-        Row("triggers acked while pruning", len(lat), None, "acks"),
-        Row("trigger→durable ack p50 while pruning", p50 * 1000, None, "ms",
-            higher_is_better=False),
-        Row("trigger→durable ack p99 while pruning", p99 * 1000, None, "ms",
-            higher_is_better=False),
-        Row("trigger→durable ack max while pruning", lat[-1] * 1000, None, "ms",
-            higher_is_better=False),
-    ])
+    print_table(
+        f"retention: prune {OLD_RUNS:,} old runs under load",
+        [
+            Row("old runs seeded (executemany)", OLD_RUNS / seed_s, None, "runs/s"),
+            Row("time to prune all old runs", window, None, "s", higher_is_better=False),
+            Row("old runs pruned/s", OLD_RUNS / window, None, "runs/s"),
+            Row("no-op runs completed/s while pruning", runs_per_s, None, "runs/s"),
+            Row("triggers acked while pruning", len(lat), None, "acks"),
+            Row(
+                "trigger→durable ack p50 while pruning",
+                p50 * 1000,
+                None,
+                "ms",
+                higher_is_better=False,
+            ),
+            Row(
+                "trigger→durable ack p99 while pruning",
+                p99 * 1000,
+                None,
+                "ms",
+                higher_is_better=False,
+            ),
+            Row(
+                "trigger→durable ack max while pruning",
+                lat[-1] * 1000,
+                None,
+                "ms",
+                higher_is_better=False,
+            ),
+        ],
+    )
     assert result["errors"] == 0
     assert runs_per_s >= 1000, runs_per_s
     assert p99 < P99_LIMIT_S, p99
@@ -224,5 +246,5 @@ async def _drive(d: DaemonProcess, db_path: Path, first: str, young_floor: str) 
             tg.create_task(watch())
             for _ in range(CONNS):
                 tg.create_task(paced_client(d.socket, RATE / CONNS, stop, load))
-    lat = load.latencies[int(marks["acks_start"]):int(marks["acks_end"])]
+    lat = load.latencies[int(marks["acks_start"]) : int(marks["acks_end"])]
     return {**marks, "latencies": lat, "errors": load.errors}

@@ -69,8 +69,10 @@ def pct(values: list[float], q: float) -> float:
 
 def hist_p99(text: str, name: str) -> float:
     """Upper bound of the bucket holding the 99th percentile of a Prometheus histogram."""
-    buckets = [(float(le), float(v)) for le, v in re.findall(
-        rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M)]
+    buckets = [
+        (float(le), float(v))
+        for le, v in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M)
+    ]
     total = buckets[-1][1]
     return next(le for le, v in buckets if v >= 0.99 * total)
 
@@ -119,8 +121,9 @@ def run_ours_per_second(base: Path, n: int, seconds: int, idle: int = 0) -> dict
     jobs = _jobs_toml(n, "*/1 * * * * *", "benchacts:stamp") + _big_toml(idle, day="1")
     port = _free_port()
     daemon = f'log_level = "warning"\nmetrics_listen = "127.0.0.1:{port}"'
-    d = DaemonProcess(base, config_text(base, daemon=daemon,
-                                        extra="[workers]\nmax_concurrency = 64\n", jobs=jobs))
+    d = DaemonProcess(
+        base, config_text(base, daemon=daemon, extra="[workers]\nmax_concurrency = 64\n", jobs=jobs)
+    )
     (base / "benchacts.py").write_text(STAMP)
     d.start(timeout=120)
     try:
@@ -135,7 +138,9 @@ def run_ours_per_second(base: Path, n: int, seconds: int, idle: int = 0) -> dict
     with sqlite3.connect(base / "state" / "automationd.db") as db:
         rows = db.execute(
             "SELECT id, job, state, scheduled_for, created_at, started_at FROM runs "
-            "WHERE trigger='schedule' AND scheduled_for BETWEEN ? AND ?", window).fetchall()
+            "WHERE trigger='schedule' AND scheduled_for BETWEEN ? AND ?",
+            window,
+        ).fetchall()
     per_job: dict[str, int] = {}
     for _, job, _, _, _, _ in rows:
         per_job[job] = per_job.get(job, 0) + 1
@@ -149,13 +154,20 @@ def run_ours_per_second(base: Path, n: int, seconds: int, idle: int = 0) -> dict
     started = [st - s for _, _, _, s, _, st in rows if st is not None]
     action = [float(stamps[r]) - s for r, _, _, s, _, _ in rows if r in stamps]
     return {
-        "fires": len(rows), "expected": expected * n, "lost": lost,
+        "fires": len(rows),
+        "expected": expected * n,
+        "lost": lost,
         "not_succeeded": sum(1 for r in rows if r[2] != "succeeded"),
-        "wake_p50": pct(wake, 0.5), "wake_p99": pct(wake, 0.99),
-        "fire_p50": pct(fire, 0.5), "fire_p99": pct(fire, 0.99), "fire_max": max(fire),
+        "wake_p50": pct(wake, 0.5),
+        "wake_p99": pct(wake, 0.99),
+        "fire_p50": pct(fire, 0.5),
+        "fire_p99": pct(fire, 0.99),
+        "fire_max": max(fire),
         "hist_p99": hist_p99(text, "automationd_schedule_lateness_seconds"),
-        "start_p50": pct(started, 0.5), "start_p99": pct(started, 0.99),
-        "action_p50": pct(action, 0.5), "action_p99": pct(action, 0.99),
+        "start_p50": pct(started, 0.5),
+        "start_p99": pct(started, 0.99),
+        "action_p50": pct(action, 0.5),
+        "action_p99": pct(action, 0.99),
         "action_n": len(action),
     }
 
@@ -197,12 +209,24 @@ APS_PER_SECOND = textwrap.dedent("""
 
 
 def run_aps_per_second(base: Path, n: int, seconds: int, store: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", APS_PER_SECOND, str(n), str(seconds), store],
-                         capture_output=True, text=True, timeout=300, check=True, cwd=base)
+    out = subprocess.run(
+        [sys.executable, "-c", APS_PER_SECOND, str(n), str(seconds), store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=base,
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     vals: list[float] = res["vals"]
-    return {"fires": len(vals), "expected": res["expected"], "missed": res["missed"],
-            "max_instances": res["max_instances"], "p50": pct(vals, 0.5), "p99": pct(vals, 0.99)}
+    return {
+        "fires": len(vals),
+        "expected": res["expected"],
+        "missed": res["missed"],
+        "max_instances": res["max_instances"],
+        "p50": pct(vals, 0.5),
+        "p99": pct(vals, 0.99),
+    }
 
 
 def test_2000_jobs_every_second_vs_apscheduler(short_tmp: Path) -> None:
@@ -212,31 +236,86 @@ def test_2000_jobs_every_second_vs_apscheduler(short_tmp: Path) -> None:
         (short_tmp / sub).mkdir()
     ours = run_ours_per_second(short_tmp / "ours", N_JOBS, SECONDS)
     mem = run_aps_per_second(short_tmp / "aps_mem", N_JOBS, SECONDS, "memory")
-    sql = run_aps_per_second(short_tmp / "aps_sql", N_JOBS, SECONDS,
-                             str(short_tmp / "aps_sql" / "jobs.sqlite"))
+    sql = run_aps_per_second(
+        short_tmp / "aps_sql", N_JOBS, SECONDS, str(short_tmp / "aps_sql" / "jobs.sqlite")
+    )
     ms = 1000.0
     rows = [
-        Row(f"fires handled of {int(ours['expected'])}", ours["fires"], mem["fires"], "fires",
-            "APS memory store"),
+        Row(
+            f"fires handled of {int(ours['expected'])}",
+            ours["fires"],
+            mem["fires"],
+            "fires",
+            "APS memory store",
+        ),
         Row("  (APS SQLite store)", ours["fires"], sql["fires"], "fires", "APS SQLAlchemy/SQLite"),
-        Row("scheduler lateness p50 (wake - due)", ours["wake_p50"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("scheduler lateness p99 (wake - due)", ours["wake_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("  same, /metrics histogram p99 bucket ≤", ours["hist_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("hand-out lateness p50 (created - due)", ours["fire_p50"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("hand-out lateness p99 (created - due)", ours["fire_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("start lateness p50 (action - due)", ours["action_p50"] * ms, mem["p50"] * ms, "ms",
-            "APS memory store", higher_is_better=False),
-        Row("start lateness p99 (action - due)", ours["action_p99"] * ms, mem["p99"] * ms, "ms",
-            "APS memory store", higher_is_better=False),
-        Row("start lateness p50 vs APS SQLite", ours["action_p50"] * ms, sql["p50"] * ms, "ms",
-            "APS SQLAlchemy/SQLite", higher_is_better=False),
-        Row("start lateness p99 vs APS SQLite", ours["action_p99"] * ms, sql["p99"] * ms, "ms",
-            "APS SQLAlchemy/SQLite", higher_is_better=False),
+        Row(
+            "scheduler lateness p50 (wake - due)",
+            ours["wake_p50"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "scheduler lateness p99 (wake - due)",
+            ours["wake_p99"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "  same, /metrics histogram p99 bucket ≤",
+            ours["hist_p99"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "hand-out lateness p50 (created - due)",
+            ours["fire_p50"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "hand-out lateness p99 (created - due)",
+            ours["fire_p99"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "start lateness p50 (action - due)",
+            ours["action_p50"] * ms,
+            mem["p50"] * ms,
+            "ms",
+            "APS memory store",
+            higher_is_better=False,
+        ),
+        Row(
+            "start lateness p99 (action - due)",
+            ours["action_p99"] * ms,
+            mem["p99"] * ms,
+            "ms",
+            "APS memory store",
+            higher_is_better=False,
+        ),
+        Row(
+            "start lateness p50 vs APS SQLite",
+            ours["action_p50"] * ms,
+            sql["p50"] * ms,
+            "ms",
+            "APS SQLAlchemy/SQLite",
+            higher_is_better=False,
+        ),
+        Row(
+            "start lateness p99 vs APS SQLite",
+            ours["action_p99"] * ms,
+            sql["p99"] * ms,
+            "ms",
+            "APS SQLAlchemy/SQLite",
+            higher_is_better=False,
+        ),
     ]
     print_table(f"{N_JOBS} jobs firing every second for {SECONDS} s", rows)
     print(f"ours: {json.dumps(ours)}\nAPS memory: {json.dumps(mem)}\nAPS sqlite: {json.dumps(sql)}")
@@ -250,16 +329,41 @@ def test_lateness_with_100k_pending_timers(short_tmp: Path) -> None:
     res = run_ours_per_second(short_tmp, scaled(200), SECONDS, idle=N_BIG)
     ms = 1000.0
     rows = [
-        Row("scheduler lateness p50 (wake - due)", res["wake_p50"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("scheduler lateness p99 (wake - due)", res["wake_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("  same, /metrics histogram p99 bucket ≤", res["hist_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("start lateness p50 (action - due)", res["action_p50"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("start lateness p99 (action - due)", res["action_p99"] * ms, None, "ms",
-            higher_is_better=False),
+        Row(
+            "scheduler lateness p50 (wake - due)",
+            res["wake_p50"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "scheduler lateness p99 (wake - due)",
+            res["wake_p99"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "  same, /metrics histogram p99 bucket ≤",
+            res["hist_p99"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "start lateness p50 (action - due)",
+            res["action_p50"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            "start lateness p99 (action - due)",
+            res["action_p99"] * ms,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
     ]
     print_table(f"{scaled(200)} per-second jobs beside {N_BIG} pending cron jobs", rows)
     print(f"ours: {json.dumps(res)}")
@@ -277,12 +381,24 @@ def run_ours_big(base: Path, n: int, *, from_store: bool) -> dict[str, float]:
         with sqlite3.connect(base / "state" / "automationd.db") as db:
             db.executemany(
                 "INSERT INTO jobs (name, source, spec) VALUES (?, 'api', ?)",
-                ((f"c{i}", json.dumps({**spec, "name": f"c{i}",
-                                       "schedule": f"{i % 60} {(i // 60) % 24} * * *"}))
-                 for i in range(n)))
+                (
+                    (
+                        f"c{i}",
+                        json.dumps(
+                            {
+                                **spec,
+                                "name": f"c{i}",
+                                "schedule": f"{i % 60} {(i // 60) % 24} * * *",
+                            }
+                        ),
+                    )
+                    for i in range(n)
+                ),
+            )
     else:
-        d = DaemonProcess(base, config_text(base, daemon='log_level = "warning"',
-                                            jobs=_big_toml(n)))
+        d = DaemonProcess(
+            base, config_text(base, daemon='log_level = "warning"', jobs=_big_toml(n))
+        )
     try:
         t0 = time.perf_counter()
         d.start(wait=False)
@@ -325,8 +441,13 @@ APS_BIG = textwrap.dedent("""
 
 def run_aps_big(n: int) -> dict[str, float]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", APS_BIG, str(n)], capture_output=True,
-                         text=True, timeout=600, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", APS_BIG, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     res: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     res["process_s"] = time.perf_counter() - t0
     return res
@@ -349,16 +470,39 @@ def test_100k_cron_jobs_ready_and_rss_vs_apscheduler(short_tmp: Path) -> None:
     store = _best_of_2(short_tmp, "store", from_store=True)
     aps = run_aps_big(N_BIG)
     rows = [
-        Row(f"{N_BIG} jobs (config): READY, best of 2", cfg["ready_s"], aps["ready_s"], "s",
-            "APS memory add_job xN", higher_is_better=False),
-        Row(f"{N_BIG} jobs (store/API): READY, best of 2", store["ready_s"], aps["ready_s"], "s",
-            "APS memory add_job xN", higher_is_better=False),
-        Row("RSS after READY (config)", cfg["rss_mb"], aps["rss_mb"], "MB",
-            "APS memory store", higher_is_better=False),
-        Row("RSS after READY (store/API)", store["rss_mb"], aps["rss_mb"], "MB",
-            "APS memory store", higher_is_better=False),
+        Row(
+            f"{N_BIG} jobs (config): READY, best of 2",
+            cfg["ready_s"],
+            aps["ready_s"],
+            "s",
+            "APS memory add_job xN",
+            higher_is_better=False,
+        ),
+        Row(
+            f"{N_BIG} jobs (store/API): READY, best of 2",
+            store["ready_s"],
+            aps["ready_s"],
+            "s",
+            "APS memory add_job xN",
+            higher_is_better=False,
+        ),
+        Row(
+            "RSS after READY (config)",
+            cfg["rss_mb"],
+            aps["rss_mb"],
+            "MB",
+            "APS memory store",
+            higher_is_better=False,
+        ),
+        Row(
+            "RSS after READY (store/API)",
+            store["rss_mb"],
+            aps["rss_mb"],
+            "MB",
+            "APS memory store",
+            higher_is_better=False,
+        ),
     ]
     print_table(f"{N_BIG} scheduled cron jobs", rows)
     assert cfg["ready_s"] <= 3.0 and cfg["rss_mb"] <= 150, cfg
     assert store["ready_s"] <= 3.0 and store["rss_mb"] <= 150, store
-

@@ -85,16 +85,23 @@ async def _client(sock: Path, n: int, window: int) -> None:
 
 
 def run_ours(base: Path, n: int) -> tuple[float, float]:
-    d = DaemonProcess(base, config_text(
-        base, daemon='log_level = "warning"', jobs="""
+    d = DaemonProcess(
+        base,
+        config_text(
+            base,
+            daemon='log_level = "warning"',
+            jobs="""
 [[jobs]]
 name = "noop"
 on = "never"
 action = { type = "python", callable = "benchacts:noop" }
-"""))
+""",
+        ),
+    )
     (base / "benchacts.py").write_text("async def noop(ctx):\n    return None\n")
     d.start()
     try:
+
         async def drive() -> tuple[float, float]:
             t0 = time.perf_counter()
             async with asyncio.timeout(300):
@@ -132,13 +139,15 @@ HUEY_PRODUCER = textwrap.dedent("""
 
 
 def run_huey(base: Path, n: int) -> float:
-    (base / "hueytasks.py").write_text(textwrap.dedent(f"""
+    (base / "hueytasks.py").write_text(
+        textwrap.dedent(f"""
         from huey import SqliteHuey
-        huey = SqliteHuey(filename={str(base / 'huey.db')!r})
+        huey = SqliteHuey(filename={str(base / "huey.db")!r})
         @huey.task()
         def noop():
             return None
-    """))
+    """)
+    )
     sys.path.insert(0, str(base))
     try:
         import hueytasks  # type: ignore[import-not-found]
@@ -163,8 +172,13 @@ def run_huey(base: Path, n: int) -> float:
         consumer = hueytasks.huey.create_consumer(workers=4, worker_type="thread")
         consumer.start()
         try:
-            out = subprocess.run([sys.executable, "-c", HUEY_PRODUCER, str(base), str(n)],
-                                 check=True, timeout=600, capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, "-c", HUEY_PRODUCER, str(base), str(n)],
+                check=True,
+                timeout=600,
+                capture_output=True,
+                text=True,
+            )
             assert finished.wait(600)
             elapsed = finished_at - float(out.stdout.split()[0])
         finally:
@@ -192,10 +206,17 @@ def test_durable_throughput_vs_huey(short_tmp: Path) -> None:
         acks.append(a)
         huey.append(run_huey(short_tmp / f"huey{i}", scaled(6_000)))
     rows = [
-        Row(f"no-op runs/s end to end (4 conns), median of {ROUNDS}", median(ours), median(huey),
-            "runs/s", "SqliteHuey 4 threads"),
-        *(Row(f"  round {i + 1}", o, h, "runs/s", "SqliteHuey 4 threads")
-          for i, (o, h) in enumerate(zip(ours, huey, strict=True))),
+        Row(
+            f"no-op runs/s end to end (4 conns), median of {ROUNDS}",
+            median(ours),
+            median(huey),
+            "runs/s",
+            "SqliteHuey 4 threads",
+        ),
+        *(
+            Row(f"  round {i + 1}", o, h, "runs/s", "SqliteHuey 4 threads")
+            for i, (o, h) in enumerate(zip(ours, huey, strict=True))
+        ),
         Row("triggers acknowledged/s (durable), median", median(acks), None, "runs/s"),
     ]
     print_table("durable throughput", rows)
@@ -207,13 +228,20 @@ def test_fanout_5000_targets(short_tmp: Path) -> None:
     n = scaled(5000)
     base = short_tmp / "fan"
     base.mkdir()
-    d = DaemonProcess(base, config_text(base, daemon='log_level = "warning"', jobs=f"""
+    d = DaemonProcess(
+        base,
+        config_text(
+            base,
+            daemon='log_level = "warning"',
+            jobs=f"""
 [[jobs]]
 name = "fan"
 on = "never"
 targets = {list(range(n))}
 action = {{ type = "python", callable = "benchacts:noop" }}
-"""))
+""",
+        ),
+    )
     (base / "benchacts.py").write_text("async def noop(ctx):\n    return None\n")
     d.start()
     try:
@@ -230,6 +258,7 @@ action = {{ type = "python", callable = "benchacts:noop" }}
         assert d.stop() == 0
     finally:
         d.close()
-    print_table("fan-out", [Row(f"targets/s, one run of {n} targets", n / elapsed, None,
-                                "targets/s")])
+    print_table(
+        "fan-out", [Row(f"targets/s, one run of {n} targets", n / elapsed, None, "targets/s")]
+    )
     assert n / elapsed > 0

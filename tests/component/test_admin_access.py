@@ -18,15 +18,17 @@ from typing import Any
 
 import pytest
 
-from automationd.admin.server import AdminServer, AdminSocketError, Handler, serve_admin
+from automationd.admin.command import Command
+from automationd.admin.server import AdminServer, AdminSocketError, serve_admin
+from automationd.caller import Caller
 from tests.support.admin_client import AdminClient
 
 
-async def _status(args: dict[str, Any]) -> Any:
+async def _status(args: dict[str, Any], caller: Caller) -> Any:
     return {"version": "test"}
 
 
-HANDLERS: dict[str, Handler] = {"status": _status}
+HANDLERS = {"status": Command("status", _status, writes=False)}
 
 
 def running(short_tmp: Path, **kw: Any) -> AbstractAsyncContextManager[AdminServer]:

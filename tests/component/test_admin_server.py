@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from automationd.admin.command import Command
 from automationd.admin.protocol import MAX_LINE, encode_request
-from automationd.admin.server import AdminServer, Handler, serve_admin
+from automationd.admin.server import AdminServer, serve_admin
+from automationd.caller import Caller
 from automationd.errors import AdminError
 from tests.support.admin_client import AdminClient
 
 
-class Handlers(dict[str, Handler]):
+class Handlers(dict[str, Command]):
     """A fake command table that records how many handlers run at once."""
 
     def __init__(self) -> None:
@@ -29,22 +31,16 @@ class Handlers(dict[str, Handler]):
         self.running = 0
         self.peak = 0
         self.finished: list[Any] = []
-        self.update(
-            status=self.status,
-            echo=self.echo,
-            sleep=self.sleep,
-            missing=self.missing,
-            boom=self.boom,
-            unjsonable=self.unjsonable,
-        )
+        for name in ("status", "echo", "sleep", "missing", "boom", "unjsonable"):
+            self[name] = Command(name, getattr(self, name), writes=False)
 
-    async def status(self, args: dict[str, Any]) -> Any:
+    async def status(self, args: dict[str, Any], caller: Caller) -> Any:
         return {"version": "test", "pid": os.getpid()}
 
-    async def echo(self, args: dict[str, Any]) -> Any:
+    async def echo(self, args: dict[str, Any], caller: Caller) -> Any:
         return args
 
-    async def sleep(self, args: dict[str, Any]) -> Any:
+    async def sleep(self, args: dict[str, Any], caller: Caller) -> Any:
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
@@ -54,13 +50,13 @@ class Handlers(dict[str, Handler]):
         self.finished.append(args.get("tag"))
         return {"tag": args.get("tag")}
 
-    async def missing(self, args: dict[str, Any]) -> Any:
+    async def missing(self, args: dict[str, Any], caller: Caller) -> Any:
         raise AdminError("not_found", "no job named 'x'")
 
-    async def boom(self, args: dict[str, Any]) -> Any:
+    async def boom(self, args: dict[str, Any], caller: Caller) -> Any:
         raise RuntimeError("boom")
 
-    async def unjsonable(self, args: dict[str, Any]) -> Any:
+    async def unjsonable(self, args: dict[str, Any], caller: Caller) -> Any:
         return {"x": object()}
 
 
@@ -121,7 +117,7 @@ async def test_lines_split_anywhere_across_reads_are_served_in_order(short_tmp: 
     async with asyncio.timeout(10), running(short_tmp) as server, AdminClient(server.path) as c:
         lines = b"".join(encode_request(i, "echo", {"s": f"zé🙂{i}"}) for i in range(40))
         for i in range(0, 200):  # the first few requests one byte per write
-            await c.send(lines[i:i + 1])
+            await c.send(lines[i : i + 1])
             await asyncio.sleep(0)
         await c.send(lines[200:])  # the rest in one write
         got = [await c.read_response() for _ in range(40)]
@@ -136,7 +132,7 @@ async def test_oversized_line_ending_inside_one_read_is_rejected(short_tmp: Path
         big = b'{"cmd":"echo","args":{"x":"' + b"a" * (MAX_LINE + 10) + b'"}}\n'
         await c.send(big[: MAX_LINE - 100])
         await asyncio.sleep(0.05)  # the server holds most of the line, unfinished
-        await c.send(big[MAX_LINE - 100:] + encode_request(3, "status"))
+        await c.send(big[MAX_LINE - 100 :] + encode_request(3, "status"))
         first = await c.read_response()
         assert first["error"] == {"code": "bad_request", "message": "request line exceeds 1 MiB"}
         second = await c.read_response()

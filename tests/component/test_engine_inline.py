@@ -72,11 +72,13 @@ async def rig(tmp: Path, workers: int = 4) -> AsyncIterator[Rig]:
     async with open_database(tmp, clock=clock) as db, HttpClients() as http:
         metrics = Metrics()
         pool = WorkerPool(workers)
-        engine = Engine(db=db, pool=pool, http=http, metrics=metrics, clock=clock,
-                        rng=random.Random(7))
+        engine = Engine(
+            db=db, pool=pool, http=http, metrics=metrics, clock=clock, rng=random.Random(7)
+        )
         jobs = JobTable()
-        engine.outcomes = EventBus(engine=engine, jobs=jobs, events=EventStore(db),
-                                   runs=RunStore(db), metrics=metrics)
+        engine.outcomes = EventBus(
+            engine=engine, jobs=jobs, events=EventStore(db), runs=RunStore(db), metrics=metrics
+        )
         async with asyncio.TaskGroup() as tg:
             engine.attach(tg)
             yield Rig(engine, jobs, Intake(engine, RunStore(db)), db, pool)
@@ -140,10 +142,10 @@ async def test_a_first_attempt_that_fails_is_retried_by_the_task(tmp_path: Path)
         job = r.job("flaky", fails_once, retries=2, backoff=FAST)
         run_id = await r.trigger(job)
         row = await r.settled(run_id)
-        assert (row["state"], row["attempts"], json.loads(row["result"])) == (
-            "succeeded", 2, "ok")
+        assert (row["state"], row["attempts"], json.loads(row["result"])) == ("succeeded", 2, "ok")
         attempts = await r.db.fetchall(
-            "SELECT n, outcome FROM attempts WHERE run_id=? ORDER BY n", (run_id,))
+            "SELECT n, outcome FROM attempts WHERE run_id=? ORDER BY n", (run_id,)
+        )
         assert [(a["n"], a["outcome"]) for a in attempts] == [(1, "retryable"), (2, "ok")]
         assert r.pool.busy == 0
 

@@ -50,23 +50,56 @@ class Seeder:
         """An id for wall time ``at`` (a fresh generator: one generator never goes back)."""
         return IdGenerator(self.rng).new(at)
 
-    async def run(self, age: float, state: RunState = RunState.SUCCEEDED, *,
-                  targets: int = 0, dead: bool = False) -> str:
+    async def run(
+        self,
+        age: float,
+        state: RunState = RunState.SUCCEEDED,
+        *,
+        targets: int = 0,
+        dead: bool = False,
+    ) -> str:
         at = self.clock.time() - age
         rid = self.new_id(at)
-        run = Run(id=rid, job="j", state=state, trigger=Trigger.MANUAL, created_at=at,
-                  attempts=1, targets_total=targets, payload={"age": age})
+        run = Run(
+            id=rid,
+            job="j",
+            state=state,
+            trigger=Trigger.MANUAL,
+            created_at=at,
+            attempts=1,
+            targets_total=targets,
+            payload={"age": age},
+        )
         writes: list[Write] = [w_run(run)]
-        writes += [w_target(Target(run_id=rid, idx=i, target=f"t{i}",
-                                   state=TargetState.SUCCEEDED)) for i in range(targets)]
-        attempt = Attempt(run_id=rid, n=1, phase=Phase.PERFORM, target=None, target_idx=-1,
-                          started_at=at, finished_at=at, outcome="ok")
+        writes += [
+            w_target(Target(run_id=rid, idx=i, target=f"t{i}", state=TargetState.SUCCEEDED))
+            for i in range(targets)
+        ]
+        attempt = Attempt(
+            run_id=rid,
+            n=1,
+            phase=Phase.PERFORM,
+            target=None,
+            target_idx=-1,
+            started_at=at,
+            finished_at=at,
+            outcome="ok",
+        )
         writes.append(w_attempt(attempt, stdout="out", stderr="err"))
         if dead:
-            writes.append(w_dlq(DlqEntry(
-                id=self.new_id(at + 1), run_id=rid, job="j", target=None, target_idx=-1,
-                error=RunError(kind=ErrorKind.FATAL, message="boom"), failed_at=at + 1,
-            )))
+            writes.append(
+                w_dlq(
+                    DlqEntry(
+                        id=self.new_id(at + 1),
+                        run_id=rid,
+                        job="j",
+                        target=None,
+                        target_idx=-1,
+                        error=RunError(kind=ErrorKind.FATAL, message="boom"),
+                        failed_at=at + 1,
+                    )
+                )
+            )
         async with asyncio.timeout(5):
             await self.db.write(writes)
         return rid
@@ -101,8 +134,9 @@ async def test_prune_removes_old_runs_with_rows_and_keeps_young_live_and_dlq(
     old.append(await seed.run(31 * DAY, RunState.FAILED))
     old.append(await seed.run(35 * DAY, RunState.CANCELLED))
     young = [await seed.run(29 * DAY, targets=1), await seed.run(60.0)]
-    live = [await seed.run(50 * DAY, s) for s in (RunState.QUEUED, RunState.RUNNING,
-                                                  RunState.RETRYING)]
+    live = [
+        await seed.run(50 * DAY, s) for s in (RunState.QUEUED, RunState.RUNNING, RunState.RETRYING)
+    ]
     dead = await seed.run(45 * DAY, RunState.FAILED, dead=True)
     old_events = [await seed.event(8 * DAY) for _ in range(3)]
     young_event = await seed.event(6 * DAY)
@@ -146,9 +180,18 @@ async def test_prune_goes_in_small_batches_and_shares_the_writer(
     Result: every old run is gone after several steps, and each ordinary write was committed
     during the pass (the pruner never held the writer for the whole pass)."""
     n_old = 3 * MIN_BATCH + 7
-    writes = [w_run(Run(id=seed.new_id(clock.time() - 40 * DAY), job="j",
-                        state=RunState.SUCCEEDED, trigger=Trigger.MANUAL,
-                        created_at=clock.time() - 40 * DAY)) for _ in range(n_old)]
+    writes = [
+        w_run(
+            Run(
+                id=seed.new_id(clock.time() - 40 * DAY),
+                job="j",
+                state=RunState.SUCCEEDED,
+                trigger=Trigger.MANUAL,
+                created_at=clock.time() - 40 * DAY,
+            )
+        )
+        for _ in range(n_old)
+    ]
     async with asyncio.timeout(5):
         await db.write(writes)
     retention = Retention(db, clock, CONFIG, batch=MIN_BATCH, step_target=0.0)  # fixed size

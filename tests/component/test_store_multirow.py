@@ -9,8 +9,7 @@ import pytest
 from automationd.store.batch import _execute_rows, _multirow
 
 UPSERT = (
-    "INSERT INTO t (k, v, w) VALUES (?,?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v,"
-    " w=excluded.w"
+    "INSERT INTO t (k, v, w) VALUES (?,?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v, w=excluded.w"
 )
 
 

@@ -1,9 +1,9 @@
 """A real daemon subprocess for system tests: config in a temp dir, socket, logs, signals.
 
-    d = make_daemon(jobs='''[[jobs]] ...''')       # fixture `daemon_factory` in tests/system
-    d.start()                                      # waits until `status` answers
-    result = await d.call("jobs.trigger", {"name": "x"})
-    assert d.stop() == 0                           # SIGTERM, exit code
+d = make_daemon(jobs='''[[jobs]] ...''')       # fixture `daemon_factory` in tests/system
+d.start()                                      # waits until `status` answers
+result = await d.call("jobs.trigger", {"name": "x"})
+assert d.stop() == 0                           # SIGTERM, exit code
 """
 
 from __future__ import annotations
@@ -54,15 +54,19 @@ class DaemonProcess:
     def write_config(self, text: str) -> None:
         self.config.write_text(text)
 
-    def start(self, *, env: dict[str, str] | None = None, wait: bool = True,
-              timeout: float = 15.0) -> None:
+    def start(
+        self, *, env: dict[str, str] | None = None, wait: bool = True, timeout: float = 15.0
+    ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env["PYTHONPATH"] = str(self.base) + os.pathsep + full_env.get("PYTHONPATH", "")
         logf = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit
         self.proc = subprocess.Popen(
             [str(BIN / "automationd"), "run", "--config", str(self.config)],
-            stdout=logf, stderr=subprocess.STDOUT, env=full_env, cwd=self.base,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=self.base,
         )
         logf.close()
         if wait:
@@ -82,15 +86,15 @@ class DaemonProcess:
                 time.sleep(0.02)
         raise TimeoutError(f"daemon not ready after {timeout}s:\n{self.logs()[-3000:]}")
 
-    def call_sync(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0
-                  ) -> Any:
+    def call_sync(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         """One request on a fresh blocking connection; raises AdminError on ok=false."""
         self._ids += 1
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(str(self.socket))
-            s.sendall(json.dumps({"id": self._ids, "cmd": cmd, "args": args or {}}).encode()
-                      + b"\n")
+            s.sendall(
+                json.dumps({"id": self._ids, "cmd": cmd, "args": args or {}}).encode() + b"\n"
+            )
             buf = b""
             while not buf.endswith(b"\n"):
                 chunk = s.recv(1 << 20)
@@ -136,8 +140,12 @@ class DaemonProcess:
                 continue
         return out
 
-    def wait_run(self, run_id: str, states: tuple[str, ...] = ("succeeded", "partial",
-                 "failed", "skipped", "cancelled"), timeout: float = 15.0) -> dict[str, Any]:
+    def wait_run(
+        self,
+        run_id: str,
+        states: tuple[str, ...] = ("succeeded", "partial", "failed", "skipped", "cancelled"),
+        timeout: float = 15.0,
+    ) -> dict[str, Any]:
         t0 = time.monotonic()
         while True:
             run: dict[str, Any] = self.call_sync("runs.get", {"id": run_id})

@@ -1,19 +1,21 @@
 """Names fixed by ../shared/SPEC.md that several tests check against."""
 
-SPEC_FAMILIES = frozenset({
-    "automationd_runs_total",
-    "automationd_attempts_total",
-    "automationd_run_duration_seconds",
-    "automationd_schedule_lateness_seconds",
-    "automationd_queue_depth",
-    "automationd_workers_busy",
-    "automationd_workers_max",
-    "automationd_dlq_size",
-    "automationd_ratelimit_tokens",
-    "automationd_ratelimit_wait_seconds",
-    "automationd_http_responses_total",
-    "automationd_breaker_state",
-    "automationd_events_published_total",
-    "automationd_jobs",
-    "automationd_build_info",
-})
+SPEC_FAMILIES = frozenset(
+    {
+        "automationd_runs_total",
+        "automationd_attempts_total",
+        "automationd_run_duration_seconds",
+        "automationd_schedule_lateness_seconds",
+        "automationd_queue_depth",
+        "automationd_workers_busy",
+        "automationd_workers_max",
+        "automationd_dlq_size",
+        "automationd_ratelimit_tokens",
+        "automationd_ratelimit_wait_seconds",
+        "automationd_http_responses_total",
+        "automationd_breaker_state",
+        "automationd_events_published_total",
+        "automationd_jobs",
+        "automationd_build_info",
+    }
+)

@@ -14,12 +14,14 @@ from tests.support.daemon import DaemonProcess, config_text
 def daemon_factory(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
     made: list[DaemonProcess] = []
 
-    def make(*, jobs: str = "", services: str = "", daemon: str = "", extra: str = "",
-             sub: str = "d") -> DaemonProcess:
+    def make(
+        *, jobs: str = "", services: str = "", daemon: str = "", extra: str = "", sub: str = "d"
+    ) -> DaemonProcess:
         base = short_tmp / sub
         base.mkdir(exist_ok=True)
-        d = DaemonProcess(base, config_text(base, jobs=jobs, services=services, daemon=daemon,
-                                            extra=extra))
+        d = DaemonProcess(
+            base, config_text(base, jobs=jobs, services=services, daemon=daemon, extra=extra)
+        )
         made.append(d)
         return d
 

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from automationd.admin.command import Command
 from automationd.admin.server import AdminServer, serve_admin
+from automationd.caller import Caller
 from automationd.ctl import build_parser, main, request_of
 from automationd.errors import AdminError, not_found
 
@@ -76,17 +78,17 @@ class Recorder(dict[str, Any]):
         super().__init__()
         self.seen: list[tuple[str, dict[str, Any]]] = []
         for cmd in RESULTS:
-            self[cmd] = self._make(cmd)
-        self["jobs.remove"] = self._missing
+            self[cmd] = Command(cmd, self._make(cmd), writes=False)
+        self["jobs.remove"] = Command("jobs.remove", self._missing, writes=True)
 
     def _make(self, cmd: str) -> Any:
-        async def handler(args: dict[str, Any]) -> Any:
+        async def handler(args: dict[str, Any], caller: Caller) -> Any:
             self.seen.append((cmd, args))
             return RESULTS[cmd]
 
         return handler
 
-    async def _missing(self, args: dict[str, Any]) -> Any:
+    async def _missing(self, args: dict[str, Any], caller: Caller) -> Any:
         raise not_found(f"no job named {args.get('name')!r}")
 
 

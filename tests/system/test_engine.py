@@ -211,13 +211,13 @@ async def test_unknown_job_and_bad_args(engine_daemon: DaemonProcess) -> None:
     assert ei.value.code == "not_found"
 
 
-
 async def test_cancel_dry_run_and_logs(daemon_factory: Callable[..., DaemonProcess]) -> None:
     """1. runs.cancel ends a running exec run 'cancelled' and kills its child; cancelling an
     ended run answers conflict.
     2. dry_run runs only the check and reports its targets, storing no run.
     3. runs.logs returns the captured stdout and stderr of an attempt."""
-    d = daemon_factory(jobs="""
+    d = daemon_factory(
+        jobs="""
 [[jobs]]
 name = "sleeper"
 on = "never"
@@ -233,7 +233,8 @@ action = { type = "python", callable = "acts:ok" }
 name = "talker"
 on = "never"
 action = { type = "exec", argv = ["sh", "-c", "echo out-line; echo err-line >&2"] }
-""")
+"""
+    )
     (d.base / "acts.py").write_text(ACTIONS)
     d.start()
     run = await d.call("jobs.trigger", {"name": "sleeper"})

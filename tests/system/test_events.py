@@ -125,17 +125,21 @@ async def test_when_matching_payload_history_and_durable_answer(daemon_factory: 
     on_disk = db_rows(d, "SELECT name, payload FROM events WHERE id=?", (eu["id"],))
     assert on_disk == [("inventory.changed", json.dumps(eu_payload, separators=(",", ":")))]
     assert len(eu["triggered"]) == 1
-    runs_on_disk = db_rows(d, "SELECT job, trigger, origin, payload FROM runs WHERE id=?",
-                           (eu["triggered"][0],))
+    runs_on_disk = db_rows(
+        d, "SELECT job, trigger, origin, payload FROM runs WHERE id=?", (eu["triggered"][0],)
+    )
     assert runs_on_disk == [("inv-eu", "event", eu["id"], on_disk[0][1])]
 
-    us = await call(d, "events.publish", {"name": "inventory.changed",
-                                          "payload": {"region": "us", "sku": "A-1"}})
-    other = await call(d, "events.publish", {"name": "orders.created",
-                                             "payload": {"region": "eu"}})
+    us = await call(
+        d,
+        "events.publish",
+        {"name": "inventory.changed", "payload": {"region": "us", "sku": "A-1"}},
+    )
+    other = await call(d, "events.publish", {"name": "orders.created", "payload": {"region": "eu"}})
     assert us["triggered"] == [] and other["triggered"] == []
     assert (eu["name"], us["name"], other["name"]) == ("inventory.changed",) * 2 + (
-        "orders.created",)
+        "orders.created",
+    )
 
     run = d.wait_run(eu["triggered"][0])
     assert run["state"] == "succeeded" and run["trigger"] == "event"
@@ -155,7 +159,8 @@ async def test_when_matching_payload_history_and_durable_answer(daemon_factory: 
     since_us = await call(d, "events.list", {"since": by_time[us["id"]], "name": "[io]*"})
     assert [e["id"] for e in since_us] == [other["id"], us["id"]]
     assert [e["id"] for e in await call(d, "events.list", {"limit": 1, "name": "*.c*"})] == [
-        other["id"]]
+        other["id"]
+    ]
     assert metric(d, "automationd_events_published_total") == len(listed) == 4
 
 
@@ -165,8 +170,7 @@ async def test_replay_retriggers_only_eu_once_unless_forced(daemon_factory: Fact
     Result: the first replay starts exactly one inv-eu run (trigger "replay", eu payload);
     the second starts nothing; the forced one starts one more."""
     d = _start(daemon_factory, INVENTORY)
-    eu = await call(d, "events.publish", {"name": "inventory.changed",
-                                          "payload": {"region": "eu"}})
+    eu = await call(d, "events.publish", {"name": "inventory.changed", "payload": {"region": "eu"}})
     await call(d, "events.publish", {"name": "inventory.changed", "payload": {"region": "us"}})
     await call(d, "events.publish", {"name": "orders.created", "payload": {"region": "eu"}})
     first = next(e for e in await call(d, "events.list", {}) if e["id"] == eu["id"])
@@ -180,8 +184,9 @@ async def test_replay_retriggers_only_eu_once_unless_forced(daemon_factory: Fact
 
     again = await call(d, "events.replay", {"since": first["created_at"]})
     assert again["triggered"] == []
-    forced = await call(d, "events.replay", {"since": first["created_at"], "force": True,
-                                             "name": "inventory.*"})
+    forced = await call(
+        d, "events.replay", {"since": first["created_at"], "force": True, "name": "inventory.*"}
+    )
     assert forced["events"] == 2 and len(forced["triggered"]) == 1
     assert d.wait_run(forced["triggered"][0])["trigger"] == "replay"
     triggers = sorted(r["trigger"] for r in runs_of(d, "inv-eu"))
@@ -211,12 +216,15 @@ async def test_same_idempotency_key_gives_one_event_and_one_run(daemon_factory: 
 async def test_dotted_when_reaches_into_nested_payload(daemon_factory: Factory) -> None:
     """``when = { "order.region" = "eu" }`` matches ``{"order": {"region": "eu"}}`` only."""
     d = _start(daemon_factory, INVENTORY)
-    hit = await call(d, "events.publish", {"name": "order.placed",
-                                           "payload": {"order": {"region": "eu", "id": 9}}})
-    miss = await call(d, "events.publish", {"name": "order.placed",
-                                            "payload": {"order": {"region": "us"}}})
-    flat = await call(d, "events.publish", {"name": "order.placed",
-                                            "payload": {"region": "eu"}})
+    hit = await call(
+        d,
+        "events.publish",
+        {"name": "order.placed", "payload": {"order": {"region": "eu", "id": 9}}},
+    )
+    miss = await call(
+        d, "events.publish", {"name": "order.placed", "payload": {"order": {"region": "us"}}}
+    )
+    flat = await call(d, "events.publish", {"name": "order.placed", "payload": {"region": "eu"}})
     assert len(hit["triggered"]) == 1 and miss["triggered"] == flat["triggered"] == []
     run = d.wait_run(hit["triggered"][0])
     assert run["job"] == "order-eu" and run["payload"]["order"]["id"] == 9
@@ -233,9 +241,16 @@ async def test_run_succeeded_of_a_triggers_b(daemon_factory: Factory) -> None:
     assert b["trigger"] == "event" and b["state"] == "succeeded"
     assert b["payload"] == {"job": "a", "run_id": a["id"], "state": "succeeded"}
     # b's own run.succeeded is stored just after b's end (reported once that is durable)
-    events = await wait_for(lambda: [
-        e for e in d.call_sync("events.list", {"name": "run.succeeded"})
-        if e["payload"]["job"] == "b"] and d.call_sync("events.list", {"name": "run.succeeded"}))
+    events = await wait_for(
+        lambda: (
+            [
+                e
+                for e in d.call_sync("events.list", {"name": "run.succeeded"})
+                if e["payload"]["job"] == "b"
+            ]
+            and d.call_sync("events.list", {"name": "run.succeeded"})
+        )
+    )
     assert {e["payload"]["job"] for e in events} == {"a", "b"}
     assert runs_of(d, "loop") == []
 
@@ -246,11 +261,15 @@ async def test_self_triggering_job_stops_at_depth_limit(daemon_factory: Factory)
     ``event.depth_limit`` warning, no further runs, and the daemon stays responsive."""
     d = _start(daemon_factory, CHAIN)
     await call(d, "jobs.trigger", {"name": "loop"})
-    cut = await wait_for(lambda: [e for e in d.log_events()
-                                  if e.get("event") == "event.depth_limit"], limit_s=10)
+    cut = await wait_for(
+        lambda: [e for e in d.log_events() if e.get("event") == "event.depth_limit"], limit_s=10
+    )
     assert len(cut) == 1
-    assert (cut[0]["depth"], cut[0]["limit"], cut[0]["jobs"]) == (DEPTH_LIMIT, DEPTH_LIMIT,
-                                                                  ["loop"])
+    assert (cut[0]["depth"], cut[0]["limit"], cut[0]["jobs"]) == (
+        DEPTH_LIMIT,
+        DEPTH_LIMIT,
+        ["loop"],
+    )
     assert cut[0]["level"] == "warning"
     t0 = time.monotonic()
     status = await call(d, "status")
@@ -271,15 +290,19 @@ async def test_retention_prunes_old_runs_and_events_but_keeps_the_dlq(
 ) -> None:
     """With runs_max_age = events_max_age = 1s and prune_interval = 200ms, finished runs and
     events vanish soon after they age, while the dead-letter queue (and its run) stays."""
-    d = _start(daemon_factory, INVENTORY + """
+    d = _start(
+        daemon_factory,
+        INVENTORY
+        + """
 [[jobs]]
 name = "doomed"
 on = "never"
 retries = 0
 action = { type = "python", callable = "acts:fatal" }
-""", extra='[retention]\nruns_max_age = "1s"\nevents_max_age = "1s"\nprune_interval = "200ms"')
-    ev = await call(d, "events.publish", {"name": "inventory.changed",
-                                          "payload": {"region": "eu"}})
+""",
+        extra='[retention]\nruns_max_age = "1s"\nevents_max_age = "1s"\nprune_interval = "200ms"',
+    )
+    ev = await call(d, "events.publish", {"name": "inventory.changed", "payload": {"region": "eu"}})
     run_id = ev["triggered"][0]
     d.wait_run(run_id)
     doomed = await call(d, "jobs.trigger", {"name": "doomed"})
@@ -301,27 +324,50 @@ action = { type = "python", callable = "acts:fatal" }
 
 
 def ctl(d: DaemonProcess, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "automationctl"), "--socket", str(d.socket), *argv],
-                          capture_output=True, text=True, timeout=10, check=False)
+    return subprocess.run(
+        [str(BIN / "automationctl"), "--socket", str(d.socket), *argv],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
 
 
 async def test_automationctl_events_publish_list_replay(daemon_factory: Factory) -> None:
     """``automationctl events publish|list|replay`` work in table and --json form."""
     d = _start(daemon_factory, INVENTORY)
-    out = ctl(d, "events", "publish", "inventory.changed", "--payload", '{"region":"eu"}',
-              "--idempotency-key", "c-1")
+    out = ctl(
+        d,
+        "events",
+        "publish",
+        "inventory.changed",
+        "--payload",
+        '{"region":"eu"}',
+        "--idempotency-key",
+        "c-1",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("published event ") and "triggered runs: " in out.stdout
-    pub = json.loads(ctl(d, "--json", "events", "publish", "inventory.changed", "--payload",
-                         '{"region":"eu"}', "--idempotency-key", "c-1").stdout)
+    pub = json.loads(
+        ctl(
+            d,
+            "--json",
+            "events",
+            "publish",
+            "inventory.changed",
+            "--payload",
+            '{"region":"eu"}',
+            "--idempotency-key",
+            "c-1",
+        ).stdout
+    )
     assert pub["existing"] is True and len(pub["triggered"]) == 1
     table = ctl(d, "events", "list", "--name", "inventory.*")
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.strip().splitlines()
     assert header.split()[:3] == ["ID", "NAME", "CREATED"]
     assert len(rows) == 1 and pub["id"] in rows[0] and "inventory.changed" in rows[0]
-    listed = json.loads(ctl(d, "--json", "events", "list", "--since", "1m", "--limit",
-                            "5").stdout)
+    listed = json.loads(ctl(d, "--json", "events", "list", "--since", "1m", "--limit", "5").stdout)
     assert pub["id"] in [e["id"] for e in listed]
     d.wait_run(pub["triggered"][0])
     rep = ctl(d, "events", "replay", "--since", "1m", "--name", "inventory.*")

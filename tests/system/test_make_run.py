@@ -45,9 +45,7 @@ def demo_checkout(root: Path) -> Path:
     return config
 
 
-def spawn_make_run(
-    checkout: Path, env: dict[str, str], log_path: Path
-) -> subprocess.Popen[bytes]:
+def spawn_make_run(checkout: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """The Makefile's `run` command, from ``checkout``, logging to ``log_path``."""
     with open(log_path, "wb") as logf:
         return subprocess.Popen(

@@ -21,12 +21,14 @@ async def test_kill9_after_300_acknowledged_triggers_loses_none(
     2. kill -9 the daemon right after the last answer.
     3. Restart it.
     Result: all 300 runs exist exactly once and succeed."""
-    d = daemon_factory(jobs="""
+    d = daemon_factory(
+        jobs="""
 [[jobs]]
 name = "noop"
 on = "never"
 action = { type = "python", callable = "acts:noop" }
-""")
+"""
+    )
     (d.base / "acts.py").write_text(NOOP)
     d.start()
     async with AdminClient(d.socket, timeout=15) as c:
@@ -54,7 +56,8 @@ async def test_kill9_mid_fanout_resumes_without_redoing_finished_targets(
     3. Restart.
     Result: targets 1,2,4,5 ran once, 3 twice; the first attempt of 3 is 'interrupted'; the
     run succeeds and the orphaned sleeper from the dead daemon was killed."""
-    d = daemon_factory(jobs="""
+    d = daemon_factory(
+        jobs="""
 [[jobs]]
 name = "fan"
 on = "never"
@@ -66,14 +69,17 @@ if [ "$AUTOMATIOND_TARGET" = 3 ] && [ ! -e slow.marker ]; then
   echo $$ > slow.marker; exec sleep 60
 fi
 '''] }
-""")
+"""
+    )
     d.start()
     run = await d.call("jobs.trigger", {"name": "fan"})
     deadline = time.monotonic() + 10
     while True:
         got = await d.call("runs.get", {"id": run["id"]})
-        if sum(t["state"] == "succeeded" for t in got["targets"]) == 4 and (
-            d.base / "slow.marker").exists():
+        if (
+            sum(t["state"] == "succeeded" for t in got["targets"]) == 4
+            and (d.base / "slow.marker").exists()
+        ):
             break
         assert time.monotonic() < deadline, got
         await asyncio.sleep(0.05)
@@ -95,12 +101,14 @@ async def test_sigterm_lets_running_attempt_finish(
     daemon_factory: Callable[..., DaemonProcess],
 ) -> None:
     """SIGTERM with a 1 s run in flight: the run finishes 'succeeded' and the exit code is 0."""
-    d = daemon_factory(jobs="""
+    d = daemon_factory(
+        jobs="""
 [[jobs]]
 name = "short"
 on = "never"
 action = { type = "exec", argv = ["sleep", "1"] }
-""")
+"""
+    )
     d.start()
     run = await d.call("jobs.trigger", {"name": "short"})
     await asyncio.sleep(0.3)
@@ -119,13 +127,16 @@ async def test_sigterm_past_shutdown_timeout_cancels_and_resumes(
     2. The daemon exits 0 within the timeout (plus slack).
     3. Restart.
     Result: the run resumes under the same id (interrupted attempt, then a new one)."""
-    d = daemon_factory(daemon='shutdown_timeout = "1s"', jobs="""
+    d = daemon_factory(
+        daemon='shutdown_timeout = "1s"',
+        jobs="""
 [[jobs]]
 name = "long"
 on = "never"
 action = { type = "exec", argv = ["sh", "-c",
   "if [ -e again ]; then exit 0; fi; touch again; sleep 30"] }
-""")
+""",
+    )
     d.start()
     run = await d.call("jobs.trigger", {"name": "long"})
     await asyncio.sleep(0.5)
@@ -166,12 +177,14 @@ async def test_kill9_mid_python_attempt_records_interrupted(
     """1. A one-action python run (no row of its own for its first attempt) hangs.
     2. kill -9 while it is in flight; restart.
     Result: the run resumes under the same id; attempts read ['interrupted', 'ok']."""
-    d = daemon_factory(jobs="""
+    d = daemon_factory(
+        jobs="""
 [[jobs]]
 name = "hang"
 on = "never"
 action = { type = "python", callable = "hangacts:hang_once" }
-""")
+"""
+    )
     (d.base / "hangacts.py").write_text(
         "import asyncio, pathlib\n"
         "async def hang_once(ctx):\n"

@@ -80,8 +80,9 @@ async def test_every_cron_and_at_fire_on_time_with_metrics(daemon_factory: Facto
     Result: @every keeps 1 s ± 0.2 s gaps between scheduled_for and between starts without
     drifting by run time; the cron job fires each second; @at fires once and the job ends
     `completed`; lateness, jobs{state} and last-success metrics are present and sensible."""
-    jobs = (_job("every", "@every 1s", "slow") + _job("sec", "*/1 * * * * *")
-            + _job("once", _at(2.5)))
+    jobs = (
+        _job("every", "@every 1s", "slow") + _job("sec", "*/1 * * * * *") + _job("once", _at(2.5))
+    )
     d = _make(daemon_factory, jobs)
     d.start()
     async with asyncio.timeout(15):
@@ -130,8 +131,11 @@ async def test_pause_add_remove_survive_restarts(daemon_factory: Factory) -> Non
     async with asyncio.timeout(20):
         paused = await d.call("jobs.pause", {"name": "tick"})
         assert paused["state"] == "paused" and paused["next_run"] is None
-        spec = {"name": "added", "schedule": "*/1 * * * * *",
-                "action": {"type": "python", "callable": "acts:noop"}}
+        spec = {
+            "name": "added",
+            "schedule": "*/1 * * * * *",
+            "action": {"type": "python", "callable": "acts:noop"},
+        }
         added = await d.call("jobs.add", {"job": spec})
         assert added["source"] == "api" and added["state"] == "enabled"
         with pytest.raises(AdminError) as ei:
@@ -176,8 +180,12 @@ async def test_jobs_add_rejects_bad_fields_naming_them(daemon_factory: Factory) 
     nothing is added."""
     d = _make(daemon_factory, "", services='[services.api]\nrate = "10/s"\n')
     d.start()
-    good = {"name": "ok-job", "schedule": "@every 1h", "service": "api",
-            "action": {"type": "exec", "argv": ["true"]}}
+    good = {
+        "name": "ok-job",
+        "schedule": "@every 1h",
+        "service": "api",
+        "action": {"type": "exec", "argv": ["true"]},
+    }
     async with asyncio.timeout(10):
         for change, field in BAD_ADDS:
             with pytest.raises(AdminError) as ei:
@@ -203,8 +211,16 @@ async def test_reload_reconciles_config_jobs_and_sighup(daemon_factory: Factory)
     d.start()
     async with asyncio.timeout(15):
         await d.call("jobs.pause", {"name": "b"})
-        await d.call("jobs.add", {"job": {"name": "x", "schedule": "@every 1h",
-                                          "action": {"type": "exec", "argv": ["true"]}}})
+        await d.call(
+            "jobs.add",
+            {
+                "job": {
+                    "name": "x",
+                    "schedule": "@every 1h",
+                    "action": {"type": "exec", "argv": ["true"]},
+                }
+            },
+        )
         a2, dd = _job("a", "@every 2h"), _job("d", "@every 1h")
         d.write_config(config_text(d.base, jobs=a2 + b + dd))
         counts = await d.call("reload")
@@ -237,9 +253,11 @@ async def test_misfire_run_once_skip_and_grace_across_downtime(daemon_factory: F
     Result: run_once gets one run with trigger `misfire`; skip gets none and is counted in
     fires_missed_total; the 1 m-grace job runs normally (trigger `schedule`); all complete."""
     at = _at(2.2)
-    jobs = (_job("once", at, misfire='"run_once"', misfire_grace='"500ms"')
-            + _job("skipper", at, misfire='"skip"', misfire_grace='"500ms"')
-            + _job("graced", at, misfire='"run_once"', misfire_grace='"1m"'))
+    jobs = (
+        _job("once", at, misfire='"run_once"', misfire_grace='"500ms"')
+        + _job("skipper", at, misfire='"skip"', misfire_grace='"500ms"')
+        + _job("graced", at, misfire='"run_once"', misfire_grace='"1m"')
+    )
     d = _make(daemon_factory, jobs)
     d.start()
     fire = _t(at.split(" ", 1)[1])
@@ -251,8 +269,9 @@ async def test_misfire_run_once_skip_and_grace_across_downtime(daemon_factory: F
     async with asyncio.timeout(10):
         while True:
             done = all(j["state"] == "completed" for j in await d.call("jobs.list"))
-            if done and all(r["state"] == "succeeded"
-                            for r in _runs(d, "once") + _runs(d, "graced")):
+            if done and all(
+                r["state"] == "succeeded" for r in _runs(d, "once") + _runs(d, "graced")
+            ):
                 break
             await asyncio.sleep(0.05)
     once, graced = _runs(d, "once"), _runs(d, "graced")
@@ -270,9 +289,11 @@ async def test_overlap_skip_queue_cancel_previous(daemon_factory: Factory) -> No
     Result: skip records `skipped` runs with a reason while the slow run is unfinished; queue
     never has more than one run waiting; cancel_previous cancels the running one."""
     every = "*/1 * * * * *"
-    jobs = (_job("skip", every, "hold", overlap='"skip"')
-            + _job("queue", every, "hold", overlap='"queue"')
-            + _job("cancel", every, "hold", overlap='"cancel_previous"'))
+    jobs = (
+        _job("skip", every, "hold", overlap='"skip"')
+        + _job("queue", every, "hold", overlap='"queue"')
+        + _job("cancel", every, "hold", overlap='"cancel_previous"')
+    )
     d = _make(daemon_factory, jobs, daemon='shutdown_timeout = "100ms"')
     d.start()
     async with asyncio.timeout(15):
@@ -305,15 +326,23 @@ def test_jobs_show_and_check_config_preview_fires(daemon_factory: Factory) -> No
     `automationd check-config` prints 3 next fire times per scheduled job."""
     berlin = _job("berlin", "30 2 * * *", timezone='"Europe/Berlin"')
     d = _make(daemon_factory, berlin + _job("hourly", "@hourly"))
-    out = subprocess.run([str(BIN / "automationd"), "check-config", str(d.config)],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [str(BIN / "automationd"), "check-config", str(d.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("berlin", "hourly"))}
     assert len(FIRE_AT.findall(lines["berlin"])) == 3 and "Europe/Berlin" in lines["berlin"]
     assert len(FIRE_AT.findall(lines["hourly"])) == 3
     d.start()
     show = subprocess.run(
         [str(BIN / "automationctl"), "--socket", str(d.socket), "jobs", "show", "berlin"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     fires = show.split("Next fires:", 1)[1].split("Last runs:", 1)[0]
     assert len(FIRE_AT.findall(fires)) == 5

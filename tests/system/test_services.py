@@ -37,8 +37,9 @@ async def api() -> AsyncIterator[ApiServer]:
         yield server
 
 
-async def until(d: DaemonProcess, cmd: str, args: dict[str, Any], ok: Callable[[Any], bool],
-                limit: float = 8.0) -> Any:
+async def until(
+    d: DaemonProcess, cmd: str, args: dict[str, Any], ok: Callable[[Any], bool], limit: float = 8.0
+) -> Any:
     """Poll ``cmd`` until ``ok(result)``, without blocking the loop (the API server lives in
     it); the socket has no push channel for run or limit changes."""
     async with asyncio.timeout(limit):
@@ -50,8 +51,9 @@ async def until(d: DaemonProcess, cmd: str, args: dict[str, Any], ok: Callable[[
 
 
 async def wait_run(d: DaemonProcess, run_id: str) -> dict[str, Any]:
-    run: dict[str, Any] = await until(d, "runs.get", {"id": run_id},
-                                      lambda r: r["state"] in TERMINAL)
+    run: dict[str, Any] = await until(
+        d, "runs.get", {"id": run_id}, lambda r: r["state"] in TERMINAL
+    )
     return run
 
 
@@ -88,8 +90,11 @@ def ts(value: str) -> float:
 def http_job(name: str, service: str, api: ApiServer, path: str, n: int, retries: int) -> str:
     """A job GETting ``path`` + ``/${target}`` (or ``?t=${target}`` when path ends in "?")."""
     targets = ", ".join(str(i) for i in range(1, n + 1))
-    url = api.url_for(path[:-1]) + "?t=${target}" if path.endswith("?") else (
-        api.url_for(path) + "/${target}")
+    url = (
+        api.url_for(path[:-1]) + "?t=${target}"
+        if path.endswith("?")
+        else (api.url_for(path) + "/${target}")
+    )
     return textwrap.dedent(
         f"""
         [[jobs]]
@@ -229,7 +234,7 @@ def quick_job(api: ApiServer) -> str:
         name = "quick"
         on = "never.*"
         service = "fast"
-        action = {{ type = "http", method = "GET", url = "{api.url_for('/q')}" }}
+        action = {{ type = "http", method = "GET", url = "{api.url_for("/q")}" }}
         """
     )
 
@@ -257,8 +262,9 @@ async def test_limited_service_does_not_delay_other_services(
     await start(d)
     baseline = [await start_delay(d) for _ in range(3)]
     await d.call("jobs.trigger", {"name": "flood"})
-    await until(d, "limits.list", {},
-                lambda rows: (rows[1]["waiting"], rows[1]["in_flight"]) == (99, 0))
+    await until(
+        d, "limits.list", {}, lambda rows: (rows[1]["waiting"], rows[1]["in_flight"]) == (99, 0)
+    )
     loaded = [await start_delay(d) for _ in range(3)]
     print(f"start delay baseline={baseline} loaded={loaded}")
     assert len(api.received("/q")) == 6 and len(api.received()) == 7
@@ -266,12 +272,14 @@ async def test_limited_service_does_not_delay_other_services(
     assert max(loaded) <= 0.1
 
 
-
 # --------------------------------------------------------------------------- visibility
 def ctl(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(Path(sys.executable).parent / "automationctl"), "--socket", str(d.socket), *args],
-        capture_output=True, text=True, timeout=10, check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
     )
 
 
@@ -285,8 +293,9 @@ async def test_limits_and_breakers_over_socket_and_ctl(
     d = daemon_factory(extra=ISOLATION_SERVICES, jobs=http_job("flood", "slow", api, "/s", 10, 0))
     await start(d)
     await d.call("jobs.trigger", {"name": "flood"})
-    await until(d, "limits.list", {},
-                lambda rows: (rows[1]["waiting"], rows[1]["in_flight"]) == (9, 0))
+    await until(
+        d, "limits.list", {}, lambda rows: (rows[1]["waiting"], rows[1]["in_flight"]) == (9, 0)
+    )
     fast, slow = await d.call("limits.list")
     spec_fields = {"service", "rate", "burst", "tokens", "waiting", "paused_until", "in_flight"}
     assert spec_fields <= set(slow) and spec_fields <= set(fast)
@@ -307,8 +316,17 @@ async def test_limits_and_breakers_over_socket_and_ctl(
     for proc in (limits_tab, limits_js, brk_tab, brk_js):
         assert proc.returncode == 0, proc.stderr
     head, *rows = limits_tab.stdout.splitlines()
-    assert head.split() == ["SERVICE", "RATE", "BURST", "TOKENS", "WAITING", "PAUSED", "UNTIL",
-                            "IN", "FLIGHT"]
+    assert head.split() == [
+        "SERVICE",
+        "RATE",
+        "BURST",
+        "TOKENS",
+        "WAITING",
+        "PAUSED",
+        "UNTIL",
+        "IN",
+        "FLIGHT",
+    ]
     assert [r.split()[0] for r in rows] == ["fast", "slow"]
     assert rows[1].split()[1:3] == ["1/1h", "1"] and rows[1].split()[4] == "9"
     js = json.loads(limits_js.stdout)

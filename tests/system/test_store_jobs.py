@@ -24,8 +24,12 @@ CONFIG_JOB = (
 
 
 def api_spec(name: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "schedule": "0 4 * * *",
-            "action": {"type": "exec", "argv": ["/bin/true"]}, **extra}
+    return {
+        "name": name,
+        "schedule": "0 4 * * *",
+        "action": {"type": "exec", "argv": ["/bin/true"]},
+        **extra,
+    }
 
 
 async def test_stored_api_jobs_reload_validated_and_broken_rows_skipped(
@@ -67,7 +71,7 @@ async def test_stored_api_jobs_reload_validated_and_broken_rows_skipped(
 async def test_config_job_spec_is_rebuilt_for_jobs_get(daemon_factory: Factory) -> None:
     """`jobs.get` on a config job shows its table with every setting in effect, inherited
     ones included, though the daemon keeps no copy of the TOML."""
-    d = daemon_factory(jobs=CONFIG_JOB, extra='[defaults]\nretries = 6\n')
+    d = daemon_factory(jobs=CONFIG_JOB, extra="[defaults]\nretries = 6\n")
     d.start()
     async with asyncio.timeout(20):
         spec = (await d.call("jobs.get", {"name": "cfg"}))["spec"]

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from automationd.config import load as load_mod
-from automationd.config.jobs import Shared, parse_action, parse_job
+from automationd.config.actions import parse_action
+from automationd.config.jobs import parse_job
 from automationd.config.load import load_config
 from automationd.config.model import Config, Defaults, JobSpec, ServiceConfig
+from automationd.config.shared import Shared
 from automationd.errors import ConfigError
 
 HEAD = '[services.api]\nrate = "10/s"\n\n[defaults]\nretries = 5\n'
@@ -180,8 +182,12 @@ def test_raw_of_a_config_job_loads_back_to_the_same_job(tmp_path: Path) -> None:
     table = job.raw
     assert table["action"]["json"] == {"k": [1]} and table["backoff"]["base"] == "1s"
     again = parse_job(
-        dict(table), where="job", defaults=config.defaults, services=config.services,
-        base_dir=tmp_path, default_tz="UTC",
+        dict(table),
+        where="job",
+        defaults=config.defaults,
+        services=config.services,
+        base_dir=tmp_path,
+        default_tz="UTC",
     )
     assert again == job
 
@@ -189,8 +195,13 @@ def test_raw_of_a_config_job_loads_back_to_the_same_job(tmp_path: Path) -> None:
 def test_api_job_keeps_its_table_as_written_or_as_stored_text() -> None:
     """An API job persists its table as given; loaded from the store it keeps the JSON text
     and ``raw`` decodes it."""
-    kwargs = {"where": "job", "defaults": Defaults(), "base_dir": Path("/"), "default_tz": "UTC",
-              "services": {"api": ServiceConfig(name="api")}}
+    kwargs = {
+        "where": "job",
+        "defaults": Defaults(),
+        "base_dir": Path("/"),
+        "default_tz": "UTC",
+        "services": {"api": ServiceConfig(name="api")},
+    }
     raw = {"name": "a", "on": "x.*", "action": {"type": "exec", "argv": ["ls"]}}
     job = parse_job(raw, source="api", **kwargs)  # type: ignore[arg-type]
     assert job.raw is raw
@@ -204,8 +215,9 @@ def test_jobspec_keywords_still_build_a_job() -> None:
     a = parse_action({"type": "exec", "argv": ["ls"]}, "j", "action", Path("/"))
     spec = JobSpec(name="k", action=a, schedule="@every 1m", retries=9, timezone="Asia/Tokyo")
     assert (spec.retries, spec.timezone, spec.timeout, spec.on) == (9, "Asia/Tokyo", 300.0, None)
-    assert spec == JobSpec(name="k", action=a, schedule="@every 1m", retries=9,
-                           timezone="Asia/Tokyo")
+    assert spec == JobSpec(
+        name="k", action=a, schedule="@every 1m", retries=9, timezone="Asia/Tokyo"
+    )
     assert spec != JobSpec(name="k", action=a, schedule="@every 1m")
 
 

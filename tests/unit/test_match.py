@@ -49,8 +49,13 @@ def test_lookup_found(payload: Any, key: str, expected: Any) -> None:
 
 @pytest.mark.parametrize(
     ("payload", "key"),
-    [({}, "region"), ({"order": "eu"}, "order.region"), (None, "a"), ([1, 2], "0"),
-     ({"order": {"x": 1}}, "order.region")],
+    [
+        ({}, "region"),
+        ({"order": "eu"}, "order.region"),
+        (None, "a"),
+        ([1, 2], "0"),
+        ({"order": {"x": 1}}, "order.region"),
+    ],
 )
 def test_lookup_missing_never_equals_anything(payload: Any, key: str) -> None:
     """An absent path yields a sentinel that equals no value, not even None."""

@@ -179,4 +179,3 @@ def test_read_ratelimit_headers(
     """Both header families are read case-insensitively; large resets are epoch seconds."""
     assert EPOCH_THRESHOLD <= 1_700_000_000
     assert read_ratelimit_headers(headers, 1_700_000_000.0, 3600.0) == expected
-

@@ -45,16 +45,22 @@ class FakeEngine:
     live: dict[str, JobRuntime] = field(default_factory=dict)
     _n: int = 0
 
-    def prepare_run(self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None,
-                    after: tuple[Any, ...] = ()) -> tuple[Any, list[Write]]:
+    def prepare_run(
+        self,
+        job: JobRuntime,
+        *,
+        trigger: Trigger,
+        scheduled_for: float | None,
+        after: tuple[Any, ...] = (),
+    ) -> tuple[Any, list[Write]]:
         self._n += 1
         job.run_count += 1
         self.runs.append((job.name, trigger, scheduled_for))
-        run = SimpleNamespace(id=f"r{self._n}", state=RunState.QUEUED if after
-                              else RunState.RUNNING)
+        run = SimpleNamespace(
+            id=f"r{self._n}", state=RunState.QUEUED if after else RunState.RUNNING
+        )
         done = object()
-        return SimpleNamespace(run=run, job=job, after=after, task=object(),
-                               ended=lambda: done), []
+        return SimpleNamespace(run=run, job=job, after=after, task=object(), ended=lambda: done), []
 
     def launch(self, lives: list[Any], writes: list[Write]) -> None:
         if self.keep_running:
@@ -67,8 +73,9 @@ class FakeEngine:
         self.launch([live], writes)
         return live.run, None
 
-    def record_skipped(self, job: JobRuntime, *, trigger: Trigger,
-                       scheduled_for: float | None, reason: str) -> None:
+    def record_skipped(
+        self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
+    ) -> None:
         self.skipped.append((job.name, scheduled_for, reason))
 
     def cancel(self, run_id: str, reason: str) -> None:
@@ -90,9 +97,12 @@ def spec(name: str, schedule: str, **kw: Any) -> Spec:
     return Spec(name=name, schedule=schedule, action=ACTION, **kw)
 
 
-def build(*specs: Spec, clock: FakeClock | None = None, baseline: float | None = None,
-          rows: dict[str, float] | None = None
-          ) -> tuple[Scheduler, FakeEngine, JobTable, Metrics]:
+def build(
+    *specs: Spec,
+    clock: FakeClock | None = None,
+    baseline: float | None = None,
+    rows: dict[str, float] | None = None,
+) -> tuple[Scheduler, FakeEngine, JobTable, Metrics]:
     clock = clock or FakeClock(wall=T0)
     engine = FakeEngine(clock)
     jobs = JobTable()
@@ -101,8 +111,13 @@ def build(*specs: Spec, clock: FakeClock | None = None, baseline: float | None =
         job.last_scheduled = (rows or {}).get(s.name)
         jobs.put(job)
     metrics = Metrics()
-    sched = Scheduler(engine=cast(Any, engine), jobs=jobs, clock=cast(Any, clock),
-                      rng=random.Random(7), metrics=metrics)
+    sched = Scheduler(
+        engine=cast(Any, engine),
+        jobs=jobs,
+        clock=cast(Any, clock),
+        rng=random.Random(7),
+        metrics=metrics,
+    )
     sched.baseline = baseline
     sched.load(catch_up=True)
     return sched, engine, jobs, metrics
@@ -151,15 +166,17 @@ def test_jitter_delays_the_fire_but_not_scheduled_for() -> None:
 
 
 @pytest.mark.parametrize(("policy", "expect_misfire"), [(Misfire.RUN_ONCE, 1), (Misfire.SKIP, 0)])
-def test_forward_wall_jump_turns_due_fires_into_misfires(policy: Misfire,
-                                                         expect_misfire: int) -> None:
+def test_forward_wall_jump_turns_due_fires_into_misfires(
+    policy: Misfire, expect_misfire: int
+) -> None:
     """1. A `*/10 s` job (grace 30 s) fires at +10 s.
     2. The wall clock jumps forward one hour (monotonic time does not).
     Result: fires older than the grace follow the policy (one `misfire` run of the latest, or
     none) and are counted as missed; the 3 fires inside the grace run normally, late; the
     job then goes on at the next 10 s boundary."""
-    sched, engine, _, metrics = build(spec("ten", "*/10 * * * * *", misfire=policy,
-                                           misfire_grace=30.0))
+    sched, engine, _, metrics = build(
+        spec("ten", "*/10 * * * * *", misfire=policy, misfire_grace=30.0)
+    )
     clock = engine.clock
     run_for(sched, clock, 10.2)
     assert [r[2] for r in engine.runs] == [T0 + 10]
@@ -208,8 +225,9 @@ def test_backward_jump_keeps_never_fired_jobs_from_firing_early_twice() -> None:
 
 
 @pytest.mark.parametrize(("policy", "runs"), [(Misfire.RUN_ONCE, 1), (Misfire.SKIP, 0)])
-def test_restart_catch_up_of_never_fired_at_counts_from_the_mark(policy: Misfire,
-                                                                 runs: int) -> None:
+def test_restart_catch_up_of_never_fired_at_counts_from_the_mark(
+    policy: Misfire, runs: int
+) -> None:
     """1. A first scheduler persists its mark; it stops before an `@at` fire (grace 1 s).
     2. A second scheduler starts 10 s after the fire with that mark as its baseline.
     Result: run_once makes one `misfire` run, skip makes none and counts one missed fire; the
@@ -252,8 +270,12 @@ def test_every_skip_keeps_its_grid() -> None:
 
 @pytest.mark.parametrize(
     ("overlap", "skipped", "cancelled", "created"),
-    [(Overlap.SKIP, 2, 0, 1), (Overlap.ALLOW, 0, 0, 3), (Overlap.CANCEL_PREVIOUS, 0, 2, 3),
-     (Overlap.QUEUE, 1, 0, 2)],
+    [
+        (Overlap.SKIP, 2, 0, 1),
+        (Overlap.ALLOW, 0, 0, 3),
+        (Overlap.CANCEL_PREVIOUS, 0, 2, 3),
+        (Overlap.QUEUE, 1, 0, 2),
+    ],
 )
 def test_overlap_policy_applied_to_fires_while_a_run_is_unfinished(
     overlap: Overlap, skipped: int, cancelled: int, created: int
@@ -316,6 +338,7 @@ def test_check_config_and_jobs_show_render_the_dst_marker() -> None:
     line = describe_job(spec("b", "30 2 * * *", timezone="Europe/Berlin"), now)
     assert "[dst-gap]" in line and line.count("2026-03-") == 3
     fires = next_fires(parse_schedule("30 2 * * *", BERLIN), now, 5)
-    text = job_detail({"name": "b", "next_fires": [{"at": rfc3339(t), "note": n}
-                                                   for t, n in fires]})
+    text = job_detail(
+        {"name": "b", "next_fires": [{"at": rfc3339(t), "note": n} for t, n in fires]}
+    )
     assert text.count("dst-gap") == 1 and text.count("2026-0") == 5
