@@ -28,19 +28,27 @@ import uvloop
 
 from automationd import __version__
 from automationd.actions.base import HttpClients
-from automationd.admin.commands import Commands
+from automationd.admin.commands import build_table
+from automationd.admin.daemon_cmds import DaemonCommands
+from automationd.admin.events_cmds import EventCommands
+from automationd.admin.jobs_cmds import JobCommands
+from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.server import serve_admin
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
+from automationd.core.ids import IdGenerator
+from automationd.engine.attempt import AttemptTools
 from automationd.engine.catalog import Catalog
-from automationd.engine.dispatcher import Engine
 from automationd.engine.eventbus import EventBus
 from automationd.engine.intake import Intake
 from automationd.engine.jobs import JobTable
+from automationd.engine.launcher import Launcher
+from automationd.engine.outbox import Outbox
 from automationd.engine.pool import WorkerPool
 from automationd.engine.recovery import recover
 from automationd.engine.redo import Redo
+from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
 from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
@@ -48,11 +56,8 @@ from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
-from automationd.store.db import open_database
-from automationd.store.events import EventStore
-from automationd.store.jobs import load_job_rows
 from automationd.store.retention import Retention
-from automationd.store.runs import RunStore
+from automationd.store.sqlite.store import open_sqlite
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -91,37 +96,74 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self._on_signal, sig)
         cfg = self.config
-        started = self.clock.time()
+        clock = self.clock
+        started = clock.time()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                db = await stack.enter_async_context(
-                    open_database(cfg.daemon.state_dir, clock=self.clock)
-                )
-                http = await stack.enter_async_context(HttpClients())
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
-                services = ServiceRegistry(cfg.services, self.clock, metrics)
+                store = await stack.enter_async_context(
+                    open_sqlite(cfg.daemon.state_dir, clock=clock, on_error=metrics.store_error)
+                )
+                http = await stack.enter_async_context(HttpClients())
+                services = ServiceRegistry(cfg.services, clock, metrics)
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
-                engine = Engine(
-                    db=db, pool=pool, http=http, metrics=metrics, clock=self.clock, rng=rng
-                )
-                runs, events = RunStore(db), EventStore(db)
+                ids = IdGenerator(rng)
+                draining = asyncio.Event()
                 jobs = JobTable()
+                outbox = Outbox()
+                dlq = DlqCount(metrics, await store.dlq_count())
+                report = Report(
+                    clock=clock,
+                    ids=ids,
+                    store=store,
+                    metrics=metrics,
+                    dlq=dlq,
+                    outbox=outbox,
+                    listening=jobs.listening,
+                )
+                attempts = AttemptTools(
+                    clock=clock,
+                    store=store,
+                    pool=pool,
+                    http=http,
+                    metrics=metrics,
+                    rng=rng,
+                    draining=draining,
+                )
+                launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
                 scheduler = Scheduler(
-                    engine=engine, jobs=jobs, clock=self.clock, rng=rng, metrics=metrics
+                    launcher=launcher,
+                    report=report,
+                    store=store,
+                    jobs=jobs,
+                    clock=clock,
+                    rng=rng,
+                    metrics=metrics,
                 )
                 catalog = Catalog(
-                    config=cfg, jobs=jobs, engine=engine, scheduler=scheduler, services=services
+                    config=cfg,
+                    jobs=jobs,
+                    store=store,
+                    clock=clock,
+                    metrics=metrics,
+                    scheduler=scheduler,
+                    services=services,
                 )
                 # Issue 4: no cyclic collections while 100,000 jobs load and are placed;
                 # gc.freeze() below makes them permanent, then collection resumes.
                 gc.disable()
-                catalog.load(await load_job_rows(db))
-                engine.dlq_size = await runs.dlq_count()
-                metrics.dlq_size.set(engine.dlq_size)
-                bus = EventBus(engine=engine, jobs=jobs, events=events, runs=runs, metrics=metrics)
-                engine.outcomes = bus
+                catalog.load(await store.job_rows())
+                bus = EventBus(
+                    clock=clock,
+                    ids=ids,
+                    launcher=launcher,
+                    jobs=jobs,
+                    store=store,
+                    outbox=outbox,
+                    metrics=metrics,
+                )
 
                 async def reload() -> dict[str, int]:
                     # A bad file is the caller's problem to fix, not an internal error.
@@ -130,34 +172,51 @@ class Daemon:
                     except ConfigError as exc:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
-                commands = Commands(
-                    engine=engine,
-                    catalog=catalog,
-                    intake=Intake(engine, runs),
-                    redo=Redo(engine, jobs, runs),
-                    bus=bus,
-                    runs=runs,
-                    events=events,
-                    services=services,
-                    started_at=started,
-                    reload=reload,
+                table = build_table(
+                    [
+                        DaemonCommands(
+                            jobs=jobs,
+                            pool=pool,
+                            launcher=launcher,
+                            dlq=dlq,
+                            store=store,
+                            services=services,
+                            clock=clock,
+                            started_at=started,
+                            reload=reload,
+                        ),
+                        JobCommands(
+                            catalog=catalog,
+                            intake=Intake(launcher, store, http),
+                            store=store,
+                            clock=clock,
+                        ),
+                        RunCommands(
+                            store=store,
+                            launcher=launcher,
+                            report=report,
+                            redo=Redo(launcher, jobs, store, dlq),
+                        ),
+                        EventCommands(bus=bus, store=store),
+                    ]
                 )
-                retention = Retention(db, self.clock, cfg.retention)
+                retention = Retention(store, clock, cfg.retention)
 
                 def health() -> tuple[bool, str]:
-                    if not db.healthy:
-                        return False, f"store: {db.health_reason}"
+                    if not store.healthy:
+                        return False, store.health_reason or "store: unhealthy"
                     return True, "ok"
 
                 def before_scrape() -> None:
-                    metrics.queue_depth.set(engine.queue_depth())
+                    metrics.queue_depth.set(pool.waiting)
                     metrics.workers_busy.set(pool.busy)
-                    metrics.dlq_size.set(engine.dlq_size)
                     services.limits_list()
 
                 async with asyncio.TaskGroup() as tg:
-                    engine.attach(tg)
-                    resumed = await recover(engine, jobs, runs)
+                    launcher.attach(tg)
+                    resumed = await recover(
+                        store=store, jobs=jobs, launcher=launcher, report=report, now=clock.time()
+                    )
                     scheduler.load(catch_up=True)
                     # Scheduling perf (issue 4): everything loaded so far (jobs, schedules,
                     # wheel entries) lives as long as the daemon. Freezing it moves it out of
@@ -171,20 +230,22 @@ class Daemon:
                     # scheduler's lateness needs); the older ones become rare.
                     gc.set_threshold(700, 1000, 10)
                     gc.enable()
-                    sched_task = tg.create_task(scheduler.run(), name="scheduler")
-                    ret_task = tg.create_task(retention.run(), name="retention")
-                    wd_task = None
+                    background = [
+                        tg.create_task(scheduler.run(), name="scheduler"),
+                        tg.create_task(retention.run(), name="retention"),
+                        tg.create_task(bus.deliver_forever(), name="events:deliver"),
+                    ]
                     if self.notifier.watchdog_interval:
-                        wd_task = tg.create_task(
-                            run_watchdog(self.notifier, self.clock, lambda: health()[0]),
-                            name="watchdog",
+                        background.append(
+                            tg.create_task(
+                                run_watchdog(self.notifier, clock, lambda: health()[0]),
+                                name="watchdog",
+                            )
                         )
                     async with contextlib.AsyncExitStack() as edges:
                         await edges.enter_async_context(
                             serve_admin(
-                                cfg.daemon.admin_socket,
-                                commands.table(),
-                                group=cfg.daemon.admin_group,
+                                cfg.daemon.admin_socket, table, group=cfg.daemon.admin_group
                             )
                         )
                         addr = await edges.enter_async_context(
@@ -201,18 +262,19 @@ class Daemon:
                             resumed_runs=resumed,
                             metrics=addr,
                             socket=str(cfg.daemon.admin_socket),
-                            startup_s=round(self.clock.time() - started, 3),
+                            startup_s=round(clock.time() - started, 3),
                         )
                         forced = await self._serve_requests(catalog)
                         self.notifier.stopping()
                         self.notifier.status("stopping: draining running attempts")
                     # intake is closed: the socket is gone; now stop firing and drain
                     scheduler.stopped = True
-                    sched_task.cancel()
-                    ret_task.cancel()
-                    if wd_task is not None:
-                        wd_task.cancel()
-                    await self._drain(engine, pool, forced)
+                    draining.set()
+                    pool.close()
+                    await self._drain(launcher, forced)
+                    await self._settle(report)
+                    for task in background:
+                        task.cancel()
             log.info("daemon.stopped", reason=self.stop_reason)
             return 0
         finally:
@@ -245,12 +307,10 @@ class Daemon:
         finally:
             self.notifier.ready()
 
-    async def _drain(self, engine: Engine, pool: WorkerPool, forced: bool) -> None:
+    async def _drain(self, launcher: Launcher, forced: bool) -> None:
         """Let attempts in flight finish (up to shutdown_timeout), then cancel the rest."""
-        engine.draining.set()
-        pool.close()
         loop = asyncio.get_running_loop()
-        tasks = {lv.task for lv in engine.live.values() if lv.task is not None}
+        tasks = set(launcher.tasks())
         if tasks and not forced:
             timeout = self.config.daemon.shutdown_timeout
             log.info("daemon.draining", runs=len(tasks), timeout_s=timeout)
@@ -264,17 +324,19 @@ class Daemon:
                         tasks = {t for t in tasks if not t.done()}
             except TimeoutError:
                 pass
-        left = [
-            lv.task for lv in engine.live.values() if lv.task is not None and not lv.task.done()
-        ]
+        left = [t for t in launcher.tasks() if not t.done()]
         for t in left:
             t.cancel()
         if left:
             log.warning("daemon.cancelled_runs", runs=len(left), note="they resume at next start")
             await asyncio.wait(left)
-        try:  # runs that ended are reported (run.* events stored) before the store closes
+
+    @staticmethod
+    async def _settle(report: Report) -> None:
+        """Runs that ended are durable (their run.* events stored) before the store closes."""
+        try:
             async with asyncio.timeout(5):
-                await engine.settle()
+                await report.settle()
         except (TimeoutError, AutomationdError) as exc:
             log.warning("daemon.settle_incomplete", error=str(exc))
 

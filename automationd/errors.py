@@ -90,7 +90,16 @@ class FatalError(ActionError):
 
 
 class StoreError(AutomationdError):
-    """The SQLite store failed, is locked by another process, or is newer than this code."""
+    """The store failed, is locked by another process, or is newer than this code.
+
+    ``kind`` says what an operator can do about it: ``disk_full``, ``io``, ``read_only``,
+    ``busy``, ``corrupt``, ``closed`` (the daemon is stopping) or ``other``. The admin socket
+    answers every kind ``unavailable``: the request was fine, the store could not take it.
+    """
+
+    def __init__(self, message: str, *, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class LockedError(StoreError):

@@ -1,10 +1,10 @@
-"""Generated constructors and copies for the hot frozen records (runs, targets, contexts).
+"""Generated constructors for the hot frozen records (runs, attempt contexts and results).
 
-Why: a frozen dataclass's ``__init__`` stores every field through ``object.__setattr__``, and
-``dataclasses.replace`` walks ``fields()`` and then runs that ``__init__`` again. The engine
-builds and copies several records per run, thousands of runs a second. Storing through the
-slots' own descriptors is the same store for about 40 % less. The classes stay frozen
-(assignment still raises), and equality, repr and hashing remain the dataclass's own.
+Why: a frozen dataclass's ``__init__`` stores every field through ``object.__setattr__``. The
+engine builds several of these records per run, thousands of runs a second; storing through
+the slots' own descriptors is the same store for about 40 % less. The classes stay frozen
+(assignment still raises), keyword-only (a misspelt field raises ``TypeError``), and
+equality, repr, hashing and ``dataclasses.replace`` remain the dataclass's own.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ T = TypeVar("T")
 
 
 def fast_record(cls: type[T]) -> type[T]:
-    """Give a frozen, slotted, keyword-only dataclass a fast ``__init__`` and ``evolve()``.
-
-    ``evolve(**changes)`` is ``dataclasses.replace`` without its checks: the engine only ever
-    passes field names.
-    """
+    """Give a frozen, slotted, keyword-only dataclass a faster ``__init__`` (same signature)."""
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    scope: dict[str, Any] = {}
     params = []
     for f in fields(cls):  # type: ignore[arg-type]
         if not f.kw_only or f.default_factory is not MISSING:
@@ -35,11 +31,7 @@ def fast_record(cls: type[T]) -> type[T]:
             params.append(f"{f.name}=_d_{f.name}")
     init = [f"def __init__(self, *, {', '.join(params)}):"]
     init += [f"    _s_{n}(self, {n})" for n in names]
-    evolve = ["def evolve(self, **changes):", "    new = _new(_cls)", "    get = changes.get"]
-    evolve += [f"    _s_{n}(new, get({n!r}, self.{n}))" for n in names]
-    evolve += ["    return new"]
-    exec("\n".join(init + evolve), scope)
+    exec("\n".join(init), scope)
     scope["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = scope["__init__"]  # type: ignore[method-assign]
-    cls.evolve = scope["evolve"]  # type: ignore[attr-defined]
     return cls

@@ -1,8 +1,10 @@
 """Frozen records for runs, targets, attempts, events and dead letters.
 
 Times are float epoch seconds (UTC) inside the daemon; ``to_json()`` renders them as RFC 3339
-for the socket and the CLI. Change goes through ``evolve()`` (automationd/recordgen.py), a fast
-``dataclasses.replace``.
+for the socket and the CLI. A record is a snapshot: a run's changing state lives in its
+``LiveRun`` (engine/live.py) while it runs, and a new record is taken when it is reported.
+Cold paths change records with ``dataclasses.replace`` (a misspelt field raises
+``TypeError``, and mypy checks the names).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import enum
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
@@ -65,18 +67,18 @@ class Run:
     depth: int = 0  # event-chain depth: a run started by a run.* event is one deeper
     origin: str | None = None  # run id this one retries, or event id that started it
     reason: str | None = None  # why skipped/cancelled, when it was
+    lease: int = 0  # fencing token of the daemon that owns the run (0: a single daemon)
 
-    if TYPE_CHECKING:
-
-        def evolve(self, **changes: Any) -> Run: ...
+    @property
+    def job_name(self) -> str:
+        """The job's name (what a ``LiveRun`` calls it too: there ``job`` is the job itself)."""
+        return self.job
 
     def to_json_text(self) -> str:
-        """``to_json()`` as compact JSON text (the admin socket's format, same bytes). A fresh
+        """``to_json()`` as compact JSON text (the admin socket's format, same bytes). A new
         run's is made without the dict: the answer to a trigger is the line written most."""
         if (
-            self.attempts == 0
-            and self.started_at is None
-            and self.finished_at is None
+            self.finished_at is None
             and self.scheduled_for is None
             and self.idempotency_key is None
             and self.error is None
@@ -85,11 +87,13 @@ class Run:
             and self.reason is None
             and self.targets_succeeded == 0
             and self.targets_failed == 0
-        ):  # a fresh run (a trigger's answer): all but three values come from a template
+        ):  # a new run (a trigger's answer): the constant parts come from a template
             head, tail = _fresh(self.job, self.state, self.trigger, self.targets_total)
             return (
-                f'{{"id":{json_id(self.id)},{head}"created_at":{_time(self.created_at)},{tail}'
-                f'"payload":{_json(self.payload)},"depth":{self.depth},"origin":null,"reason":null}}'
+                f'{{"id":{json_id(self.id)},{head}"created_at":{_time(self.created_at)},'
+                f'"started_at":{_time(self.started_at)},"finished_at":null,'
+                f'"attempts":{self.attempts},{tail}"payload":{_json(self.payload)},'
+                f'"depth":{self.depth},"origin":null,"reason":null}}'
             )
         return _encode(self.to_json())
 
@@ -132,10 +136,6 @@ class Target:
     error: RunError | None = None
     result: Any = None
 
-    if TYPE_CHECKING:
-
-        def evolve(self, **changes: Any) -> Target: ...
-
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -158,10 +158,6 @@ class Attempt:
     finished_at: float | None = None
     outcome: str | None = None  # "ok" | ErrorKind value; None while in flight
     error: str | None = None
-
-    if TYPE_CHECKING:
-
-        def evolve(self, **changes: Any) -> Attempt: ...
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -231,13 +227,13 @@ def json_name(text: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _fresh(job: str, state: RunState, trigger: Trigger, total: int) -> tuple[str, str]:
-    """The constant parts of a fresh run's JSON text (see ``Run.to_json_text``)."""
+    """The constant parts of a new run's JSON text (see ``Run.to_json_text``)."""
     head = (
         f'"job":{json_name(job)},"state":"{state.value}","trigger":"{trigger.value}",'
         '"scheduled_for":null,'
     )
     tail = (
-        '"started_at":null,"finished_at":null,"attempts":0,"idempotency_key":null,'
+        '"idempotency_key":null,'
         f'"targets":{{"total":{total},"succeeded":0,"failed":0,"pending":{total}}},'
         '"error":null,"result":null,'
     )

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import aiohttp
 
 from automationd import __version__
-from automationd.clock import Clock, SystemClock
-from automationd.config.model import ActionSpec, ExecAction, HttpAction, PythonAction
 from automationd.errors import ActionError, ErrorKind
 from automationd.recordgen import fast_record
 from automationd.records import Phase
@@ -155,31 +153,3 @@ class HttpClients:
         sessions, self._sessions = list(self._sessions.values()), {}
         for s in sessions:
             await s.close()
-
-
-def build_action(
-    spec: ActionSpec,
-    *,
-    http: HttpClients,
-    job_env: Mapping[str, str] | None = None,
-    clock: Clock | None = None,
-) -> Action:
-    """Build the callable for one action spec; everything static is decided here, once.
-
-    ``job_env`` replaces the daemon's environment as the base for exec actions (tests and
-    embedding); ``clock`` reads wall time for HTTP-date Retry-After headers.
-    """
-    # Imported here: the concrete actions import this module for the context and result.
-    if isinstance(spec, ExecAction):
-        from automationd.actions.exec import ExecRunner
-
-        return ExecRunner(spec, environ=job_env)
-    if isinstance(spec, HttpAction):
-        from automationd.actions.http import HttpRunner
-
-        return HttpRunner(spec, clients=http, clock=clock or SystemClock())
-    if isinstance(spec, PythonAction):
-        from automationd.actions.python import PythonRunner
-
-        return PythonRunner(spec)
-    raise TypeError(f"unknown action spec {type(spec).__name__}")

@@ -13,8 +13,8 @@ import asyncio
 import importlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from automationd.actions.base import ActionContext, ActionResult, phase_result
 from automationd.config.model import PythonAction
@@ -63,7 +63,8 @@ def _check_json(value: Any) -> None:
 
 
 class PythonRunner:
-    """A python action, built once per job."""
+    """A python action, built once per job; awaited in the run's own task, so the callable's
+    ``asyncio.current_task()``, timeouts, TaskGroups and cancel scopes are the run's."""
 
     __slots__ = ("_fn", "_name")
 
@@ -72,40 +73,10 @@ class PythonRunner:
         self._name = spec.callable
 
     async def __call__(self, ctx: ActionContext) -> ActionResult:
-        out = self.begin(ctx)
-        return out if isinstance(out, ActionResult) else await out
-
-    def begin(self, ctx: ActionContext) -> ActionResult | Awaitable[ActionResult]:
-        """Step the callable once: its result if it finished without waiting (no timer, no
-        task needed), else an awaitable for the rest. Raises ``ActionError`` if it failed.
-
-        The engine's inline path (engine/inline.py) calls this outside any task.
-        """
-        coro = cast(Coroutine[Any, Any, Any], self._fn(ctx))  # resolve_callable: async def
-        try:
-            first = coro.send(None)
-        except StopIteration as stop:  # finished without ever waiting
-            value = stop.value
-        except ActionError:
-            raise
-        except (Exception, SystemExit) as exc:
-            raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
-        else:
-            return _Rest(self, ctx, coro, first)
-        _check_json(value)
-        return phase_result(ctx.phase, value)
-
-    async def _complete(self, ctx: ActionContext, coro: Any, first: Any) -> ActionResult:
-        value = await self._finish(ctx, coro, first)
-        _check_json(value)
-        return phase_result(ctx.phase, value)
-
-    async def _finish(self, ctx: ActionContext, coro: Any, first: Any) -> Any:
-        """The rest of a callable that suspended, under the attempt's timeout."""
         timer = asyncio.timeout(ctx.timeout)
         try:
             async with timer:
-                return await _Resumed(coro, first)
+                value = await self._fn(ctx)
         except ActionError:
             raise
         except TimeoutError as exc:
@@ -117,57 +88,8 @@ class PythonRunner:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
         except (Exception, SystemExit) as exc:
             raise ActionError(_describe(exc), kind=ErrorKind.RETRYABLE) from exc
-
-
-class _Rest:
-    """The rest of a callable that suspended, awaited later by the attempt's task.
-
-    A plain object rather than a coroutine: if the run is dropped before its task awaits
-    this (cancelled, or the daemon stops), there is no never-awaited coroutine to warn about.
-    """
-
-    __slots__ = ("_coro", "_ctx", "_first", "_runner")
-
-    def __init__(self, runner: PythonRunner, ctx: ActionContext, coro: Any, first: Any) -> None:
-        self._runner, self._ctx, self._coro, self._first = runner, ctx, coro, first
-
-    def __await__(self) -> Generator[Any, Any, ActionResult]:
-        return self._runner._complete(self._ctx, self._coro, self._first).__await__()
-
-
-class _Resumed:
-    """Await a coroutine that was already stepped once (by ``send(None)``).
-
-    Why: most python actions finish without suspending; stepping them by hand first means
-    those never pay for a timeout timer. One that did suspend yielded a future to us; this
-    re-yields it to the task and then drives the coroutine exactly as ``await`` would
-    (values and exceptions, cancellation included, go into the coroutine).
-    """
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Any, first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self._coro, self._first
-        while True:
-            try:
-                sent = yield pending
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+        _check_json(value)
+        return phase_result(ctx.phase, value)
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,14 +17,16 @@ from typing import Any
 
 import structlog
 
+from automationd.clock import Clock
 from automationd.config.load import gc_paused, parse_job
 from automationd.config.model import Config, JobSpec
 from automationd.config.shared import Shared
 from automationd.core.reconcile import diff_jobs
-from automationd.engine.dispatcher import Engine, job_row
-from automationd.engine.jobs import JobRuntime, JobTable, schedule_for
+from automationd.engine.jobs import JobRuntime, JobTable, job_row, schedule_for
 from automationd.engine.scheduler import MARK, Scheduler
 from automationd.errors import ConfigError, bad_request, conflict, not_found
+from automationd.obs.metrics import Metrics
+from automationd.store.api import Store
 from automationd.store.jobs import JobRow, StoredJobs, w_job, w_job_delete
 
 log = structlog.get_logger("automationd.catalog")
@@ -37,13 +39,17 @@ class Catalog:
         *,
         config: Config,
         jobs: JobTable,
-        engine: Engine,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
         scheduler: Scheduler,
         services: Any,
     ) -> None:
         self.config = config
         self.jobs = jobs
-        self.engine = engine
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
         self.scheduler = scheduler
         self.services = services
         self._base_of: Config | None = None  # the config whose folder is _base_dir
@@ -132,8 +138,8 @@ class Catalog:
         if spec.name in self.jobs:
             raise conflict(f"a job named {spec.name!r} already exists")
         job = self._put(spec, None)
-        await self.engine.write([w_job(job_row(job))])
-        self.scheduler.place(job, self.engine.clock.time())
+        await self._store.commit([w_job(job_row(job))])
+        self.scheduler.place(job, self._clock.time())
         self.scheduler.wake()
         self._refresh_gauges()
         log.info("job.added", job=spec.name, source="api")
@@ -141,9 +147,13 @@ class Catalog:
 
     async def remove(self, name: str) -> JobRuntime:
         job = self.get(name)
+        if job.spec.source == "config":
+            raise conflict(
+                f"job {name!r} is managed by {self.config.path}; remove it there and reload"
+            )
         self.scheduler.unplace(job)
         self.jobs.remove(name)
-        await self.engine.write([w_job_delete(name)])
+        await self._store.commit([w_job_delete(name)])
         self._refresh_gauges()
         log.info("job.removed", job=name)
         return job
@@ -151,11 +161,11 @@ class Catalog:
     async def set_paused(self, name: str, paused: bool) -> JobRuntime:
         job = self.get(name)
         job.paused = paused
-        await self.engine.write([w_job(job_row(job))])
+        await self._store.commit([w_job(job_row(job))])
         if paused:
             self.scheduler.unplace(job)
         else:
-            self.scheduler.place(job, self.engine.clock.time())
+            self.scheduler.place(job, self._clock.time())
             self.scheduler.wake()
         self._refresh_gauges()
         log.info("job.paused" if paused else "job.resumed", job=name)
@@ -168,7 +178,7 @@ class Catalog:
         d = diff_jobs(old_specs, new_specs)
         self.config = new
         self.services.reconfigure(new.services)
-        now = self.engine.clock.time()
+        now = self._clock.time()
         for name in d.removed:
             job = self.jobs.remove(name)
             if job is not None:
@@ -204,7 +214,7 @@ class Catalog:
 
     def _refresh_gauges(self) -> None:
         for state, n in self.jobs.counts().items():
-            self.engine.metrics.jobs.labels(state).set(n)
+            self._metrics.jobs.labels(state).set(n)
 
 
 def _decode_all(texts: list[str]) -> list[Any]:

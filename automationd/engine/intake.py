@@ -1,40 +1,51 @@
-"""Manual triggers: idempotency keys, dry runs, and the durable answer.
+"""Manual triggers: the hot plain trigger, idempotency keys, dry runs.
+
+A plain trigger answers from its write's settlement: a callback, no task and no future per
+trigger (the writer puts every trigger of a loop turn in one batch anyway).
 
 Idempotency keys are scoped per job and handled by ``engine/once.py``: concurrent requests
-with one key share one run, and a key from an earlier life is found in the database.
+with one key share one run, and a key from an earlier life is found in the store. A repeated
+key is answered with the run as it is *now* (from memory while it lives, else from the
+store), not as it was created.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import structlog
 
-from automationd.actions.base import ActionContext, build_action
+from automationd.actions.base import ActionContext, HttpClients
+from automationd.actions.build import build_action
 from automationd.admin.protocol import RawJSON
-from automationd.engine.dispatcher import Engine
 from automationd.engine.jobs import JobRuntime
-from automationd.engine.liverun import LiveRun
+from automationd.engine.launcher import Launcher
+from automationd.engine.live import LiveRun
 from automationd.engine.once import OncePerKey
 from automationd.errors import ActionError, AdminError
 from automationd.records import Phase, Run, Trigger
-from automationd.store.db import Write
-from automationd.store.runs import RunStore
+from automationd.store.api import Store
 
 Reply = Callable[[Any, BaseException | None], None]
 
 
 class Intake:
-    def __init__(self, engine: Engine, runs: RunStore) -> None:
-        self.engine = engine
-        self.runs = runs
-        self._once: OncePerKey[Run] = OncePerKey()
-        self._lives: list[LiveRun] = []  # this turn's plain triggers, launched together
-        self._writes: list[Write] = []
-        self._replies: list[tuple[Run, Reply]] = []
+    def __init__(self, launcher: Launcher, store: Store, http: HttpClients) -> None:
+        self._launcher = launcher
+        self._store = store
+        self._http = http
+        self._once: OncePerKey[str] = OncePerKey()
+
+    def trigger_then(self, job: JobRuntime, reply: Reply, *, payload: Any = None) -> None:
+        """Create a run now; ``reply(run_json, None)`` once it is durable, or ``reply(None,
+        error)``."""
+        live = self._launcher.prepare(job, trigger=Trigger.MANUAL, payload=payload)
+        try:
+            self._launcher.launch([live], then=partial(_answer, live, reply))
+        except Exception as exc:  # the store refused it (closing): the trigger hears why
+            reply(None, exc)
 
     async def trigger(
         self,
@@ -46,47 +57,35 @@ class Intake:
     ) -> tuple[Run, bool]:
         """Create a run and return it once durable; ``(run, True)`` for a key seen before."""
         if idempotency_key is None:
-            run, fut = self.engine.create_run(job, trigger=trigger, payload=payload)
-            await fut
-            return run, False
+            return await self._create(job, trigger, payload, None), False
         key = idempotency_key
 
-        async def lookup() -> Run | None:
-            return await self.runs.by_key(job.name, key)
+        async def lookup() -> str | None:
+            old = await self._store.run_by_key(job.name, key)
+            return None if old is None else old.id
 
-        async def create() -> Run:
-            run, durable = self.engine.create_run(
-                job, trigger=trigger, payload=payload, idempotency_key=key
-            )
-            await durable
-            return run
+        async def create() -> str:
+            return (await self._create(job, trigger, payload, key)).id
 
-        return await self._once.get_or_create((job.name, key), lookup, create)
+        run_id, existing = await self._once.get_or_create((job.name, key), lookup, create)
+        run = await self.current(run_id)
+        if run is None:  # pruned by retention meanwhile: the key is free again
+            return await self._create(job, trigger, payload, key), False
+        return run, existing
 
-    def trigger_then(self, job: JobRuntime, reply: Reply, *, payload: Any = None) -> None:
-        """Create a run now; ``reply(run_json, None)`` once it is durable, or ``reply(None,
-        error)``. A callback rather than a coroutine or a future: the admin socket answers
-        straight from the write's settlement, with no task and no future per trigger.
+    async def _create(
+        self, job: JobRuntime, trigger: Trigger, payload: Any, key: str | None
+    ) -> Run:
+        """A new run, durable on return; answered as it was created."""
+        live = self._launcher.prepare(job, trigger=trigger, payload=payload, idempotency_key=key)
+        return (await self._launcher.start([live]))[0]
 
-        The triggers of one loop turn are launched together, as one writer entry.
-        """
-        live, writes = self.engine.prepare_run(job, trigger=Trigger.MANUAL, payload=payload)
-        self.engine.track(live)
-        if not self._lives:
-            asyncio.get_running_loop().call_soon(self._launch)
-        self._lives.append(live)
-        self._writes += writes
-        self._replies.append((live.run, reply))
-
-    def _launch(self) -> None:
-        lives, writes, replies = self._lives, self._writes, self._replies
-        self._lives, self._writes, self._replies = [], [], []
-        try:
-            self.engine.launch(lives, writes, partial(_answer, replies))
-        except Exception as exc:  # the store refused them (closing): each trigger hears why
-            for live in lives:
-                self.engine.forget(live)
-            _answer(replies, exc)
+    async def current(self, run_id: str) -> Run | None:
+        """The run as it is now: from memory while it lives, else as stored."""
+        live = self._launcher.live.get(run_id)
+        if live is not None:
+            return live.snapshot()
+        return await self._store.run(run_id)
 
     async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
         """Run only the check phase and say what would be performed; nothing is stored."""
@@ -94,8 +93,7 @@ class Intake:
         targets = list(spec.targets) if spec.targets is not None else None
         if spec.check is None:
             return {"dry_run": True, "perform": True, "targets": targets, "payload": payload}
-        action = build_action(spec.check, http=self.engine.http)
-
+        action = build_action(spec.check, http=self._http)
         ctx = ActionContext(
             job=job.name,
             run_id="dry-run",
@@ -121,10 +119,10 @@ class Intake:
         }
 
 
-def _answer(replies: list[tuple[Run, Reply]], exc: BaseException | None) -> None:
-    """Tell each trigger of a launched group: its run as stored (queued), or the error."""
-    for run, reply in replies:
-        if exc is None:
-            reply(RawJSON(run.to_json_text()), None)
-        else:
-            reply(None, exc)
+def _answer(live: LiveRun, reply: Reply, exc: BaseException | None) -> None:
+    """Tell a trigger its run as created (queued, or running with attempt 1: its task has
+    not taken a step yet), or the error."""
+    if exc is None:
+        reply(RawJSON(live.snapshot().to_json_text()), None)
+    else:
+        reply(None, exc)

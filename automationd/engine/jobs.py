@@ -17,6 +17,8 @@ from automationd.config.jobs import parsed_schedule
 from automationd.config.model import JobSpec
 from automationd.core.match import glob_match
 from automationd.core.schedule import Schedule
+from automationd.store.jobs import JobRow, w_job
+from automationd.store.write import Write
 from automationd.units import format_duration, rfc3339
 
 _HEARD_CAP = 1024  # distinct event names cached by JobTable.listening
@@ -36,6 +38,8 @@ class JobRuntime:
     last_run: str | None = None
     last_success: float | None = None
     last_scheduled: float | None = None
+    last_run_state: str | None = None  # how the latest run that ended ended (this life only)
+    last_run_at: float | None = None  # when it ended
     next_run: float | None = None
     wheel_handle: Any = None
     wheel_due: float | None = None
@@ -64,14 +68,24 @@ class JobRuntime:
         return "paused" if self.paused else "enabled"
 
     @property
-    def lean(self) -> bool:
-        """One plain action: its first attempt needs no row of its own (engine/attempts.py)."""
-        s = self.spec
-        return s.check is None and s.verify is None and s.action.type != "exec"
-
-    @property
     def enabled(self) -> bool:
         return not self.paused and not self.completed
+
+    # The job's counters change only through these (one owner: the job itself).
+    def count_run(self, run_id: str, *, counted: bool = True) -> None:
+        """A run of this job was made (``counted`` False: a skipped fire's record)."""
+        if counted:
+            self.run_count += 1
+        self.last_run = run_id
+
+    def note_end(self, state: str, at: float) -> None:
+        self.last_run_state = state
+        self.last_run_at = at
+        if state == "succeeded":
+            self.last_success = at
+
+    def note_fire(self, due: float) -> None:
+        self.last_scheduled = max(due, self.last_scheduled or due)
 
     def to_json(self) -> dict[str, Any]:
         s = self.spec
@@ -84,6 +98,8 @@ class JobRuntime:
             "source": s.source,
             "next_run": rfc3339(self.next_run) if self.enabled else None,
             "last_run": self.last_run,
+            "last_run_state": self.last_run_state,
+            "last_run_at": rfc3339(self.last_run_at),
             "last_success": rfc3339(self.last_success),
             "run_count": self.run_count,
             "service": s.service,
@@ -170,3 +186,29 @@ class JobTable:
         for j in self._jobs.values():
             out[j.state] += 1
         return out
+
+
+def job_row(job: JobRuntime) -> JobRow:
+    """The job's durable row. An API job keeps its spec as written; when that is still the
+    JSON text it was loaded from, it is written back as is (no re-encoding per counter write)."""
+    spec = job.spec
+    api = spec.source == "api"
+    written = spec.written if api else None
+    return JobRow(
+        name=job.name,
+        source=spec.source,
+        spec=dict(spec.raw) if api and not isinstance(written, str) else None,
+        spec_json=written if isinstance(written, str) else None,
+        paused=job.paused,
+        completed=job.completed,
+        last_scheduled=job.last_scheduled,
+        run_count=job.run_count,
+        last_run=job.last_run,
+        last_success=job.last_success,
+    )
+
+
+def w_job_of(job: JobRuntime) -> Write:
+    """The job's row as a write: it rides in the same unit as whatever changed its counters
+    (a run's creation, its end), and the writer keeps one per job per batch."""
+    return w_job(job_row(job))

@@ -10,22 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from automationd.core.runstate import RunState, TargetState
-from automationd.engine.dispatcher import Engine, LiveRun
 from automationd.engine.jobs import JobTable
+from automationd.engine.launcher import Launcher
+from automationd.engine.live import LiveRun
+from automationd.engine.report import DlqCount
 from automationd.errors import conflict, not_found
 from automationd.records import DlqEntry, Run, Trigger
-from automationd.store.db import Write
-from automationd.store.runs import RunStore, w_dlq_delete
+from automationd.store.api import Store
+from automationd.store.rows import w_dlq_delete
 
 
 class Redo:
-    def __init__(self, engine: Engine, jobs: JobTable, runs: RunStore) -> None:
-        self.engine = engine
+    def __init__(self, launcher: Launcher, jobs: JobTable, store: Store, dlq: DlqCount) -> None:
+        self._launcher = launcher
         self.jobs = jobs
-        self.runs = runs
+        self._store = store
+        self._dlq = dlq
 
     async def retry_run(self, run_id: str) -> Run:
-        old = await self.runs.get(run_id)
+        old = await self._store.run(run_id)
         if old is None:
             raise not_found(f"no run with id {run_id!r}")
         if old.state not in (RunState.FAILED, RunState.PARTIAL):
@@ -33,12 +36,12 @@ class Redo:
         job = self.jobs.get(old.job)
         if job is None:
             raise not_found(f"job {old.job!r} of run {run_id} no longer exists")
-        stored = await self.runs.targets(run_id)
+        stored = await self._store.target_rows(run_id)
         failed = [t for t in stored if t.state is TargetState.FAILED]
         values: list[Any] | None = [t.target for t in failed] if failed else None
         # targets_total == 0: it failed in the check phase, so the retry redoes the check too
         skip_check = old.targets_total > 0
-        run, fut = self.engine.create_run(
+        live = self._launcher.prepare(
             job,
             trigger=Trigger.RETRY,
             payload=old.payload,
@@ -47,8 +50,7 @@ class Redo:
             origin=old.id,
             depth=old.depth,
         )
-        await fut
-        return run
+        return (await self._launcher.start([live]))[0]
 
     async def dlq_retry(self, entries: list[DlqEntry]) -> int:
         """One new run per (run, job) group of entries; the entries leave the DLQ atomically."""
@@ -56,15 +58,14 @@ class Redo:
         for e in entries:
             groups.setdefault(e.run_id, []).append(e)
         lives: list[LiveRun] = []
-        writes: list[Write] = []
         done: list[str] = []
         for run_id, group in groups.items():
             job = self.jobs.get(group[0].job)
             if job is None:
                 continue
-            old = await self.runs.get(run_id)
+            old = await self._store.run(run_id)
             perform = [e for e in group if e.target_idx >= 0]
-            live, w = self.engine.prepare_run(
+            live = self._launcher.prepare(
                 job,
                 trigger=Trigger.RETRY,
                 payload=old.payload if old else None,
@@ -74,21 +75,15 @@ class Redo:
                 depth=old.depth if old else 0,
             )
             lives.append(live)
-            writes.extend(w)
             done.extend(e.id for e in group)
-        writes.extend(w_dlq_delete(done))
-        if writes:
-            await self.engine.launched(lives, writes)
-        self._shrink(len(done))
+        if done:
+            await self._launcher.start(lives, w_dlq_delete(done))
+        self._dlq.remove(len(done))
         return len(done)
 
     async def dlq_purge(self, entries: list[DlqEntry]) -> int:
         ids = [e.id for e in entries]
         if ids:
-            await self.engine.write(w_dlq_delete(ids))
-        self._shrink(len(ids))
+            await self._store.commit(w_dlq_delete(ids))
+        self._dlq.remove(len(ids))
         return len(ids)
-
-    def _shrink(self, n: int) -> None:
-        self.engine.dlq_size = max(0, self.engine.dlq_size - n)
-        self.engine.metrics.dlq_size.set(self.engine.dlq_size)

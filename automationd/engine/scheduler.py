@@ -33,11 +33,14 @@ from automationd.clock import Clock
 from automationd.core.policy import OverlapDecision, decide_overlap, plan_misfire
 from automationd.core.runstate import RunState
 from automationd.core.wheel import TimerWheel
-from automationd.engine.dispatcher import Engine, LiveRun, job_row
-from automationd.engine.jobs import JobRuntime, JobTable
+from automationd.engine.jobs import JobRuntime, JobTable, job_row
+from automationd.engine.launcher import Launcher
+from automationd.engine.live import LiveRun
+from automationd.engine.report import Report
+from automationd.errors import StoreError
 from automationd.obs.metrics import Metrics
 from automationd.records import Trigger
-from automationd.store.db import Write
+from automationd.store.api import Store
 from automationd.store.jobs import JobRow, w_job
 
 log = structlog.get_logger("automationd.scheduler")
@@ -47,20 +50,22 @@ JUMP_TOLERANCE = 1.0
 MARK = "~scheduler"  # reserved jobs-table row; "~" can never start a job name
 MARK_EVERY = 1.0  # seconds between persisted marks
 
-_Batch = tuple[list[LiveRun], list[Write]]  # runs prepared in one step, and their writes
-
 
 class Scheduler:
     def __init__(
         self,
         *,
-        engine: Engine,
+        launcher: Launcher,
+        report: Report,
+        store: Store,
         jobs: JobTable,
         clock: Clock,
         rng: random.Random,
         metrics: Metrics,
     ) -> None:
-        self.engine = engine
+        self.launcher = launcher
+        self.report = report
+        self.store = store
         self.jobs = jobs
         self.clock = clock
         self.rng = rng
@@ -89,7 +94,7 @@ class Scheduler:
         if now - self._marked >= MARK_EVERY:
             self._marked = now
             row = JobRow(name=MARK, source="scheduler", last_scheduled=self.baseline)
-            self.engine.post([w_job(row)])
+            self.store.post([w_job(row)])
 
     def place(self, job: JobRuntime, now: float, *, catch_up: bool = False) -> None:
         """(Re)compute a job's next due time and put it on the wheel."""
@@ -131,8 +136,8 @@ class Scheduler:
         cutoff = math.nextafter(now - job.spec.misfire_grace, -math.inf)
         if sched.interval is not None:  # stay on the @every grid
             cutoff = last + math.floor((cutoff - last) / sched.interval) * sched.interval
-        job.last_scheduled = max(cutoff, job.last_scheduled or cutoff)
-        self.engine.post([w_job(job_row(job))])
+        job.note_fire(cutoff)
+        self.store.post([w_job(job_row(job))])
 
     def _put(self, job: JobRuntime, due: float | None) -> None:
         if due is None:
@@ -183,7 +188,7 @@ class Scheduler:
             self._mark(now)
             return 0
         observe = self.metrics.schedule_lateness_seconds.observe
-        batch: _Batch = ([], [])
+        batch: list[LiveRun] = []
         for job in due:
             handle, job.wheel_handle = job.wheel_handle, None
             nominal = job.wheel_due if job.wheel_due is not None else now
@@ -192,8 +197,8 @@ class Scheduler:
             self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))
-        if batch[0]:  # one durable unit (one future) for every plain fire of this step
-            self.engine.launch(*batch)
+        if batch:  # one durable unit for every plain fire of this step
+            self._launch(batch)
         self._mark(now)  # after the batch: its write must not compete with the hand-out
         return len(due)
 
@@ -206,20 +211,24 @@ class Scheduler:
 
     # ------------------------------------------------------------ one fire
     def _fire(
-        self, job: JobRuntime, due: float, trigger: Trigger, now: float, batch: _Batch | None = None
+        self,
+        job: JobRuntime,
+        due: float,
+        trigger: Trigger,
+        now: float,
+        batch: list[LiveRun] | None = None,
     ) -> None:
         """Apply the overlap policy to one fire; a plain fire joins ``batch`` if given."""
-        job.last_scheduled = max(due, job.last_scheduled or due)
-        engine = self.engine
+        job.note_fire(due)
         if trigger is Trigger.MISFIRE:
             decision = OverlapDecision.FIRE
         else:
             queued = sum(
-                1 for lv in job.active.values() if lv.run.state is RunState.QUEUED and lv.after
+                1 for lv in job.active.values() if lv.state is RunState.QUEUED and lv.after
             )
             decision = decide_overlap(job.spec.overlap, len(job.active), queued)
         if decision is OverlapDecision.SKIP:
-            engine.record_skipped(
+            self.report.skipped(
                 job, trigger=trigger, scheduled_for=due, reason="overlap: previous run unfinished"
             )
         else:
@@ -228,16 +237,21 @@ class Scheduler:
                 prev = list(job.active.values())
                 if decision is OverlapDecision.CANCEL_PREVIOUS:
                     for lv in prev:
-                        engine.cancel(lv.run.id, "cancelled by a newer fire (cancel_previous)")
+                        self.launcher.cancel(lv.id, "cancelled by a newer fire (cancel_previous)")
                 after = tuple(lv.ended() for lv in prev)
+            live = self.launcher.prepare(job, trigger=trigger, scheduled_for=due, after=after)
             if batch is not None and not after:
-                live, writes = engine.prepare_run(job, trigger=trigger, scheduled_for=due)
-                batch[0].append(live)
-                batch[1].extend(writes)
+                batch.append(live)
             else:
-                engine.create_run(job, trigger=trigger, scheduled_for=due, after=after)
+                self._launch([live])
         if job.spec.max_runs and job.run_count >= job.spec.max_runs:
             self._complete(job)
+
+    def _launch(self, lives: list[LiveRun]) -> None:
+        try:
+            self.launcher.launch(lives)
+        except StoreError as exc:  # closing: the fires are lost with the runs never stored
+            log.error("schedule.fire_not_stored", runs=len(lives), error=str(exc))
 
     def _complete(self, job: JobRuntime) -> None:
         if not job.completed:
@@ -246,5 +260,5 @@ class Scheduler:
             gauge.labels("completed").inc()
         job.completed = True
         self.unplace(job)
-        self.engine.write([w_job(job_row(job))])
+        self.store.post([w_job(job_row(job))])
         log.info("job.completed", job=job.name, run_count=job.run_count)

@@ -94,10 +94,19 @@ class Metrics:
             ["job"],
             registry=r,
         )
+        self.store_errors_total = Counter(
+            "automationd_store_errors_total",
+            "Store batches that failed, by kind (disk_full, io, read_only, busy, corrupt, other)",
+            ["kind"],
+            registry=r,
+        )
         self.build_info.labels(__version__).set(1)
         for state in ("enabled", "paused", "completed"):
             self.jobs.labels(state).set(0)
         self._job_labels: dict[str, str] = {}
+
+    def store_error(self, kind: str) -> None:
+        self.store_errors_total.labels(kind).inc()
 
     def job(self, name: str) -> str:
         """The label value to use for job ``name`` (its own name, or ``_other`` past the cap)."""

@@ -9,20 +9,11 @@ of them at once and the job keeps the text, not a dict tree, as the form it pers
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from automationd.store.db import Database, Write
-
-_UPSERT = (
-    "INSERT INTO jobs (name, source, spec, paused, completed, last_scheduled, run_count,"
-    " last_run, last_success) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
-    " source=excluded.source, spec=excluded.spec, paused=excluded.paused,"
-    " completed=excluded.completed, last_scheduled=excluded.last_scheduled,"
-    " run_count=excluded.run_count, last_run=excluded.last_run,"
-    " last_success=excluded.last_success"
-)
+from automationd.store.write import Stmt, Write
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +21,7 @@ class JobRow:
     name: str
     source: str
     spec: dict[str, Any] | None = None
-    spec_json: str | None = None  # the stored spec as read, still JSON (see load_job_rows)
+    spec_json: str | None = None  # the stored spec as read, still JSON (see StoredJobs)
     paused: bool = False
     completed: bool = False
     last_scheduled: float | None = None
@@ -40,8 +31,10 @@ class JobRow:
 
 
 def w_job(row: JobRow) -> Write:
+    """JOB params: name, source, spec, paused, completed, last_scheduled, run_count,
+    last_run, last_success."""
     return Write(
-        _UPSERT,
+        Stmt.JOB,
         (
             row.name,
             row.source,
@@ -58,23 +51,22 @@ def w_job(row: JobRow) -> Write:
 
 
 def w_job_delete(name: str) -> Write:
-    return Write("DELETE FROM jobs WHERE name=?", (name,), barrier=True)
+    return Write(Stmt.JOB_DELETE, (name,), barrier=True)
 
 
-_SELECT = (
-    "SELECT name, source, spec, paused, completed, last_scheduled, run_count, last_run,"
-    " last_success FROM jobs"
+JOB_COLUMNS = (
+    "name, source, spec, paused, completed, last_scheduled, run_count, last_run, last_success"
 )
 _FRESH = (0, 0, None, 0, None, None)  # paused … last_success of a row nothing happened to
 
 
 class StoredJobs:
-    """The jobs table as read at start-up. Rows stay as the driver returned them and become a
-    ``JobRow`` only when asked for: with 100,000 API jobs a record each would cost 0.2 s and
-    10 MB, while the catalog needs just each one's name and spec, and state only if it has
-    any."""
+    """The jobs table as read at start-up (columns in the order of ``JOB_COLUMNS``). Rows stay
+    as the driver returned them and become a ``JobRow`` only when asked for: with 100,000 API
+    jobs a record each would cost 0.2 s and 10 MB, while the catalog needs just each one's
+    name and spec, and state only if it has any."""
 
-    def __init__(self, rows: list[sqlite3.Row]) -> None:
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
         self._rows = {r[0]: r for r in rows}
 
     def __len__(self) -> int:
@@ -101,17 +93,13 @@ class StoredJobs:
         those without state are dropped here (``get`` then answers None, as for a job that
         has no row), so their memory is free again before the catalog builds the jobs."""
         out: list[tuple[str, str, bool]] = []
-        kept: dict[str, sqlite3.Row] = {}
+        kept: dict[str, Sequence[Any]] = {}
         for name, r in self._rows.items():
             if r[1] == "api" and r[2]:
-                has_state = r[3:] != _FRESH
+                has_state = tuple(r[3:]) != _FRESH
                 out.append((name, r[2], has_state))
                 if not has_state:
                     continue
             kept[name] = r
         self._rows = kept
         return out
-
-
-async def load_job_rows(db: Database) -> StoredJobs:
-    return StoredJobs(await db.fetchall(_SELECT))

@@ -3,56 +3,30 @@
 Theory of operation:
 - Ids sort by creation time (core/ids.py), so "created before T" is the primary-key range
   ``id < id_floor(T)``: no created_at index, no table scan.
-- Each step is ONE small function run by the group-commit writer inside its next batch
-  (``Database.run_in_transaction``): select up to ``batch`` old, finished runs, delete their
-  attempts (the captured output lives there), targets and rows. Selecting inside the writer's
-  transaction makes the "not live" check and the delete atomic: a run that is still
+- Each step is ONE small store call (``Store.prune_runs_step``): up to ``batch`` old,
+  finished runs go, with their attempts (the captured output lives there) and targets. The
+  backend makes the "not live" check and the delete atomic: a run that is still
   ``queued``/``running``/``retrying`` is never pruned, whatever its age.
 - Never stall the writer: a step shares its batch with whatever the engine queued, so a
   step's cost is added to those writes' commit latency. The batch size adapts to keep a step
   near ``step_target`` seconds, and after each step the pruner pauses for as long as the step
   took, so pruning holds the writer at most about half of the time.
 - The dead-letter queue is kept until purged: its rows are never touched, and a run with
-  entries in it keeps its row (the entry's retry needs the run's payload and depth). Those
-  run ids are read once per pass; entries added during the pass have ids above the newest
-  one seen (ids grow), so each step picks them up with a primary-key range read.
+  entries in it keeps its row (the entry's retry needs the run's payload and depth).
 """
 
 from __future__ import annotations
-
-import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import structlog
 
 from automationd.clock import Clock
 from automationd.config.model import RetentionConfig
 from automationd.core.ids import id_floor
-from automationd.store.db import Database
+from automationd.store.api import PrunePass, Store
 
 log = structlog.get_logger("automationd.retention")
 
-_OLD_RUNS = (
-    "SELECT id FROM runs WHERE id > ? AND id < ?"
-    " AND state NOT IN ('queued', 'running', 'retrying') ORDER BY id LIMIT ?"
-)
-_OLD_EVENTS = (
-    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)"
-)
 MIN_BATCH, MAX_BATCH = 50, 5000
-
-_StepFn = Callable[[sqlite3.Connection], tuple[int, bool]]
-
-
-@dataclass(slots=True)
-class _Pass:
-    """What one prune pass remembers between its steps (mutated only by the writer thread)."""
-
-    before: str
-    cursor: str = ""  # runs at or below this id were pruned or kept on purpose
-    dlq_seen: str = ""  # newest dlq id read so far
-    dlq_runs: set[str] = field(default_factory=set)
 
 
 class Retention:
@@ -60,7 +34,7 @@ class Retention:
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
         clock: Clock,
         config: RetentionConfig,
         *,
@@ -69,7 +43,7 @@ class Retention:
         first_delay: float | None = None,
         step_target: float = 0.008,
     ) -> None:
-        self.db = db
+        self.store = store
         self.clock = clock
         self.config = config
         self.batch = max(MIN_BATCH, min(MAX_BATCH, batch))
@@ -78,6 +52,7 @@ class Retention:
         self.step_target = step_target
         self.steps = 0
         self.step_seconds_max = 0.0
+        self._last = 0.0
 
     async def run(self) -> None:
         """Prune soon after start, then every ``interval``; a failed pass is logged, not fatal."""
@@ -108,65 +83,36 @@ class Retention:
 
     async def prune_runs(self, before_id: str) -> int:
         """Delete finished runs with ids below ``before_id`` (and their rows elsewhere)."""
-        state = _Pass(before=before_id)
+        prune = PrunePass(before=before_id)
         total = 0
         while True:
-            n, more = await self._step(lambda conn: self._prune_runs_step(conn, state))
+            n, more = self._paced(*await self.store.prune_runs_step(prune, self.batch))
             total += n
             if not more:
                 return total
+            await self._pause(min(0.25, self._last))
 
     async def prune_events(self, before_id: str) -> int:
         """Delete events with ids below ``before_id``."""
         total = 0
         while True:
-            n, more = await self._step(lambda conn: self._prune_events_step(conn, before_id))
+            n, more = self._paced(*await self.store.prune_events_step(before_id, self.batch))
             total += n
             if not more:
                 return total
+            await self._pause(min(0.25, self._last))
 
-    # ----------------------------------------------------------------- steps
-    async def _step(self, fn: _StepFn) -> tuple[int, bool]:
-        n, more, took = await self.db.run_in_transaction(lambda conn: self._timed(conn, fn))
+    def _paced(self, n: int, more: bool, took: float) -> tuple[int, bool]:
+        """Adapt the batch to keep a step near ``step_target``; the caller then leaves the
+        writer to the engine for as long as the step held it."""
         self.steps += 1
+        self._last = took
         self.step_seconds_max = max(self.step_seconds_max, took)
         if took > self.step_target:
             self.batch = max(MIN_BATCH, self.batch // 2)
         elif took < self.step_target / 2 and n >= self.batch:
             self.batch = min(MAX_BATCH, self.batch * 2)
-        if more:
-            # Leave the writer to the engine for as long as this step held it.
-            await self._pause(min(0.25, took))
         return n, more
-
-    def _timed(self, conn: sqlite3.Connection, fn: _StepFn) -> tuple[int, bool, float]:
-        t0 = self.clock.monotonic()
-        n, more = fn(conn)
-        return n, more, self.clock.monotonic() - t0
-
-    def _prune_runs_step(self, conn: sqlite3.Connection, p: _Pass) -> tuple[int, bool]:
-        self._note_dlq(conn, p)
-        rows = conn.execute(_OLD_RUNS, (p.cursor, p.before, self.batch)).fetchall()
-        if not rows:
-            return 0, False
-        p.cursor = rows[-1][0]
-        ids = [(r[0],) for r in rows if r[0] not in p.dlq_runs]
-        conn.executemany("DELETE FROM attempts WHERE run_id=?", ids)
-        conn.executemany("DELETE FROM targets WHERE run_id=?", ids)
-        conn.executemany("DELETE FROM runs WHERE id=?", ids)
-        return len(ids), len(rows) >= self.batch
-
-    @staticmethod
-    def _note_dlq(conn: sqlite3.Connection, p: _Pass) -> None:
-        for dlq_id, run_id in conn.execute(
-            "SELECT id, run_id FROM dlq WHERE id > ? ORDER BY id", (p.dlq_seen,)
-        ):
-            p.dlq_runs.add(run_id)
-            p.dlq_seen = dlq_id
-
-    def _prune_events_step(self, conn: sqlite3.Connection, before_id: str) -> tuple[int, bool]:
-        n = conn.execute(_OLD_EVENTS, (before_id, self.batch)).rowcount
-        return n, n >= self.batch
 
     async def _pause(self, seconds: float) -> None:
         await self.clock.sleep_until(self.clock.monotonic() + seconds)

@@ -3,222 +3,198 @@
 Theory of operation
 ===================
 
-Why: a durable commit costs one fsync (``synchronous=FULL``), a few milliseconds on real disks.
-One transaction per write caps the daemon at a few hundred writes/s; one transaction for
-everything that is waiting turns the same fsync into thousands of durable writes/s.
+Why: a durable commit costs one fsync, a few hundred microseconds to milliseconds. One
+transaction per write caps the daemon at a few thousand writes/s; one transaction for
+everything that is waiting turns the same fsync into tens of thousands of durable writes/s.
 
 Rules:
 
-1. Callers never touch the connection. ``submit(writes)`` appends one *entry* (a caller's list
-   of ``Write``s and one future) to ``pending`` and sets the wake event. It does not await, so
-   everything a caller submits before its next ``await`` lands in the same batch.
-2. There is exactly one writer task. It sleeps on an ``asyncio.Event`` (no polling, no linger
-   timer); when woken it takes EVERYTHING pending (whole entries, up to ``max_batch`` writes;
-   an entry is never split) and makes it one batch = one ``BEGIN IMMEDIATE … COMMIT``.
-3. While a batch is in the connection thread, new submissions accumulate in ``pending`` and
-   become the next batch as soon as the writer is back: that is the natural group commit.
-4. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier=True`` or
-   a ``call()`` function); a barrier is a segment of its own. Segments execute in order.
-5. Inside a segment, writes are grouped by ``sql`` and each group runs as ONE ``executemany``,
-   groups in the order of each sql's first appearance, rows within a group in submission
-   order. So the order between DIFFERENT sql strings is not kept inside a segment; use a
-   barrier when one statement must see another's effect (e.g. ``INSERT … SELECT``).
-6. Writes with the same ``(sql, key)`` (key not None) inside one segment collapse to the LAST
-   one, which takes the position of the last occurrence. The engine writes full-row upserts,
-   so last-wins is what the table would hold anyway; collapse never crosses a barrier.
-7. The whole batch runs in one hop to the connection thread (``execute_plan``). A caller's
-   future resolves only after ``COMMIT`` returned, i.e. after the fsync: "resolved" means
-   "durable". A read issued after that sees the write.
-8. If anything in a batch fails, the transaction is rolled back and EVERY entry of the batch
-   fails with a ``StoreError`` (group commit is all-or-nothing); the writer then goes on with
-   the next batch. Writes therefore must not fail for expected reasons: use ``INSERT OR
-   IGNORE`` / ``ON CONFLICT`` rather than relying on a constraint error.
-9. A submitted write is never withdrawn: cancelling the task that awaits it does not remove it.
-   Once a batch is in the thread its futures are settled when the thread finishes, even if the
-   writer task itself is cancelled meanwhile.
-10. If the connection thread is gone, a batch fails at once (never hangs); the health probe in
-    ``db.py`` fails batches stuck in a thread that died.
+1. Callers never touch the connection. A submission appends one *entry* (a caller's list of
+   ``Write``s, or one function) to ``pending`` and schedules a kick for the end of the loop
+   turn; it does not await, so everything submitted in one turn lands in the same batch.
+2. A kick takes EVERYTHING pending (whole entries, up to ``max_batch`` writes; an entry is
+   never split) and hands it to the backend's ``Committer`` as one batch = one transaction.
+   At most ``PIPELINE`` batches are in the committer at once; while they are, new entries
+   accumulate and become the next batch: that is the natural group commit. No task, no
+   timer: a batch's completion (a done callback, in completion order) settles its callers and
+   kicks the next one.
+3. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier`` or a
+   function); segments execute in order. Inside a segment writes are grouped by statement,
+   each group one multi-row statement, groups in order of first appearance (store/batch.py).
+   Use a barrier when one statement must see another's effect.
+4. Writes with the same ``(stmt, key)`` inside one segment collapse to the LAST one: rows are
+   written as full-row upserts, so last-wins is what the table would hold anyway.
+5. "Settled" means durable: a caller is told only after COMMIT returned.
+6. A failed batch is rolled back whole (group commit is all-or-nothing). Its entries that
+   must land (``post``, and ``submit_then(…, retry=True)``) are *held*: no new batch starts
+   until a retry timer (50 ms, doubling to 2 s while it keeps failing) puts them back at the
+   head of ``pending``, so submission order is kept across the failure. A held write whose
+   row a batch already in the committer stored meanwhile is dropped (that row is newer). The
+   other entries (``commit`` futures, ``submit_then`` without retry) fail at once with the
+   ``StoreError``, whose ``kind`` says why.
+7. Failure is logged once per episode (``store.write_failed`` with the kind), then once a
+   minute while it lasts (``store.still_failing`` with a count), and once when a batch
+   commits again (``store.write_recovered``); never once per request.
+8. A submitted write is never withdrawn. ``close()`` refuses new writes; ``drained``
+   resolves once nothing is pending, held or in the committer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import structlog
 
 from automationd.clock import Clock
 from automationd.errors import StoreError
-from automationd.store.batch import Step, TxnFn, Write, execute_plan, plan_batch
-
-__all__ = ["MAX_BATCH", "Step", "Then", "TxnFn", "Worker", "Write", "Writer"]
-
-T = TypeVar("T")
-Then = Callable[[BaseException | None], None]
+from automationd.store.batch import Step, TxnFn, keys_of, plan_batch
+from automationd.store.write import Then, Write
 
 log = structlog.get_logger("automationd.store")
 
 MAX_BATCH = 5000
-PIPELINE = 2  # batches handed to the connection thread at once
+PIPELINE = 2  # batches in the committer at once
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
+STILL_FAILING_EVERY = 60.0
 
 
-class Worker(Protocol):
-    """Runs functions on a connection's own thread (``db._Worker`` over aiosqlite)."""
+class Committer(Protocol):
+    """Runs one batch's steps as one transaction (the backend's connection and thread)."""
 
-    @property
-    def alive(self) -> bool: ...
-
-    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]: ...
+    def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
+        """Begin the transaction; the future gives the functions' results, in step order, or
+        raises ``StoreError`` (with its kind) after a rollback."""
 
 
 class _Entry:
-    """One caller's submission: its writes (or one function) and how to tell the caller: a
-    future to settle, a ``then(error)`` callback, or neither (posted, fire-and-forget: a
-    failure is logged by the batch)."""
+    """One caller's submission and how to tell the caller (a future, a callback, nobody)."""
 
-    __slots__ = ("fn", "future", "then", "weight", "writes")
+    __slots__ = ("fn", "future", "retry", "then", "weight", "writes")
 
     def __init__(
         self,
         writes: Sequence[Write],
-        fn: TxnFn | None,
-        future: asyncio.Future[Any] | None,
+        fn: TxnFn | None = None,
+        future: asyncio.Future[Any] | None = None,
         then: Then | None = None,
+        retry: bool = False,
     ) -> None:
         self.writes = writes
         self.fn = fn
         self.future = future
         self.then = then
-        self.weight = len(writes) if fn is None else 1  # for the batch cap and stats
+        self.retry = retry
+        self.weight = len(writes) if fn is None else 1
 
 
 class Writer:
-    """Owns ``pending`` and the one task that commits it; see the theory of operation."""
+    """Owns ``pending`` and the batches in the committer; see the theory of operation."""
 
-    def __init__(self, worker: Worker, clock: Clock, *, max_batch: int = MAX_BATCH) -> None:
-        self._worker = worker
+    def __init__(
+        self,
+        committer: Committer,
+        clock: Clock,
+        *,
+        max_batch: int = MAX_BATCH,
+        on_error: Callable[[str], None] | None = None,
+        on_health: Callable[[], None] | None = None,
+    ) -> None:
+        self._committer = committer
+        self._on_health = on_health
         self._clock = clock
         self._max_batch = max_batch
+        self._on_error = on_error
+        self._loop = asyncio.get_running_loop()
         self._pending: deque[_Entry] = deque()
         self._pending_writes = 0
-        self._wake = asyncio.Event()
+        self._inflight: deque[list[_Entry]] = deque()
+        self._held: list[_Entry] = []
+        self._kicked = False
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_delay = RETRY_FIRST
         self._closing = False
-        self._drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.batches = 0
-        self.writes = 0
-        self.statements = 0
-        self.collapsed = 0
-        self.failed_batches = 0
-        self.failed_writes = 0
-        self.last_batch_size = 0
-        self.max_batch_size = 0
-        self.commit_seconds = 0.0
-        self.last_commit_seconds = 0.0
+        self._drained: asyncio.Future[None] = self._loop.create_future()
+        self.failing: str | None = None  # the kind, while batches fail
+        self.last_error: str | None = None
+        self._failed_since = 0.0
+        self._failed_count = 0
+        self._told = 0.0
+        self.batches = self.writes = self.statements = self.collapsed = 0
+        self.failed_batches = self.failed_writes = 0
+        self.last_batch_size = self.max_batch_size = 0
+        self.commit_seconds = self.last_commit_seconds = 0.0
 
+    # -- submitting -----------------------------------------------------------------------
     @property
     def pending(self) -> int:
         return self._pending_writes
 
     @property
     def drained(self) -> asyncio.Future[None]:
-        """Resolves when the writer stopped after ``close()`` with nothing left pending."""
         return self._drained
 
-    def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
-        return self._enqueue(_Entry(writes, None, asyncio.get_running_loop().create_future()))
-
     def post(self, writes: Sequence[Write]) -> None:
-        """Like submit, for writes nobody waits for: no future is made (hot path)."""
-        self._enqueue(_Entry(writes, None, None))
+        self._enqueue(_Entry(writes, retry=True))
 
-    def submit_then(self, writes: Sequence[Write], then: Then) -> None:
-        """Like submit, but ``then(None)`` (durable) or ``then(error)`` is called straight from
-        the batch's settlement: no future, no scheduled callback (the engine's hot path)."""
-        self._enqueue(_Entry(writes, None, None, then))
+    def submit_then(self, writes: Sequence[Write], then: Then, *, retry: bool = False) -> None:
+        self._enqueue(_Entry(writes, then=then, retry=retry))
 
-    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        return self._enqueue(_Entry((), fn, asyncio.get_running_loop().create_future()))
+    def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._enqueue(_Entry(writes, future=fut))
+        return fut
 
-    def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
+    def call(self, fn: TxnFn) -> asyncio.Future[Any]:
+        """Run ``fn(connection)`` inside the next batch's transaction (a barrier)."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._enqueue(_Entry((), fn=fn, future=fut))
+        return fut
+
+    def _enqueue(self, entry: _Entry) -> None:
         if self._closing:
-            raise StoreError("the store is closed; write not accepted")
+            raise StoreError("the store is closed; write not accepted", kind="closed")
         self._pending.append(entry)
         self._pending_writes += entry.weight
-        self._wake.set()
-        return entry.future  # type: ignore[return-value]
+        if not self._kicked:
+            self._kicked = True
+            self._loop.call_soon(self._kick)
 
     def close(self) -> None:
-        """Refuse new writes; the running writer commits what is pending, then stops."""
+        """Refuse new writes; what is pending or held is still committed."""
         self._closing = True
-        self._wake.set()
+        self._check_drained()
 
-    def fail_pending(self, reason: str) -> int:
-        """Fail everything not yet handed to the thread (used when a flush timed out)."""
-        count = 0
-        while self._pending:
-            entry = self._pending.popleft()
-            count += entry.weight
-            if entry.future is not None and not entry.future.done():
-                entry.future.set_exception(StoreError(reason))
-            elif entry.then is not None:
-                _call_then(entry.then, StoreError(reason))
+    def abandon(self, reason: str) -> int:
+        """Fail everything not yet in the committer (a flush that timed out at shutdown)."""
+        entries = [*self._held, *self._pending]
+        self._held.clear()
+        self._pending.clear()
         self._pending_writes = 0
-        return count
+        err = StoreError(reason, kind="closed")
+        for entry in entries:
+            _tell(entry, err)
+        self._check_drained()
+        return sum(e.weight for e in entries)
 
-    async def run(self) -> None:
-        """The writer task's body: wait, take everything pending, commit, repeat.
-
-        Up to ``PIPELINE`` batches are handed to the connection thread at once (it runs them
-        one after another, each its own transaction), so the thread starts the next commit
-        while the event loop is still busy settling the previous one's callers.
-        """
-        inflight: deque[tuple[list[_Entry], asyncio.Future[Any], float, int, int]] = deque()
-        try:
-            while True:
-                if self._pending and len(inflight) < PIPELINE:
-                    batch = self._take()
-                    started = self._clock.monotonic()
-                    try:
-                        steps, statements, collapsed = plan_batch(batch)
-                        done = self._worker.call(partial(execute_plan, steps=steps))
-                    except Exception as exc:  # an unhashable key, or the thread is gone
-                        self._settle(batch, exc, [], started)
-                        continue
-                    inflight.append((batch, done, started, statements, collapsed))
-                    continue
-                if inflight:
-                    batch, done, started, statements, collapsed = inflight[0]
-                    try:
-                        results = await asyncio.shield(done)
-                    except asyncio.CancelledError:
-                        # Rule 9: the thread still finishes these; settle callers when it does.
-                        for b, d, st, _, _ in inflight:
-                            d.add_done_callback(partial(self._settle_later, b, st))
-                        inflight.clear()
-                        raise
-                    except Exception as exc:
-                        inflight.popleft()
-                        self._settle(batch, exc, [], started)
-                        continue
-                    inflight.popleft()
-                    self.statements += statements
-                    self.collapsed += collapsed
-                    self._settle(batch, None, results, started)
-                    continue
-                if self._closing:
-                    break
-                self._wake.clear()
-                await self._wake.wait()
-        finally:
-            # Normally nothing is left; if we were cancelled, nobody may wait forever.
-            self._closing = True
-            self.fail_pending("the store's writer stopped before this write committed")
-            if not self._drained.done():
-                self._drained.set_result(None)
+    # -- batches --------------------------------------------------------------------------
+    def _kick(self) -> None:
+        self._kicked = False
+        while self._pending and not self._held and len(self._inflight) < PIPELINE:
+            batch = self._take()
+            started = self._clock.monotonic()
+            try:
+                steps, statements, collapsed = plan_batch(batch)
+                fut = self._committer.start(steps)
+            except Exception as exc:  # an unhashable key, or the committer is gone
+                self._failed(batch, exc, started)
+                continue
+            self._inflight.append(batch)
+            fut.add_done_callback(partial(self._done, batch, started, statements, collapsed))
+        self._check_drained()
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []
@@ -231,17 +207,25 @@ class Writer:
         self._pending_writes -= taken
         return batch
 
-    def _settle_later(self, batch: list[_Entry], started: float, done: asyncio.Future[Any]) -> None:
-        if done.cancelled():
-            self._settle(batch, StoreError("batch abandoned"), [], started)
-        elif (exc := done.exception()) is not None:
-            self._settle(batch, exc, [], started)
-        else:
-            self._settle(batch, None, done.result(), started)
-
-    def _settle(
-        self, batch: list[_Entry], exc: BaseException | None, results: list[Any], started: float
+    def _done(
+        self,
+        batch: list[_Entry],
+        started: float,
+        statements: int,
+        collapsed: int,
+        fut: asyncio.Future[list[Any]],
     ) -> None:
+        self._inflight.remove(batch)
+        exc = StoreError("batch abandoned", kind="closed") if fut.cancelled() else fut.exception()
+        if exc is None:
+            self.statements += statements
+            self.collapsed += collapsed
+            self._succeeded(batch, fut.result(), started)
+        else:
+            self._failed(batch, exc, started)
+        self._kick()
+
+    def _account(self, batch: list[_Entry], started: float) -> int:
         size = sum(e.weight for e in batch)
         elapsed = self._clock.monotonic() - started
         self.batches += 1
@@ -249,32 +233,110 @@ class Writer:
         self.max_batch_size = max(self.max_batch_size, size)
         self.last_commit_seconds = elapsed
         self.commit_seconds += elapsed
-        if exc is None:
-            self.writes += size
-            fn_results = iter(results)
-            for entry in batch:
-                value = next(fn_results) if entry.fn is not None else None
-                fut = entry.future
-                if fut is not None:
-                    if not fut.done():
-                        fut.set_result(value)
-                elif entry.then is not None:
-                    _call_then(entry.then, None)
-            return
-        self.failed_batches += 1
-        self.failed_writes += size
-        message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
-        log.error("store.batch_failed", error=message, writes=size, entries=len(batch))
+        return size
+
+    def _succeeded(self, batch: list[_Entry], results: list[Any], started: float) -> None:
+        self.writes += self._account(batch, started)
+        if self._held:  # rule 6: a row this batch stored is newer than the held write of it
+            stored = keys_of(batch)
+            for entry in self._held:
+                entry.writes = [
+                    w for w in entry.writes if w.key is None or (w.stmt, w.key) not in stored
+                ]
+        elif self.failing is not None:
+            self._recovered()
+        fn_results = iter(results)
         for entry in batch:
-            if entry.future is None and entry.then is None:
-                continue
-            err = StoreError(f"write batch failed: {message}")
-            err.__cause__ = exc
+            value = next(fn_results) if entry.fn is not None else None
             if entry.future is not None:
                 if not entry.future.done():
-                    entry.future.set_exception(err)
+                    entry.future.set_result(value)
             elif entry.then is not None:
-                _call_then(entry.then, err)
+                _call_then(entry.then, None)
+
+    def _failed(self, batch: list[_Entry], exc: BaseException, started: float) -> None:
+        size = self._account(batch, started)
+        self.failed_batches += 1
+        self.failed_writes += size
+        if isinstance(exc, StoreError):
+            err = exc
+        else:
+            err = StoreError(f"{type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+        self._note_failure(err)
+        held = [e for e in batch if e.retry]
+        for entry in batch:
+            if not entry.retry:
+                _tell(entry, err)
+        if held:
+            self._held.extend(held)
+            if self._retry_timer is None:
+                self._retry_timer = self._loop.call_later(self._retry_delay, self._release_held)
+                self._retry_delay = min(RETRY_MAX, self._retry_delay * 2)
+
+    def _release_held(self) -> None:
+        """Rule 6: put held entries back at the head of ``pending``, in their order."""
+        self._retry_timer = None
+        held, self._held = self._held, []
+        for entry in reversed(held):
+            self._pending.appendleft(entry)
+            self._pending_writes += entry.weight
+        self._kick()
+
+    # -- failure episodes (rule 7) --------------------------------------------------------
+    def _note_failure(self, err: StoreError) -> None:
+        now = self._clock.monotonic()
+        self.last_error = str(err)
+        if self._on_error is not None:
+            self._on_error(err.kind)
+        if self.failing is None:
+            self.failing = err.kind
+            self._failed_since = self._told = now
+            self._failed_count = 1
+            log.error("store.write_failed", kind=err.kind, error=str(err))
+            if self._on_health is not None:
+                self._on_health()
+            return
+        self.failing = err.kind
+        self._failed_count += 1
+        if now - self._told >= STILL_FAILING_EVERY:
+            self._told = now
+            log.error(
+                "store.still_failing",
+                kind=err.kind,
+                failed_batches=self._failed_count,
+                for_s=round(now - self._failed_since, 1),
+            )
+
+    def _recovered(self) -> None:
+        log.info(
+            "store.write_recovered",
+            kind=self.failing,
+            failed_batches=self._failed_count,
+            after_s=round(self._clock.monotonic() - self._failed_since, 3),
+        )
+        self.failing = None
+        self._retry_delay = RETRY_FIRST
+        if self._on_health is not None:
+            self._on_health()
+
+    def _check_drained(self) -> None:
+        if (
+            self._closing
+            and not self._pending
+            and not self._held
+            and not self._inflight
+            and not self._drained.done()
+        ):
+            self._drained.set_result(None)
+
+
+def _tell(entry: _Entry, err: StoreError) -> None:
+    if entry.future is not None:
+        if not entry.future.done():
+            entry.future.set_exception(err)
+    elif entry.then is not None:
+        _call_then(entry.then, err)
 
 
 def _call_then(then: Then, exc: BaseException | None) -> None:

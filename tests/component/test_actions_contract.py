@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import pytest
 
 from automationd.actions import exec as exec_action
-from automationd.actions.base import Action, ActionContext, HttpClients, build_action
+from automationd.actions.base import Action, ActionContext, HttpClients
+from automationd.actions.build import build_action
 from automationd.config.model import ExecAction, HttpAction, PythonAction
 from automationd.errors import ActionError, ErrorKind, FatalError, RetryableError
 from automationd.records import Phase

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from automationd.actions import exec as exec_action
-from automationd.actions.base import OUTPUT_CAP, ActionResult, HttpClients, build_action
+from automationd.actions.base import OUTPUT_CAP, ActionResult, HttpClients
+from automationd.actions.build import build_action
 from automationd.actions.exec import kill_orphans
 from automationd.config.model import ExecAction
 from automationd.errors import ActionError, ErrorKind

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from automationd.actions.base import ActionContext, ActionResult, HttpClients, build_action
+from automationd.actions.base import ActionContext, ActionResult, HttpClients
+from automationd.actions.build import build_action
 from automationd.actions.http import BODY_CAP
 from automationd.config.model import HttpAction
 from automationd.errors import ActionError, ErrorKind

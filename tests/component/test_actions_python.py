@@ -10,7 +10,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from automationd import FatalError, RetryableError
-from automationd.actions.base import ActionContext, ActionResult, HttpClients, build_action
+from automationd.actions.base import ActionContext, ActionResult, HttpClients
+from automationd.actions.build import build_action
 from automationd.actions.python import resolve_callable
 from automationd.config.model import PythonAction
 from automationd.errors import ActionError, ErrorKind

@@ -12,7 +12,7 @@ Rules:
   understand (a downgrade is done by restoring a backup, not by guessing).
 
 These functions are synchronous and take a plain ``sqlite3.Connection`` in autocommit mode
-(``isolation_level=None``): ``db.py`` runs them on the writer connection's thread.
+(``isolation_level=None``): ``store.py`` runs them on the writer connection's thread.
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ Step = tuple[int, str]
 
 
 def _schema_v1() -> str:
-    return resources.files("automationd.store").joinpath("schema.sql").read_text("utf-8")
+    return resources.files("automationd.store.sqlite").joinpath("schema.sql").read_text("utf-8")
 
 
-MIGRATIONS: tuple[Step, ...] = ((1, _schema_v1()),)
+MIGRATIONS: tuple[Step, ...] = (
+    (1, _schema_v1()),
+    # 2: the fencing token of the daemon owning a run (several daemons share PostgreSQL; on
+    # SQLite it stays 0, but the row has one shape on every backend).
+    (2, "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

@@ -1,0 +1,57 @@
+"""The ``events.*`` commands: publish, list, replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automationd.admin.args import bool_arg, int_arg, opt_str, req_str, time_arg
+from automationd.admin.command import Command
+from automationd.caller import Caller
+from automationd.engine.eventbus import EventBus
+from automationd.errors import bad_request
+from automationd.store.api import Store
+
+
+class EventCommands:
+    def __init__(self, *, bus: EventBus, store: Store) -> None:
+        self._bus = bus
+        self._store = store
+
+    def commands(self) -> list[Command]:
+        return [
+            Command("events.publish", self.events_publish, writes=True),
+            Command("events.list", self.events_list, writes=False),
+            Command("events.replay", self.events_replay, writes=True),
+        ]
+
+    async def events_publish(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        name = req_str(args, "name")
+        event, triggered, existing = await self._bus.publish(
+            name, args.get("payload"), idempotency_key=opt_str(args, "idempotency_key")
+        )
+        out: dict[str, Any] = {"id": event.id, "name": event.name, "triggered": triggered}
+        if existing:
+            out["existing"] = True
+        return out
+
+    async def events_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
+        events = await self._store.events(
+            since=time_arg(args, "since"),
+            until=time_arg(args, "until"),
+            limit=int_arg(args, "limit", 50, 1, 1000),
+            newest_first=True,
+            name=opt_str(args, "name"),
+        )
+        return [e.to_json() for e in events]
+
+    async def events_replay(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        since = time_arg(args, "since")
+        if since is None:
+            raise bad_request("args.since: required (RFC 3339)")
+        n, triggered = await self._bus.replay(
+            since=since,
+            until=time_arg(args, "until"),
+            name=opt_str(args, "name"),
+            force=bool_arg(args, "force"),
+        )
+        return {"events": n, "triggered": triggered}

@@ -1,0 +1,361 @@
+"""One phase of one target: its attempts, their gates, durable starts and backoff.
+
+Rules:
+- An attempt waits for its service gate (token, concurrency slot, 429 pause, breaker) first
+  and for a worker slot second, so waiting on a partner API never holds a worker.
+- An attempt is durable before its action starts: "attempt n started" (its row with no
+  outcome, the run's and target's counts) is committed, and only then is the action called,
+  in the run's own task. A crash in between leaves that row for recovery to close as
+  ``interrupted``, which counts as a retryable failure: a crash loop ends in the DLQ.
+  The launcher opens a run's first attempt in the same commit as the run itself when a
+  worker is free at once (``open_attempt`` then, the call here).
+- If that commit fails (the store is full or down), the action does not start: the attempt
+  waits for the store to be healthy and commits again, holding its slot.
+- An attempt the gate refuses (breaker open) is still an attempt: recorded and counted.
+- A retryable failure with retries left waits out the backoff (``Retry-After`` honoured for
+  ``rate_limited``), shown as ``retrying`` while nothing else of the run executes.
+- While the daemon drains, no new attempt starts and backoffs end early: ``Drained``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any, cast
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
+from automationd.actions.build import build_action
+from automationd.clock import Clock
+from automationd.config.model import Backoff, JobSpec
+from automationd.core.backoff import retry_delay
+from automationd.core.runstate import RunEvent, RunState, next_run_state
+from automationd.engine.jobs import JobRuntime
+from automationd.engine.live import LiveRun, LiveTarget
+from automationd.engine.pool import WorkerPool
+from automationd.errors import ActionError, ErrorKind, StoreError
+from automationd.obs.metrics import JobMetrics, Metrics
+from automationd.records import Attempt, Phase, RunError
+from automationd.store.api import Store, Write
+from automationd.store.rows import w_attempt, w_attempt_pgid, w_run, w_target
+
+log = structlog.get_logger("automationd.engine")
+
+_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2}
+_DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
+
+
+class Drained(Exception):
+    """The daemon is draining: this run parks and resumes at next start."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptTools:
+    """What running attempts needs, and nothing else."""
+
+    clock: Clock
+    store: Store
+    pool: WorkerPool
+    http: HttpClients
+    metrics: Metrics
+    rng: random.Random
+    draining: asyncio.Event
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An attempt counted and made durable-to-be: what calling it needs."""
+
+    n: int
+    phase: Phase
+    target: LiveTarget | None
+    action: Action
+    ctx: ActionContext
+    started_at: float
+
+    def record(self, run_id: str, **end: Any) -> Attempt:
+        t = self.target
+        return Attempt(
+            run_id=run_id,
+            n=self.n,
+            phase=self.phase,
+            target=t.value if t is not None else None,
+            target_idx=t.idx if t is not None else -1,
+            started_at=self.started_at,
+            **end,
+        )
+
+
+def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
+    """Per-job things made once, on the job's first attempt: actions, logger, metrics."""
+    spec = job.spec
+    job.actions = (
+        build_action(spec.action, http=t.http),
+        build_action(spec.check, http=t.http) if spec.check else None,
+        build_action(spec.verify, http=t.http) if spec.verify else None,
+    )
+    job.log = structlog.get_logger("automationd.action").bind(job=job.name)
+    if job.meters is None:
+        job.meters = JobMetrics(t.metrics, job.name)
+
+
+def open_attempt(
+    t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None
+) -> tuple[Opened, list[Write]]:
+    """Count attempt n on the run (and target) and describe it; nothing is submitted.
+
+    The rows returned say "attempt n started": whoever commits them may then call it.
+    """
+    job = live.job
+    if job.actions is None:
+        prepare_job(t, job)
+    assert job.actions is not None
+    action = job.actions[_SLOT[phase]]
+    assert action is not None, f"job {job.name} has no {phase} action"
+    now = t.clock.time()
+    if live.state is RunState.QUEUED or live.state is RunState.RETRYING:
+        event = RunEvent.START if live.state is RunState.QUEUED else RunEvent.RESUME
+        live.state = next_run_state(live.state, event)
+    if live.started_at is None:
+        live.started_at = now
+    live.attempts = n = live.attempts + 1
+    writes = [w_run(live)]
+    if target is not None:
+        if phase is Phase.PERFORM:
+            target.attempts += 1
+        if live.persist_targets:
+            writes.append(w_target(target.snapshot(live.id)))
+    opened = Opened(n, phase, target, action, _context(t, live, action, n, phase, target), now)
+    writes.append(w_attempt(opened.record(live.id)))
+    return opened, writes
+
+
+async def run_phase(
+    t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None, *, tries: int
+) -> ActionResult | RunError:
+    """Attempts of one phase for one target until success, a fatal error or no retries left.
+
+    ``tries`` is how many attempts of this phase already failed (after a crash, the
+    interrupted ones).
+    """
+    spec = live.job.spec
+    opened, live.first = live.first, None
+    while True:
+        try:
+            return await _attempt(t, live, phase, target, tries > 0, opened)
+        except ActionError as exc:
+            opened = None
+            tries += 1
+            if not exc.kind.retryable or tries > spec.retries:
+                return RunError(kind=exc.kind, message=exc.message)
+            gate = live.job.gate
+            rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
+            cap = gate.config.max_retry_after if gate is not None else 3600.0
+            delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, t.rng)
+            log.info(
+                "attempt.failed",
+                run_id=live.id,
+                job=live.job_name,
+                phase=phase.value,
+                kind=exc.kind.value,
+                error=exc.message,
+                next_in=round(delay, 3),
+            )
+            await _backoff(t, live, delay)
+
+
+async def _backoff(t: AttemptTools, live: LiveRun, delay: float) -> None:
+    if live.executing == 0 and live.state is RunState.RUNNING:
+        live.state = next_run_state(live.state, RunEvent.BACKOFF)
+        t.store.post([w_run(live)])
+    try:
+        async with asyncio.timeout(delay):
+            await t.draining.wait()
+    except TimeoutError:
+        return
+    raise Drained
+
+
+async def _attempt(
+    t: AttemptTools,
+    live: LiveRun,
+    phase: Phase,
+    target: LiveTarget | None,
+    is_retry: bool,
+    opened: Opened | None,
+) -> ActionResult:
+    if opened is not None:  # the launcher opened it with the run, and holds its worker slot
+        try:
+            return await _call(t, live, opened)
+        finally:
+            t.pool.release()
+    gate = live.job.gate
+    if gate is None:
+        await t.pool.acquire(live.job.spec.priority)
+        try:
+            return await _call(t, live, await _open_durably(t, live, phase, target))
+        finally:
+            t.pool.release()
+    entered = False
+    try:
+        async with gate.slot(is_retry=is_retry):
+            entered = True
+            await t.pool.acquire(live.job.spec.priority)
+            try:
+                return await _call(t, live, await _open_durably(t, live, phase, target))
+            finally:
+                t.pool.release()
+    except ActionError as exc:
+        if not entered:  # refused by the gate (breaker open): still an attempt
+            _refused(t, live, phase, target, exc)
+        raise
+
+
+async def _open_durably(
+    t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None
+) -> Opened:
+    if t.draining.is_set():
+        raise Drained
+    opened, writes = open_attempt(t, live, phase, target)
+    while True:
+        try:
+            await t.store.commit(writes)
+            return opened
+        except StoreError:  # not started: wait for the store, then say it again
+            await t.store.wait_healthy()
+            if t.draining.is_set():
+                raise Drained from None
+
+
+def _refused(
+    t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None, exc: ActionError
+) -> None:
+    """Record an attempt the gate refused: it counts toward retries and shows its kind."""
+    opened, writes = open_attempt(t, live, phase, target)
+    writes[-1] = w_attempt(
+        opened.record(
+            live.id, finished_at=opened.started_at, outcome=exc.kind.value, error=exc.message
+        )
+    )
+    t.store.post(writes)
+    _meters(live.job).attempt(exc.kind.value)
+
+
+async def _call(t: AttemptTools, live: LiveRun, opened: Opened) -> ActionResult:
+    live.executing += 1
+    result: ActionResult | None = None
+    error: ActionError | None = None
+    try:
+        result = await opened.action(opened.ctx)
+    except ActionError as exc:
+        error = exc
+    except asyncio.CancelledError:
+        if live.cancel_reason is not None:  # runs.cancel: the attempt ends, recorded so
+            _close(t, live, opened, None, ActionError(live.cancel_reason, kind=ErrorKind.CANCELLED))
+        raise  # (at shutdown the row stays open: recovery records it as interrupted)
+    except Exception as exc:  # an action bug is a retryable failure, never a crash
+        error = ActionError(f"{type(exc).__name__}: {exc}", kind=ErrorKind.RETRYABLE)
+    finally:
+        live.executing -= 1
+    _close(t, live, opened, result, error)
+    if error is not None:
+        raise error
+    assert result is not None
+    return result
+
+
+def _close(
+    t: AttemptTools,
+    live: LiveRun,
+    opened: Opened,
+    result: ActionResult | None,
+    error: ActionError | None,
+) -> None:
+    """Record how the attempt went: its row, its metrics, and the service gate's view."""
+    outcome = "ok" if error is None else error.kind.value
+    output = result.output if result is not None else error.output if error is not None else ()
+    streams = dict(output)
+    record = opened.record(
+        live.id,
+        finished_at=t.clock.time(),
+        outcome=outcome,
+        error=error.message if error else None,
+    )
+    t.store.post([w_attempt(record, stdout=streams.get("stdout"), stderr=streams.get("stderr"))])
+    _meters(live.job).attempt(outcome)
+    gate = live.job.gate
+    if gate is not None and (error is None or error.kind is not ErrorKind.CANCELLED):
+        gate.report(
+            ok=error is None,
+            kind=error.kind if error else None,
+            retry_after=error.retry_after if error else None,
+        )
+
+
+def _meters(job: JobRuntime) -> JobMetrics:
+    meters: JobMetrics = job.meters
+    return meters
+
+
+def _context(
+    t: AttemptTools,
+    live: LiveRun,
+    action: Action,
+    n: int,
+    phase: Phase,
+    target: LiveTarget | None,
+) -> ActionContext:
+    """What attempt ``n`` may know: the action's ``ctx``."""
+    job = live.job
+    run_id = live.id
+    on_spawn = None
+    if getattr(action, "spawns", False):
+
+        def on_spawn(pgid: int) -> None:
+            t.store.post([w_attempt_pgid(run_id, n, pgid)])
+
+    return ActionContext(
+        job=job.name,
+        run_id=run_id,
+        attempt=n,
+        phase=phase,
+        target=target.value if target is not None else None,
+        payload=live.payload,
+        log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
+        service=job.spec.service,
+        timeout=_timeout(job.spec, phase),
+        idempotency_key=f"{run_id}/{target.idx if target is not None else 0}",
+        on_spawn=on_spawn,
+        on_http_response=job.gate.observe_http if job.gate is not None else None,
+    )
+
+
+class _LazyLog:
+    """``ctx.log``: binds run, attempt and phase on first use, so actions that never log
+    (most of them) never pay for a bind."""
+
+    __slots__ = ("_base", "_bound", "_kw")
+
+    def __init__(self, base: Any, run_id: str, attempt: int, phase: Phase) -> None:
+        self._base = base
+        self._bound: Any = None
+        self._kw = (run_id, attempt, phase)
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None:
+            run_id, attempt, phase = self._kw
+            self._bound = self._base.bind(run_id=run_id, attempt=attempt, phase=phase.value)
+        return getattr(self._bound, name)
+
+
+def _timeout(spec: JobSpec, phase: Phase) -> float:
+    action = (
+        spec.action
+        if phase is Phase.PERFORM
+        else (spec.check if phase is Phase.CHECK else spec.verify)
+    )
+    timeout = getattr(action, "timeout", None)
+    return float(timeout) if timeout is not None else float(spec.timeout)

@@ -1,0 +1,217 @@
+"""The live-run map, and the one way to start runs: ``prepare`` → ``launch``.
+
+Rules:
+- ``prepare`` makes a queued run in memory (counted on its job, tracked as live at once, so
+  a scheduled fire in the same loop turn sees it when it applies its overlap policy).
+- ``launch`` submits the creation rows of a group of runs (and any extra rows, e.g. the event
+  that started them) as ONE unit. Nothing runs before that unit is durable; its settlement
+  spawns each run's task and then tells the caller (``then``). A unit the store refuses is
+  forgotten and the caller hears why: nothing was stored, nothing runs.
+- When a worker slot is free at once and nothing stands between the run and its first
+  action (no service gate, no run to wait for, one target or a check), the run's first
+  attempt is opened in the same unit: the run is born ``running`` with attempt 1 started, and
+  its task calls the action on its first step (engine/attempt.py rules).
+- ``resume`` restarts a run found unfinished at start-up, under the same id.
+- Every run task is created in the daemon's TaskGroup, with a context of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import structlog
+
+from automationd.clock import Clock
+from automationd.core.ids import IdGenerator
+from automationd.engine.attempt import AttemptTools, open_attempt
+from automationd.engine.jobs import JobRuntime, w_job_of
+from automationd.engine.live import LiveRun, LiveTarget
+from automationd.engine.report import Report
+from automationd.engine.run import RunParts, life
+from automationd.records import Phase, Run, Trigger
+from automationd.store.api import Then, Write
+from automationd.store.rows import w_run, w_target
+
+log = structlog.get_logger("automationd.engine")
+
+
+class Launcher:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        attempts: AttemptTools,
+        report: Report,
+    ) -> None:
+        self._clock = clock
+        self._ids = ids
+        self._attempts = attempts
+        self._store = attempts.store
+        self._pool = attempts.pool
+        self._draining = attempts.draining
+        self._parts = RunParts(attempts, report, self._leave)
+        self.live: dict[str, LiveRun] = {}
+        self._tg: asyncio.TaskGroup | None = None
+
+    def attach(self, tg: asyncio.TaskGroup) -> None:
+        """Run tasks belong to ``tg`` (the daemon's top TaskGroup)."""
+        self._tg = tg
+
+    # -- starting -------------------------------------------------------------------------
+    def prepare(
+        self,
+        job: JobRuntime,
+        *,
+        trigger: Trigger,
+        payload: Any = None,
+        idempotency_key: str | None = None,
+        scheduled_for: float | None = None,
+        targets: Sequence[Any] | None = None,
+        skip_check: bool = False,
+        depth: int = 0,
+        origin: str | None = None,
+        after: tuple[asyncio.Future[None], ...] = (),
+    ) -> LiveRun:
+        """A queued run in memory, counted and tracked; nothing is submitted yet."""
+        now = self._clock.time()
+        live = LiveRun(
+            id=self._ids.new(now),
+            job=job,
+            trigger=trigger,
+            created_at=now,
+            scheduled_for=scheduled_for,
+            idempotency_key=idempotency_key,
+            depth=depth,
+            origin=origin,
+            payload=payload,
+            after=after,
+        )
+        explicit = targets if targets is not None else job.spec.targets
+        if job.spec.check is not None and not skip_check:
+            live.needs_check = True  # the check decides the targets
+        elif explicit is None:
+            live.targets = [LiveTarget(0, None)]  # the implicit one (engine/live.py)
+        else:
+            live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
+            live.persist_targets = True
+        job.count_run(live.id)
+        self.live[live.id] = live
+        job.active[live.id] = live
+        return live
+
+    def launch(
+        self, lives: Sequence[LiveRun], extra: Sequence[Write] = (), then: Then | None = None
+    ) -> None:
+        """Make ``lives`` (and ``extra``) durable as one unit; then start them and tell
+        ``then``. Raises ``StoreError`` at once when the store is closing."""
+        writes = list(extra)
+        for live in lives:
+            writes += self._creation(live)
+        try:
+            self._store.submit_then(writes, partial(self._stored, lives, then))
+        except Exception:
+            for live in lives:
+                self._unopen(live)
+                self._leave(live)
+            raise
+
+    async def start(self, lives: Sequence[LiveRun], extra: Sequence[Write] = ()) -> list[Run]:
+        """``launch``, for callers that wait until the runs are durable: returns them as
+        created (taken at the settlement, before any of their tasks has stepped)."""
+        fut: asyncio.Future[list[Run]] = asyncio.get_running_loop().create_future()
+        self.launch(lives, extra, partial(_resolve, fut, lives))
+        return await fut
+
+    def _creation(self, live: LiveRun) -> list[Write]:
+        """The rows that create ``live``; with its first attempt when it can start at once."""
+        first = self._first_step(live)
+        if first is not None and self._pool.try_acquire():
+            live.first, writes = open_attempt(self._attempts, live, *first)
+        else:
+            writes = [w_run(live)]
+        if live.persist_targets:
+            writes.extend(w_target(x.snapshot(live.id)) for x in live.targets)
+        writes.append(w_job_of(live.job))  # its run count (max_runs decides completion on it)
+        return writes
+
+    def _first_step(self, live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
+        if live.after or live.cancel_reason or live.job.gate is not None:
+            return None
+        if self._draining.is_set():
+            return None
+        if live.needs_check:
+            return Phase.CHECK, None
+        if len(live.targets) == 1:
+            return Phase.PERFORM, live.targets[0]
+        return None
+
+    def _stored(
+        self, lives: Sequence[LiveRun], then: Then | None, exc: BaseException | None
+    ) -> None:
+        if exc is not None:
+            for live in lives:
+                self._unopen(live)
+                self._leave(live)  # never stored: the caller is told; nothing to run
+                log.error("run.not_stored", run_id=live.id, job=live.job_name, error=str(exc))
+        else:
+            for live in lives:
+                if live.first is None and self._draining.is_set():
+                    self._leave(live)  # durable and queued: it resumes at next start
+                else:
+                    self.spawn(live)
+        if then is not None:
+            then(exc)
+
+    def _unopen(self, live: LiveRun) -> None:
+        if live.first is not None:
+            live.first = None
+            self._pool.release()
+
+    def resume(self, live: LiveRun) -> None:
+        """A run found unfinished at start-up goes on under its own id."""
+        self.live[live.id] = live
+        live.job.active[live.id] = live
+        self.spawn(live)
+
+    def spawn(self, live: LiveRun) -> None:
+        assert self._tg is not None, "launcher not attached to a TaskGroup"
+        live.task = self._tg.create_task(
+            life(self._parts, live), name=f"run:{live.id}", context=contextvars.Context()
+        )
+
+    # -- control --------------------------------------------------------------------------
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> LiveRun | None:
+        """Ask a live run to end ``cancelled`` (one whose task has not started ends so when
+        it starts: cancelling a task before its first step would skip its body)."""
+        live = self.live.get(run_id)
+        if live is None:
+            return None
+        live.cancel_reason = reason
+        if live.task is not None and live.started:
+            live.task.cancel()
+        return live
+
+    def _leave(self, live: LiveRun) -> None:
+        self.live.pop(live.id, None)
+        live.job.active.pop(live.id, None)
+        live.leave()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks of the runs in memory (what a shutdown drains)."""
+        return [lv.task for lv in self.live.values() if lv.task is not None]
+
+
+def _resolve(
+    fut: asyncio.Future[list[Run]], lives: Sequence[LiveRun], exc: BaseException | None
+) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result([live.snapshot() for live in lives])
+    else:
+        fut.set_exception(exc)

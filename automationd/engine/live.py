@@ -1,0 +1,166 @@
+"""A run while it lives in memory: the one mutable owner of its changing state.
+
+A ``LiveRun`` is made by the launcher (engine/launcher.py) and, from its launch on, changed
+only by its own task (engine/run.py) — and, before that task's first step, by the launcher's
+pre-opened first attempt. Everyone else reads snapshots: ``snapshot()`` is the frozen ``Run``
+record the socket answers with and the report publishes. The store writes a live run's row
+straight from these attributes (store/rows.py ``RunView``), so a state change costs an
+attribute store, not a record copy.
+
+Targets: a run without explicit targets has one *implicit* target (``value`` None) whose state
+lives on the run row only (``persist_targets`` False), so the common single-action run writes
+no target rows at all. A job with a check phase starts with no targets until its check has
+decided them (``needs_check``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from automationd.core.runstate import RunState, TargetState
+from automationd.records import Run, RunError, Target, Trigger
+
+if TYPE_CHECKING:
+    from automationd.engine.jobs import JobRuntime
+
+
+@dataclass(slots=True, eq=False)
+class LiveTarget:
+    idx: int
+    value: Any
+    state: TargetState = TargetState.PENDING
+    attempts: int = 0  # perform attempts only: retries are counted per target
+    error: RunError | None = None
+    result: Any = None
+
+    def snapshot(self, run_id: str) -> Target:
+        return Target(
+            run_id=run_id,
+            idx=self.idx,
+            target=self.value,
+            state=self.state,
+            attempts=self.attempts,
+            error=self.error,
+            result=self.result,
+        )
+
+
+@dataclass(slots=True, eq=False, kw_only=True)
+class LiveRun:
+    # fixed at creation
+    id: str
+    job: JobRuntime
+    trigger: Trigger
+    created_at: float
+    scheduled_for: float | None = None
+    idempotency_key: str | None = None
+    depth: int = 0
+    origin: str | None = None
+    lease: int = 0
+    # changed by the run's task
+    state: RunState = RunState.QUEUED
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    payload: Any = None
+    error: RunError | None = None
+    result: Any = None
+    reason: str | None = None
+    targets: list[LiveTarget] = field(default_factory=list)
+    targets_succeeded: int = 0
+    targets_failed: int = 0
+    persist_targets: bool = False
+    needs_check: bool = False
+    check_tries: int = 0  # check attempts already failed (after a crash, the interrupted)
+    # life in memory
+    after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
+    first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
+    resumed: bool = False
+    cancel_reason: str | None = None
+    task: asyncio.Task[None] | None = None
+    started: bool = False  # the task has taken its first step
+    executing: int = 0  # attempts whose action is running now
+    gone: bool = False  # left memory
+    _ended: asyncio.Future[None] | None = None
+
+    @property
+    def job_name(self) -> str:
+        return self.job.spec.name
+
+    @property
+    def targets_total(self) -> int:
+        return len(self.targets)
+
+    def snapshot(self) -> Run:
+        return Run(
+            id=self.id,
+            job=self.job_name,
+            state=self.state,
+            trigger=self.trigger,
+            created_at=self.created_at,
+            scheduled_for=self.scheduled_for,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            attempts=self.attempts,
+            idempotency_key=self.idempotency_key,
+            payload=self.payload,
+            targets_total=len(self.targets),
+            targets_succeeded=self.targets_succeeded,
+            targets_failed=self.targets_failed,
+            error=self.error,
+            result=self.result,
+            depth=self.depth,
+            origin=self.origin,
+            reason=self.reason,
+            lease=self.lease,
+        )
+
+    def ended(self) -> asyncio.Future[None]:
+        """Resolves when the run leaves memory (what a queued fire waits for). Made on
+        demand: most runs are never waited for."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+            if self.gone:
+                self._ended.set_result(None)
+        return self._ended
+
+    def leave(self) -> None:
+        """The run left memory: wake whoever waits for its end."""
+        self.gone = True
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+    @classmethod
+    def from_stored(cls, run: Run, job: JobRuntime, rows: list[Target]) -> LiveRun:
+        """A run read back at start-up (crash recovery), to resume under its own id. ``rows``
+        are its stored targets: none for a run with the implicit target, or whose check has
+        not decided them yet."""
+        live = cls(
+            id=run.id,
+            job=job,
+            trigger=run.trigger,
+            created_at=run.created_at,
+            scheduled_for=run.scheduled_for,
+            idempotency_key=run.idempotency_key,
+            depth=run.depth,
+            origin=run.origin,
+            lease=run.lease,
+            state=run.state,
+            started_at=run.started_at,
+            attempts=run.attempts,
+            payload=run.payload,
+            result=run.result,
+            resumed=True,
+            persist_targets=bool(rows),
+        )
+        live.targets = [
+            LiveTarget(t.idx, t.target, t.state, t.attempts, t.error, t.result) for t in rows
+        ]
+        if not rows and run.targets_total == 1:
+            live.targets = [LiveTarget(0, None)]  # the implicit one; its tries are recounted
+        live.needs_check = job.spec.check is not None and run.targets_total == 0
+        live.targets_succeeded = sum(t.state is TargetState.SUCCEEDED for t in live.targets)
+        live.targets_failed = sum(t.state is TargetState.FAILED for t in live.targets)
+        return live

@@ -1,0 +1,252 @@
+"""The store's read queries, written once for every SQL backend.
+
+A backend gives ``SqlReads`` one coroutine, ``fetchall(sql, params)``, that runs a query
+written with ``?`` placeholders and returns rows addressable by column name; the backend
+translates placeholders if its driver wants others. Where SQL dialects differ the backend
+says so once (``glob``: whether it has SQLite's ``GLOB``).
+
+Ids sort by creation time (core/ids.py) and start with the creation millisecond, so a time
+window is a primary-key range and the run and event listings never scan their tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+from automationd.core.ids import id_floor
+from automationd.core.match import glob_match
+from automationd.core.runstate import LIVE, RunState, TargetState
+from automationd.records import Attempt, DlqEntry, Event, Run, Target
+from automationd.store.api import OpenAttempt, RunQuery
+from automationd.store.jobs import JOB_COLUMNS, StoredJobs
+from automationd.store.rows import (
+    Row,
+    attempt_from_row,
+    dlq_from_row,
+    event_from_row,
+    loads,
+    run_from_row,
+    target_from_row,
+)
+
+Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
+
+RUN_COLS = (
+    "id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,"
+    " idempotency_key, payload, targets_total, targets_succeeded, targets_failed, error_kind,"
+    " error_message, result, depth, origin, reason, lease"
+)
+_PAGE = 500  # events read per page while a name glob is filtered in Python
+
+
+def ms_id(ts: float, plus: int = 0) -> str:
+    """The id prefix of ``ts``'s millisecond (+ ``plus``): bounds are whole milliseconds, as
+    listed (RFC 3339 with ms), and the small bias undoes float error in ``.123`` → 0.12299…"""
+    return f"{max(0, math.floor(ts * 1000 + 0.01) + plus):012x}"
+
+
+class SqlReads:
+    """The read half of ``Store`` (store/api.py) over one ``fetchall``."""
+
+    def __init__(self, fetchall: Fetch, *, glob: bool) -> None:
+        self._fetch = fetchall
+        self._glob = glob
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> Row | None:
+        rows = await self._fetch(sql, params)
+        return rows[0] if rows else None
+
+    # -- runs -----------------------------------------------------------------------------
+    async def run(self, run_id: str) -> Run | None:
+        row = await self._one(f"SELECT {RUN_COLS} FROM runs WHERE id=?", (run_id,))
+        return run_from_row(row) if row else None
+
+    async def run_by_key(self, job: str, key: str) -> Run | None:
+        row = await self._one(
+            f"SELECT {RUN_COLS} FROM runs WHERE job=? AND idempotency_key=?", (job, key)
+        )
+        return run_from_row(row) if row else None
+
+    async def runs(self, q: RunQuery) -> list[Run]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("job", q.job), ("state", q.state), ("trigger", q.trigger)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value)
+        if q.since is not None:
+            where.append("id >= ?")
+            params.append(ms_id(q.since))
+        if q.until is not None:
+            where.append("id < ?")
+            params.append(ms_id(q.until, 1))
+        if q.before is not None:
+            where.append("id < ?")
+            params.append(q.before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, q.limit, q.offset),
+        )
+        return [run_from_row(r) for r in rows]
+
+    async def live_runs(self) -> list[Run]:
+        states = sorted(s.value for s in LIVE)
+        rows = await self._fetch(
+            f"SELECT {RUN_COLS} FROM runs WHERE state IN ({','.join('?' * len(states))})"
+            " ORDER BY id",
+            states,
+        )
+        return [run_from_row(r) for r in rows]
+
+    async def target_rows(self, run_id: str) -> list[Target]:
+        rows = await self._fetch("SELECT * FROM targets WHERE run_id=? ORDER BY idx", (run_id,))
+        return [target_from_row(r) for r in rows]
+
+    async def targets(self, run: Run) -> list[Target]:
+        stored = await self.target_rows(run.id)
+        if stored or run.targets_total != 1:
+            return stored
+        # The one implicit target: its state lives on the run row, its tries in the attempts.
+        row = await self._one(
+            "SELECT COUNT(*) AS n FROM attempts WHERE run_id=? AND phase='perform'", (run.id,)
+        )
+        state = TargetState.PENDING
+        if run.state is RunState.SUCCEEDED:
+            state = TargetState.SUCCEEDED
+        elif run.state in (RunState.FAILED, RunState.PARTIAL) and run.targets_failed:
+            state = TargetState.FAILED
+        return [
+            Target(
+                run_id=run.id,
+                idx=0,
+                target=None,
+                state=state,
+                attempts=int(row["n"] if row else 0),
+                error=run.error if state is TargetState.FAILED else None,
+                result=run.result if state is TargetState.SUCCEEDED else None,
+            )
+        ]
+
+    async def attempts(self, run_id: str) -> list[Attempt]:
+        rows = await self._fetch("SELECT * FROM attempts WHERE run_id=? ORDER BY n", (run_id,))
+        return [attempt_from_row(r) for r in rows]
+
+    async def open_attempts(self, run_id: str) -> list[OpenAttempt]:
+        rows = await self._fetch(
+            "SELECT n, phase, target_idx, pgid FROM attempts WHERE run_id=? AND outcome IS NULL"
+            " ORDER BY n",
+            (run_id,),
+        )
+        return [OpenAttempt(r["n"], r["phase"], r["target_idx"], r["pgid"]) for r in rows]
+
+    async def logs(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT n, phase, target, stdout, stderr FROM attempts WHERE run_id=?"
+            " AND (stdout IS NOT NULL OR stderr IS NOT NULL) ORDER BY n",
+            (run_id,),
+        )
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            for stream in ("stdout", "stderr"):
+                if r[stream]:
+                    out.append(
+                        {
+                            "attempt": r["n"],
+                            "phase": r["phase"],
+                            "target": loads(r["target"]),
+                            "stream": stream,
+                            "text": r[stream],
+                        }
+                    )
+        return out
+
+    # -- dead letters ---------------------------------------------------------------------
+    async def dlq(self, *, job: str | None, limit: int) -> list[DlqEntry]:
+        if job is None:
+            rows = await self._fetch("SELECT * FROM dlq ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._fetch(
+                "SELECT * FROM dlq WHERE job=? ORDER BY id DESC LIMIT ?", (job, limit)
+            )
+        return [dlq_from_row(r) for r in rows]
+
+    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
+        if id is not None:
+            rows = await self._fetch("SELECT * FROM dlq WHERE id=?", (id,))
+        elif job is not None:
+            rows = await self._fetch("SELECT * FROM dlq WHERE job=? ORDER BY id", (job,))
+        elif all:
+            rows = await self._fetch("SELECT * FROM dlq ORDER BY id", ())
+        else:
+            rows = []
+        return [dlq_from_row(r) for r in rows]
+
+    async def dlq_count(self) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM dlq", ())
+        return int(row["n"]) if row else 0
+
+    # -- events ---------------------------------------------------------------------------
+    async def event_by_key(self, key: str) -> Event | None:
+        row = await self._one("SELECT * FROM events WHERE idempotency_key=?", (key,))
+        return event_from_row(row) if row else None
+
+    async def event_runs(self, event: Event) -> list[str]:
+        # created in the event's transaction, so their ids lie just above the event's
+        rows = await self._fetch(
+            "SELECT id FROM runs WHERE id > ? AND id < ? AND origin=? AND trigger='event'"
+            " ORDER BY id",
+            (event.id, id_floor(event.created_at + 60.0), event.id),
+        )
+        return [r["id"] for r in rows]
+
+    async def events(
+        self,
+        *,
+        since: float | None,
+        until: float | None,
+        limit: int | None,
+        newest_first: bool,
+        name: str | None = None,
+    ) -> list[Event]:
+        """A ``name`` glob is pushed into SQL where the backend's glob means ours (no
+        ``[...]`` classes, whose negation differs) and every row is re-checked with
+        ``core.match.glob_match`` either way, in pages, so no filter loads the whole history."""
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("id >= ?")
+            params.append(ms_id(since))
+        if until is not None:
+            where.append("id < ?")
+            params.append(ms_id(until, 1))
+        if name is not None and self._glob and "[" not in name and "]" not in name:
+            where.append("name GLOB ?")
+            params.append(name)
+        order = "DESC" if newest_first else "ASC"
+        cursor_op = "<" if newest_first else ">"
+        out: list[Event] = []
+        cursor: str | None = None
+        while limit is None or len(out) < limit:
+            conds, page_params = list(where), list(params)
+            if cursor is not None:
+                conds.append(f"id {cursor_op} ?")
+                page_params.append(cursor)
+            clause = f"WHERE {' AND '.join(conds)}" if conds else ""
+            rows = await self._fetch(
+                f"SELECT * FROM events {clause} ORDER BY id {order} LIMIT {_PAGE}", page_params
+            )
+            out.extend(
+                event_from_row(r) for r in rows if name is None or glob_match(name, r["name"])
+            )
+            if len(rows) < _PAGE:
+                break
+            cursor = rows[-1]["id"]
+        return out if limit is None else out[:limit]
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def job_rows(self) -> StoredJobs:
+        rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
+        return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too

@@ -1,0 +1,339 @@
+"""The SQLite store: one file in the state directory, no server (the embedded default).
+
+Shape: ``open_sqlite(state_dir)`` takes the state directory's lock and opens
+``automationd.db`` twice:
+
+- the WRITER, a plain ``sqlite3`` connection that lives on a one-thread executor of its own
+  and runs migrations, then every batch of the group-commit writer (store/writer.py);
+- the READER, an aiosqlite connection (``PRAGMA query_only=1``), so reads never queue behind
+  a big batch. Reads use aiosqlite's public ``execute_fetchall``: one thread hop per query.
+
+Why the writer is not an aiosqlite connection: a batch is ``BEGIN``, one multi-row statement
+per kind of row, ``COMMIT``. aiosqlite's public API costs a thread hop per statement
+(``execute``, ``executemany``, ``commit``): 4 to 6 hops per batch, each ≈ 30 to 60 µs of queue
+hand-off and loop wake-up, and as many GIL hand-overs. ``loop.run_in_executor`` on a
+dedicated one-thread executor runs the whole batch (store/sqlite/sql.py ``execute_plan``) in
+ONE hop through public asyncio API; the one-client trigger latency is what that buys.
+
+Durability: WAL with ``synchronous=FULL`` fsyncs the log on every COMMIT, and a write is
+reported only after its COMMIT returned. WAL readers see every transaction committed before
+their read began, so a read issued after a write was reported sees it.
+
+Health: every ``health_interval`` a probe sends an empty batch through the writer (it runs
+``SELECT 1`` on the writer's thread) and a ``SELECT 1`` through the reader, each under
+``health_timeout``. A stalled thread or a failing batch makes the store unhealthy with a
+reason (``store: disk full``) until both pass again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import structlog
+
+from automationd.clock import Clock, SystemClock
+from automationd.errors import StoreError
+from automationd.store.api import PrunePass
+from automationd.store.batch import Step
+from automationd.store.lock import StateDirLock
+from automationd.store.reads import SqlReads
+from automationd.store.rows import Row
+from automationd.store.sqlite import prune
+from automationd.store.sqlite.migrate import migrate
+from automationd.store.sqlite.sql import execute_plan, store_error
+from automationd.store.write import Then, Write
+from automationd.store.writer import MAX_BATCH, Writer
+
+__all__ = ["DB_NAME", "SqliteStore", "open_sqlite"]
+
+T = TypeVar("T")
+DB_NAME = "automationd.db"
+BUSY_TIMEOUT_MS = 5000
+
+log = structlog.get_logger("automationd.store")
+
+
+class _Committer:
+    """The writer connection on its own thread: one hop per batch."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+
+    def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
+        return self._loop.run_in_executor(self._executor, execute_plan, self._conn, steps)
+
+
+class SqliteStore(SqlReads):
+    """``Store`` (store/api.py) on one SQLite file. Build it with ``open_sqlite``."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: Writer,
+        reader: aiosqlite.Connection,
+        clock: Clock,
+        *,
+        schema_version: int,
+        health_interval: float,
+        health_timeout: float,
+    ) -> None:
+        super().__init__(self._fetchall, glob=True)
+        self.path = path
+        self.schema_version = schema_version
+        self._writer = writer
+        self._reader = reader
+        self._clock = clock
+        self._health_interval = health_interval
+        self._health_timeout = health_timeout
+        self._probe_failure: str | None = None
+        self._health_changed = asyncio.Event()
+
+    # -- health ---------------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return self._probe_failure is None and self._writer.failing is None
+
+    @property
+    def health_reason(self) -> str | None:
+        if self._probe_failure is not None:
+            return self._probe_failure
+        if self._writer.failing is not None:
+            return self._writer.last_error
+        return None
+
+    async def wait_healthy(self) -> None:
+        while not self.healthy:
+            self._health_changed.clear()
+            await self._health_changed.wait()
+
+    def health_changed(self) -> None:
+        """The writer's failure state moved (its ``on_health`` callback)."""
+        self._health_changed.set()
+
+    async def probe_loop(self) -> None:
+        was: str | None = None
+        while True:
+            await self._clock.sleep_until(self._clock.monotonic() + self._health_interval)
+            self._probe_failure = await self._probe_once()
+            if self._probe_failure != was:
+                if self._probe_failure is None:
+                    log.info("store.healthy")
+                else:
+                    log.error("store.unhealthy", reason=self._probe_failure)
+                was = self._probe_failure
+                self._health_changed.set()
+
+    async def _probe_once(self) -> str | None:
+        try:
+            async with asyncio.timeout(self._health_timeout):
+                await self._writer.submit(())
+        except TimeoutError:
+            return f"store: writer stalled (no answer within {self._health_timeout:g}s)"
+        except StoreError as exc:
+            return str(exc)
+        try:
+            async with asyncio.timeout(self._health_timeout):
+                await self._fetchall("SELECT 1", ())
+        except TimeoutError:
+            return f"store: reader stalled (no answer within {self._health_timeout:g}s)"
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    # -- writes ---------------------------------------------------------------------------
+    def post(self, writes: Sequence[Write]) -> None:
+        self._writer.post(writes)
+
+    def submit_then(self, writes: Sequence[Write], then: Then, *, retry: bool = False) -> None:
+        self._writer.submit_then(writes, then, retry=retry)
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        await self._writer.submit(writes)
+
+    async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer's thread inside the next batch's transaction: for
+        what a ``Write`` cannot say (rowcounts, ``DELETE … LIMIT`` sweeps). A barrier,
+        durable when this returns; it must be quick and must not raise for expected
+        outcomes (an exception fails its whole batch)."""
+        result: T = await self._writer.call(fn)
+        return result
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        w = self._writer
+        return {
+            "batches": w.batches,
+            "writes": w.writes,
+            "statements": w.statements,
+            "collapsed": w.collapsed,
+            "failed_batches": w.failed_batches,
+            "failed_writes": w.failed_writes,
+            "last_batch_size": w.last_batch_size,
+            "max_batch_size": w.max_batch_size,
+            "pending": w.pending,
+            "commit_seconds": w.commit_seconds,
+            "healthy": self.healthy,
+        }
+
+    # -- reads ----------------------------------------------------------------------------
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        try:
+            rows: Sequence[Row] = await self._reader.execute_fetchall(sql, params)  # type: ignore[assignment]
+        except sqlite3.Error as exc:
+            raise store_error(exc, "read") from exc
+        except ValueError as exc:  # aiosqlite: the connection is closed
+            raise StoreError(f"store: reader closed ({exc})", kind="closed") from exc
+        return rows
+
+    # -- retention ------------------------------------------------------------------------
+    async def prune_runs_step(self, prune_pass: PrunePass, batch: int) -> tuple[int, bool, float]:
+        return await self.run_in_transaction(
+            partial(prune.runs_step, prune_pass=prune_pass, batch=batch, clock=self._clock)
+        )
+
+    async def prune_events_step(self, before: str, batch: int) -> tuple[int, bool, float]:
+        return await self.run_in_transaction(
+            partial(prune.events_step, before=before, batch=batch, clock=self._clock)
+        )
+
+
+def _open_writer(path: Path) -> tuple[sqlite3.Connection, int]:
+    """On the writer's thread: connect, pragmas, migrate."""
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}", kind="io") from exc
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"could not switch the database to WAL (journal_mode={mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        return conn, migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open {path}: {type(exc).__name__}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def _open_reader(path: Path) -> aiosqlite.Connection:
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}", kind="io") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA query_only=1")
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def open_sqlite(
+    state_dir: Path,
+    *,
+    health_interval: float = 1.0,
+    health_timeout: float = 2.0,
+    close_timeout: float = 10.0,
+    max_batch: int = MAX_BATCH,
+    clock: Clock | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> AsyncIterator[SqliteStore]:
+    """Lock ``state_dir``, open/migrate ``automationd.db``, run the health probe.
+
+    On exit: flush pending writes (up to ``close_timeout``, even if cancelled), stop the probe,
+    close both connections, release the lock. Raises ``LockedError`` if another daemon holds
+    the directory and ``StoreError`` if the database cannot be opened or is too new.
+    """
+    clock = clock or SystemClock()
+    state_dir = Path(state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock = StateDirLock.acquire(state_dir)
+    except OSError as exc:
+        raise StoreError(f"cannot use state directory {state_dir}: {exc}", kind="io") from exc
+    path = state_dir / DB_NAME
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+    try:
+        conn, version = await loop.run_in_executor(executor, _open_writer, path)
+        try:
+            reader = await _open_reader(path)
+            try:
+                store_ref: list[SqliteStore] = []
+                writer = Writer(
+                    _Committer(conn, executor),
+                    clock,
+                    max_batch=max_batch,
+                    on_error=on_error,
+                    on_health=lambda: store_ref[0].health_changed() if store_ref else None,
+                )
+                store = SqliteStore(
+                    path,
+                    writer,
+                    reader,
+                    clock,
+                    schema_version=version,
+                    health_interval=health_interval,
+                    health_timeout=health_timeout,
+                )
+                store_ref.append(store)
+                body_error: BaseException | None = None
+                async with asyncio.TaskGroup() as tg:
+                    probe = tg.create_task(store.probe_loop(), name="store:probe")
+                    try:
+                        yield store
+                    except BaseException as exc:
+                        # Re-raised below, unwrapped: the TaskGroup would turn the caller's own
+                        # error into an ExceptionGroup, which is ours to hide.
+                        body_error = exc
+                    finally:
+                        probe.cancel()
+                        await _flush(writer, close_timeout)
+                log.warning("store.closed", path=str(path), **store.stats)
+                if body_error is not None:
+                    raise body_error
+            finally:
+                await reader.close()
+        finally:
+            await loop.run_in_executor(executor, conn.close)
+    finally:
+        executor.shutdown(wait=True)
+        lock.release()
+
+
+async def _flush(writer: Writer, limit_s: float) -> None:
+    """Commit what was submitted (up to ``limit_s``, even if we are cancelled meanwhile)."""
+    writer.close()
+    deadline = asyncio.get_running_loop().time() + limit_s
+    cancelled = False
+    while not writer.drained.done():
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(writer.drained)
+        except TimeoutError:
+            failed = writer.abandon("the store closed before this write committed")
+            log.error("store.flush_timeout", timeout_s=limit_s, failed_writes=failed)
+            break
+        except asyncio.CancelledError:
+            cancelled = True  # acked-or-not must be decided by the flush; re-raised below
+    if cancelled:
+        raise asyncio.CancelledError
