@@ -29,10 +29,11 @@ class WorkerPool:
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._closed = False
+        self._waiting = 0  # waiters not yet handed a slot nor cancelled (``status`` reads it)
 
     @property
     def waiting(self) -> int:
-        return sum(1 for _, _, f in self._heap if not f.done())
+        return self._waiting
 
     async def acquire(self, priority: int = 0) -> None:
         if self._closed:
@@ -42,11 +43,14 @@ class WorkerPool:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._heap, (-priority, next(self._seq), fut))
+        self._waiting += 1
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release()  # we were handed a slot as we got cancelled: pass it on
+            elif not self._closed:
+                self._waiting -= 1  # left the queue without a slot
             raise
 
     def try_acquire(self) -> bool:
@@ -61,6 +65,7 @@ class WorkerPool:
             _, _, fut = heapq.heappop(self._heap)
             if not fut.done():
                 fut.set_result(None)
+                self._waiting -= 1
                 return
         self.busy -= 1
 
@@ -74,6 +79,7 @@ class WorkerPool:
 
     def close(self) -> None:
         self._closed = True
+        self._waiting = 0
         while self._heap:
             _, _, fut = heapq.heappop(self._heap)
             if not fut.done():
