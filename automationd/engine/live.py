@@ -77,6 +77,7 @@ class LiveRun:
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
+    reservation: Any = None  # its place in the worker pool's queue (pool.Reservation)
     resumed: bool = False
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
