@@ -40,7 +40,16 @@ from automationd.errors import ActionError, ErrorKind, StoreError
 from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.records import Attempt, Phase, RunError
 from automationd.store.api import Store, Write
-from automationd.store.rows import w_attempt, w_attempt_pgid, w_run, w_target
+from automationd.store.rows import (
+    AttemptHead,
+    attempt_head,
+    w_attempt,
+    w_attempt_end,
+    w_attempt_pgid,
+    w_attempt_start,
+    w_run,
+    w_target,
+)
 
 log = structlog.get_logger("automationd.engine")
 
@@ -75,6 +84,7 @@ class Opened:
     action: Action
     ctx: ActionContext
     started_at: float
+    head: AttemptHead  # its row's identity, shared by its start and end rows
 
     def record(self, run_id: str, **end: Any) -> Attempt:
         t = self.target
@@ -128,9 +138,13 @@ def open_attempt(
             target.attempts += 1
         if live.persist_targets:
             writes.append(w_target(target.snapshot(live.id)))
-    opened = Opened(n, phase, target, action, _context(t, live, action, n, phase, target), now)
-    writes.append(w_attempt(opened.record(live.id)))
-    return opened, writes
+    ctx = _context(t, live, action, n, phase, target)
+    if target is None:
+        head = attempt_head(live.id, n, phase, -1, None, now)
+    else:
+        head = attempt_head(live.id, n, phase, target.idx, target.value, now)
+    writes.append(w_attempt_start(head))
+    return Opened(n, phase, target, action, ctx, now, head), writes
 
 
 async def run_phase(
@@ -277,14 +291,13 @@ def _close(
     """Record how the attempt went: its row, its metrics, and the service gate's view."""
     outcome = "ok" if error is None else error.kind.value
     output = result.output if result is not None else error.output if error is not None else ()
-    streams = dict(output)
-    record = opened.record(
-        live.id,
-        finished_at=t.clock.time(),
-        outcome=outcome,
-        error=error.message if error else None,
-    )
-    t.store.post([w_attempt(record, stdout=streams.get("stdout"), stderr=streams.get("stderr"))])
+    stdout = stderr = None
+    if output:
+        streams = dict(output)
+        stdout, stderr = streams.get("stdout"), streams.get("stderr")
+    message = error.message if error is not None else None
+    end = w_attempt_end(opened.head, t.clock.time(), outcome, message, stdout, stderr)
+    t.store.post([end])
     _meters(live.job).attempt(outcome)
     gate = live.job.gate
     if gate is not None and (error is None or error.kind is not ErrorKind.CANCELLED):

@@ -108,6 +108,7 @@ class Launcher:
         else:
             live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
             live.persist_targets = True
+        live.direct = self._direct(live)
         job.count_run(live.id)
         self.live[live.id] = live
         job.active[live.id] = live
@@ -148,16 +149,26 @@ class Launcher:
         writes.append(w_job_of(live.job))  # its run count (max_runs decides completion on it)
         return writes
 
-    def _first_step(self, live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
-        if live.after or live.cancel_reason or live.job.gate is not None:
-            return None
-        if self._draining.is_set():
+    @staticmethod
+    def _direct(live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
+        """The first attempt the launcher may open itself, decided once at ``prepare``."""
+        if live.after or live.job.gate is not None:
             return None
         if live.needs_check:
             return Phase.CHECK, None
         if len(live.targets) == 1:
             return Phase.PERFORM, live.targets[0]
         return None
+
+    def _first_step(self, live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
+        """``_direct``, unless the run was cancelled, the daemon drains or (after a reload)
+        the job got a service gate meanwhile."""
+        if live.cancel_reason is not None or live.job.gate is not None:
+            return None
+        if self._draining.is_set():
+            return None
+        direct: tuple[Phase, LiveTarget | None] | None = live.direct
+        return direct
 
     def _stored(
         self, lives: Sequence[LiveRun], then: Then | None, exc: BaseException | None

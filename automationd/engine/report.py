@@ -84,29 +84,31 @@ class Report:
         error: RunError | None = None,
         reason: str | None = None,
         result: Any = None,
-    ) -> Run:
-        """End the run; it is reported once its end (and its event) is durable."""
+    ) -> None:
+        """End the run; it is reported once its end (and its event) is durable.
+
+        The run's row is written from the ``LiveRun`` itself and the report reads it too (no
+        snapshot record): nothing changes a run after its end.
+        """
         now = self._clock.time()
-        live.state = next_run_state(live.state, event)
+        state = live.state = next_run_state(live.state, event)
         live.finished_at = now
         live.error = error
         live.reason = reason
         if result is not None:
             live.result = result
         job = live.job
-        job.note_end(live.state.value, now)
-        run = live.snapshot()
-        writes = [w_run(run), w_job_of(job)]
+        job.note_end(state.value, now)
+        writes = [w_run(live), w_job_of(job)]
         event_id = None
-        if run.state in _OUTCOMES:
+        if state in _OUTCOMES:
             event_id = self._ids.new(now)
-            writes.append(self._event_row(run, event_id, now))
+            writes.append(self._event_row(live, event_id, now))
         try:
-            self._store.submit_then(writes, partial(self._settled, run, job, event_id), retry=True)
+            self._store.submit_then(writes, partial(self._settled, live, event_id), retry=True)
         except Exception as exc:  # the store refused it (closing): the run ends again after
             # the next start, since recovery resumes runs whose end was never stored
-            log.error("run.end_not_stored", run_id=run.id, error=str(exc))
-        return run
+            log.error("run.end_not_stored", run_id=live.id, error=str(exc))
 
     def skipped(
         self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
@@ -160,42 +162,46 @@ class Report:
         await self._store.commit([])
 
     # -- reporting ------------------------------------------------------------------------
-    def _event_row(self, run: Run, event_id: str, at: float) -> Write:
+    def _event_row(self, live: LiveRun, event_id: str, at: float) -> Write:
         """The ``run.<state>`` event, as its row only (its payload as JSON text, without
         json.dumps: one is written per run, and most are never read back)."""
-        state = run.state.value
-        text = f'{{"job":{json_name(run.job)},"run_id":{json_id(run.id)},"state":"{state}"}}'
-        return w_event_row(event_id, f"run.{state}", text, at, None, run.depth + 1)
+        state = live.state.value
+        text = f'{{"job":{json_name(live.job_name)},"run_id":{json_id(live.id)},"state":"{state}"}}'
+        return w_event_row(event_id, f"run.{state}", text, at, None, live.depth + 1)
 
-    def _settled(
-        self, run: Run, job: JobRuntime, event_id: str | None, exc: BaseException | None
-    ) -> None:
+    def _settled(self, live: LiveRun, event_id: str | None, exc: BaseException | None) -> None:
         try:
-            self._report(run, job, event_id)
+            self._report(live, event_id)
         except Exception:  # the run has ended either way
-            log.exception("run.report_failed", run_id=run.id, job=job.name)
+            log.exception("run.report_failed", run_id=live.id, job=live.job_name)
 
-    def _report(self, run: Run, job: JobRuntime, event_id: str | None) -> None:
-        now = run.finished_at or self._clock.time()
-        duration = now - run.started_at if run.started_at is not None else None
-        meters(job, self._metrics).run_ended(run.state.value, duration, now)
+    def _report(self, live: LiveRun, event_id: str | None) -> None:
+        job = live.job
+        state = live.state.value
+        now = live.finished_at or self._clock.time()
+        duration = now - live.started_at if live.started_at is not None else None
+        meters(job, self._metrics).run_ended(state, duration, now)
         if self._log_runs:
             log.info(
                 "run.finished",
-                run_id=run.id,
+                run_id=live.id,
                 job=job.name,
-                state=run.state.value,
-                attempts=run.attempts,
+                state=state,
+                attempts=live.attempts,
                 duration_s=round(duration or 0.0, 6),
             )
         self._metrics.events_published_total.inc()  # ours count as published events
         if event_id is not None:
-            name = f"run.{run.state.value}"
+            name = f"run.{state}"
             if self._listening(name):
-                payload = {"job": run.job, "run_id": run.id, "state": run.state.value}
+                payload = {"job": job.name, "run_id": live.id, "state": state}
                 self._outbox.put(
                     Event(
-                        id=event_id, name=name, payload=payload, created_at=now, depth=run.depth + 1
+                        id=event_id,
+                        name=name,
+                        payload=payload,
+                        created_at=now,
+                        depth=live.depth + 1,
                     )
                 )
 

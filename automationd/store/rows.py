@@ -215,6 +215,38 @@ def w_event_row(
     return Write(Stmt.EVENT, (event_id, name, payload_json, created_at, key, depth), key=event_id)
 
 
+AttemptHead = tuple[str, int, str, int, str | None, float]
+_NO_END = (None, None, None, None, None, None)
+
+
+def attempt_head(
+    run_id: str, n: int, phase: Phase, target_idx: int, target: Any, started_at: float
+) -> AttemptHead:
+    """The first six ATTEMPT params (which attempt, of what, since when), made once per
+    attempt: its start and its end rows share them, with no ``Attempt`` record for either."""
+    return (run_id, n, _TEXT[phase], target_idx, dumps(target), started_at)
+
+
+def w_attempt_start(head: AttemptHead) -> Write:
+    """ "Attempt n started": its row with no outcome (what recovery closes as interrupted)."""
+    return Write(Stmt.ATTEMPT, head + _NO_END, key=(head[0], head[1]))
+
+
+def w_attempt_end(
+    head: AttemptHead,
+    finished_at: float,
+    outcome: str,
+    error: str | None,
+    stdout: str | None = None,
+    stderr: str | None = None,
+) -> Write:
+    return Write(
+        Stmt.ATTEMPT,
+        (*head, finished_at, outcome, error, stdout, stderr, None),
+        key=(head[0], head[1]),
+    )
+
+
 # --- reading rows back ---------------------------------------------------------------------
 
 
