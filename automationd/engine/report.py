@@ -105,7 +105,9 @@ class Report:
             event_id = self._ids.new(now)
             writes.append(self._event_row(live, event_id, now))
         try:
-            self._store.submit_then(writes, partial(self._settled, live, event_id), retry=True)
+            self._store.submit_then(
+                writes, partial(self._settled, live, event_id), retry=True, defer=True
+            )
         except Exception as exc:  # the store refused it (closing): the run ends again after
             # the next start, since recovery resumes runs whose end was never stored
             log.error("run.end_not_stored", run_id=live.id, error=str(exc))

@@ -117,13 +117,14 @@ def _metrics_text(port: int) -> str:
 
 
 # ---------------------------------------------------------------------------- 2,000 jobs/s
-def run_ours_per_second(base: Path, n: int, seconds: int, idle: int = 0) -> dict[str, float]:
+def run_ours_per_second(
+    base: Path, n: int, seconds: int, idle: int = 0, workers: int = 64
+) -> dict[str, float]:
     jobs = _jobs_toml(n, "*/1 * * * * *", "benchacts:stamp") + _big_toml(idle, day="1")
     port = _free_port()
     daemon = f'log_level = "warning"\nmetrics_listen = "127.0.0.1:{port}"'
-    d = DaemonProcess(
-        base, config_text(base, daemon=daemon, extra="[workers]\nmax_concurrency = 64\n", jobs=jobs)
-    )
+    extra = f"[workers]\nmax_concurrency = {workers}\n"
+    d = DaemonProcess(base, config_text(base, daemon=daemon, extra=extra, jobs=jobs))
     (base / "benchacts.py").write_text(STAMP)
     d.start(timeout=120)
     try:
