@@ -29,7 +29,7 @@ from automationd.engine.outbox import Outbox
 from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.records import DlqEntry, Event, Run, RunError, Trigger, json_id, json_name
 from automationd.store.api import Store, Write
-from automationd.store.rows import w_dlq, w_event_row, w_run, w_target
+from automationd.store.rows import RunView, w_dlq, w_event_row, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
 
@@ -164,12 +164,12 @@ class Report:
         await self._store.commit([])
 
     # -- reporting ------------------------------------------------------------------------
-    def _event_row(self, live: LiveRun, event_id: str, at: float) -> Write:
+    def _event_row(self, run: RunView, event_id: str, at: float) -> Write:
         """The ``run.<state>`` event, as its row only (its payload as JSON text, without
         json.dumps: one is written per run, and most are never read back)."""
-        state = live.state.value
-        text = f'{{"job":{json_name(live.job_name)},"run_id":{json_id(live.id)},"state":"{state}"}}'
-        return w_event_row(event_id, f"run.{state}", text, at, None, live.depth + 1)
+        state = run.state.value
+        text = f'{{"job":{json_name(run.job_name)},"run_id":{json_id(run.id)},"state":"{state}"}}'
+        return w_event_row(event_id, f"run.{state}", text, at, None, run.depth + 1)
 
     def _settled(self, live: LiveRun, event_id: str | None, exc: BaseException | None) -> None:
         try:
