@@ -24,7 +24,9 @@ Rules:
    At most ``PIPELINE`` batches are in the committer at once; while they are, new entries
    accumulate and become the next batch: that is the natural group commit. No task, no
    timer: a batch's completion (a done callback, in completion order) settles its callers and
-   kicks the next one.
+   kicks the next one. ``PIPELINE`` is 1: a second batch queued behind the first waits for
+   the same thread anyway, so it bought no latency, only smaller batches (measured with 4
+   synchronous clients: 15 % less CPU per run, more runs/s, the same trigger latency).
 3. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier`` or a
    function); segments execute in order. Inside a segment writes are grouped by statement,
    each group one multi-row statement, groups in order of first appearance (store/batch.py).
@@ -64,7 +66,7 @@ from automationd.store.write import Then, Write
 log = structlog.get_logger("automationd.store")
 
 MAX_BATCH = 5000
-PIPELINE = 2  # batches in the committer at once
+PIPELINE = 1  # batches in the committer at once (rule 2)
 DEFER = 0.002  # seconds a deferrable entry may wait for company (rule 1)
 DEFER_WRITES = 256  # ... or until this many writes wait
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
