@@ -11,6 +11,11 @@ Rules:
   worker is free at once (``open_attempt`` then, the call here).
 - If that commit fails (the store is full or down), the action does not start: the attempt
   waits for the store to be healthy and commits again, holding its slot.
+- An attempt's end row is not written on its own: it rides with the run's next write (the
+  next attempt's start, a backoff, a target's or the run's end), so the end of the attempt
+  that ends a run is stored in the same unit as the run's end. Were it stored first, a
+  crash in between would leave a finished attempt on a live run, and the action would run
+  again with no ``interrupted`` attempt on record.
 - An attempt the gate refuses (breaker open) is still an attempt: recorded and counted.
 - A retryable failure with retries left waits out the backoff (``Retry-After`` honoured for
   ``rate_limited``), shown as ``retrying`` while nothing else of the run executes.
@@ -132,7 +137,7 @@ def open_attempt(
     if live.started_at is None:
         live.started_at = now
     live.attempts = n = live.attempts + 1
-    writes = [w_run(live)]
+    writes = live.riding([w_run(live)])
     if target is not None:
         if phase is Phase.PERFORM:
             target.attempts += 1
@@ -184,7 +189,9 @@ async def run_phase(
 async def _backoff(t: AttemptTools, live: LiveRun, delay: float) -> None:
     if live.executing == 0 and live.state is RunState.RUNNING:
         live.state = next_run_state(live.state, RunEvent.BACKOFF)
-        t.store.post([w_run(live)])
+        t.store.post(live.riding([w_run(live)]))
+    elif live.unposted:
+        t.store.post(live.riding([]))
     try:
         async with asyncio.timeout(delay):
             await t.draining.wait()
@@ -297,7 +304,10 @@ def _close(
         stdout, stderr = streams.get("stdout"), streams.get("stderr")
     message = error.message if error is not None else None
     end = w_attempt_end(opened.head, t.clock.time(), outcome, message, stdout, stderr)
-    t.store.post([end])
+    if live.unposted is None:
+        live.unposted = [end]
+    else:
+        live.unposted.append(end)
     _meters(live.job).attempt(outcome)
     gate = live.job.gate
     if gate is not None and (error is None or error.kind is not ErrorKind.CANCELLED):

@@ -79,6 +79,7 @@ class LiveRun:
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
     reservation: Any = None  # its place in the worker pool's queue (pool.Reservation)
     direct: Any = None  # (phase, target) of a first attempt the launcher may open itself
+    unposted: list[Any] | None = None  # attempt end rows riding with the run's next write
     resumed: bool = False
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
@@ -118,6 +119,16 @@ class LiveRun:
             reason=self.reason,
             lease=self.lease,
         )
+
+    def riding(self, writes: list[Any]) -> list[Any]:
+        """``writes`` with the attempt end rows that wait to ride with them in front (see
+        engine/attempt.py: an attempt's end and what follows it are stored together)."""
+        unposted = self.unposted
+        if unposted is None:
+            return writes
+        self.unposted = None
+        unposted.extend(writes)
+        return unposted
 
     def to_json_text(self) -> str:
         """``snapshot().to_json_text()``; a run nothing has happened to yet (a trigger's

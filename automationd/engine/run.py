@@ -81,6 +81,8 @@ async def life(parts: RunParts, live: LiveRun) -> None:
         if live.first is not None:
             parts.attempts.pool.release()  # an opened attempt that never ran (shutdown)
             live.first = None
+        if live.unposted:  # a parked run's last attempt end: stored before it leaves
+            parts.attempts.store.post(live.riding([]))
         parts.leave(live)
 
 
@@ -130,7 +132,7 @@ def _apply_check(parts: RunParts, live: LiveRun, res: ActionResult) -> None:
     if res.payload is not None:
         live.payload = res.payload
     live.result = res.value
-    writes = [w_run(live)]
+    writes = live.riding([w_run(live)])
     if live.persist_targets:
         writes.extend(w_target(x.snapshot(live.id)) for x in live.targets)
     parts.attempts.store.post(writes)
@@ -164,7 +166,7 @@ async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None
     target.result = res.value
     live.targets_succeeded += 1
     if live.persist_targets:
-        t.store.post([w_target(target.snapshot(live.id))])
+        t.store.post(live.riding([w_target(target.snapshot(live.id))]))
 
 
 def _unopen(parts: RunParts, live: LiveRun) -> None:
@@ -178,7 +180,7 @@ def _unopen(parts: RunParts, live: LiveRun) -> None:
     record = opened.record(
         live.id, finished_at=t.clock.time(), outcome=ErrorKind.CANCELLED.value, error="not run"
     )
-    t.store.post([w_attempt(record)])
+    t.store.post(live.riding([w_attempt(record)]))
 
 
 def _mismatch(res: ActionResult) -> bool:
