@@ -4,7 +4,8 @@ Shape: ``open_sqlite(state_dir)`` takes the state directory's lock and opens
 ``automationd.db`` twice:
 
 - the WRITER, a plain ``sqlite3`` connection that lives on a thread of its own
-  (store/sqlite/thread.py) and runs migrations, then every batch of the group-commit writer (store/writer.py);
+  (store/sqlite/thread.py) and runs migrations, then every batch of the group-commit writer
+  (store/writer.py);
 - the READER, an aiosqlite connection (``PRAGMA query_only=1``), so reads never queue behind
   a big batch. Reads use aiosqlite's public ``execute_fetchall``: one thread hop per query.
 
