@@ -12,6 +12,9 @@ Theory of operation:
 - Each popped fire passes the overlap policy (skip / queue / allow / cancel_previous), then the
   next due time is computed from the *scheduled* time (``@every`` does not drift by run time).
 - Lateness (fire time minus due time) is observed when the wheel hands the fire out.
+- The plain fires of one step are launched in units of ``CHUNK``: with the writer's rule 2
+  (store/writer.py), the first units of a herd are durable, and their runs started, while
+  the rest are still being made.
 - At start, fires missed while the daemon was down follow the misfire policy, computed from
   each job's persisted last scheduled fire. A job that never fired has none, so the scheduler
   keeps a *mark*: the last time it had handled everything due (``baseline``), in memory at
@@ -49,6 +52,7 @@ MAX_SLEEP = 30.0
 JUMP_TOLERANCE = 1.0
 MARK = "~scheduler"  # reserved jobs-table row; "~" can never start a job name
 MARK_EVERY = 1.0  # seconds between persisted marks
+CHUNK = 128  # plain fires of one step per durable unit (see the top)
 
 
 class Scheduler:
@@ -197,8 +201,8 @@ class Scheduler:
             self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))
-        if batch:  # one durable unit for every plain fire of this step
-            self._launch(batch)
+        for i in range(0, len(batch), CHUNK):  # a durable unit per CHUNK plain fires
+            self._launch(batch[i : i + CHUNK])
         self._mark(now)  # after the batch: its write must not compete with the hand-out
         return len(due)
 

@@ -27,6 +27,12 @@ Rules:
    kicks the next one. ``PIPELINE`` is 1: a second batch queued behind the first waits for
    the same thread anyway, so it bought no latency, only smaller batches (measured with 4
    synchronous clients: 15 % less CPU per run, more runs/s, the same trigger latency).
+   Two exceptions to "at the end of the turn": an idle writer starts a batch at once when
+   ``EARLY_WRITES`` wait for it, and batches stop at ``MAX_BATCH`` (1,000) writes. Both make
+   a herd (2,000 scheduled runs made in one turn, in units of 128) durable in pieces: the
+   first piece commits while the rest is still being made, and its runs start as soon as
+   it is durable (measured: action-start lateness p50 ~40 % lower), at the cost of a few
+   more fsyncs, which group commit makes cheap.
 3. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier`` or a
    function); segments execute in order. Inside a segment writes are grouped by statement,
    each group one multi-row statement, groups in order of first appearance (store/batch.py).
@@ -65,10 +71,11 @@ from automationd.store.write import Then, Write
 
 log = structlog.get_logger("automationd.store")
 
-MAX_BATCH = 5000
+MAX_BATCH = 1000
 PIPELINE = 1  # batches in the committer at once (rule 2)
 DEFER = 0.002  # seconds a deferrable entry may wait for company (rule 1)
 DEFER_WRITES = 256  # ... or until this many writes wait
+EARLY_WRITES = 256  # an idle writer starts a batch this big at once, mid-turn (rule 2)
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
 STILL_FAILING_EVERY = 60.0
 
@@ -179,7 +186,9 @@ class Writer:
         if not entry.defer or self._pending_writes >= DEFER_WRITES:
             if not entry.defer:
                 self._urgent += 1
-            if not self._kicked:
+            if self._pending_writes >= EARLY_WRITES and not self._inflight:
+                self._kick()  # rule 2: a big unit starts committing at once
+            elif not self._kicked:
                 self._kicked = True
                 self._loop.call_soon(self._kick)
         elif self._defer_timer is None:
