@@ -377,13 +377,8 @@ class Writer:
             self._on_health()
 
     def _check_drained(self) -> None:
-        if (
-            self._closing
-            and not self._pending
-            and not self._held
-            and not self._inflight
-            and not self._drained.done()
-        ):
+        busy = self._pending or self._held or self._inflight
+        if self._closing and not busy and not self._drained.done():
             self._drained.set_result(None)
 
 
