@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -63,7 +64,7 @@ class Launcher:
         self._store = attempts.store
         self._pool = attempts.pool
         self._draining = attempts.draining
-        self._parts = RunParts(attempts, report, self._leave)
+        self._parts = RunParts(attempts, report, self._leave, log.is_enabled_for(logging.DEBUG))
         self.live: dict[str, LiveRun] = {}
         self._tg: asyncio.TaskGroup | None = None
 

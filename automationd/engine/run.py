@@ -48,6 +48,7 @@ class RunParts:
     attempts: AttemptTools
     report: Report
     leave: Callable[[LiveRun], None]
+    debug: bool = False  # run.* debug lines wanted (asked once: a no-op call costs ~1 µs)
 
 
 async def life(parts: RunParts, live: LiveRun) -> None:
@@ -90,9 +91,11 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
     t, report = parts.attempts, parts.report
     if live.resumed and live.state is not RunState.RUNNING:
         live.state = next_run_state(live.state, RunEvent.RESUME)
-    log.debug("run.started", run_id=live.id, job=live.job_name, resumed=live.resumed)
+    if parts.debug:
+        log.debug("run.started", run_id=live.id, job=live.job_name, resumed=live.resumed)
     if live.needs_check:
-        log.debug("run.phase", run_id=live.id, phase="check")
+        if parts.debug:
+            log.debug("run.phase", run_id=live.id, phase="check")
         res = await run_phase(t, live, Phase.CHECK, None, tries=live.check_tries)
         if isinstance(res, RunError):
             report.end(live, RunEvent.FAIL, error=res)
@@ -102,7 +105,8 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
             return
         _apply_check(parts, live, res)
     pending = [x for x in live.targets if x.state is TargetState.PENDING]
-    log.debug("run.phase", run_id=live.id, phase="perform", targets=len(pending))
+    if parts.debug:
+        log.debug("run.phase", run_id=live.id, phase="perform", targets=len(pending))
     if len(pending) == 1:
         await _do_target(parts, live, pending[0])
     elif pending:
