@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file ({DEFAULT_CONFIG})"
     )
+    migrate = sub.add_parser(
+        "migrate", help="create or upgrade the PostgreSQL schema ([store] backend)"
+    )
+    migrate.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file ({DEFAULT_CONFIG})"
+    )
     check = sub.add_parser("check-config", help="validate a config and show upcoming fires")
     check.add_argument("file", type=Path, nargs="?", help="config file")
     check.add_argument("--config", type=Path, dest="config", help="same as FILE")
@@ -47,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "run":
         return _run(args.config)
+    if args.command == "migrate":
+        return _migrate(args.config)
     path = args.file or args.config
     if path is None:
         print("automationd check-config: a config FILE is required", file=sys.stderr)
@@ -69,6 +77,31 @@ def _run(path: Path) -> int:
     from automationd.daemon import run_daemon  # lazy: check-config must not pay for the engine
 
     return run_daemon(config)
+
+
+def _migrate(path: Path) -> int:
+    """Exit 0 with what was done, or 1 with one line (SPEC §7.4)."""
+    config = _load(path)
+    if config is None:
+        return ConfigError.exit_code
+    if config.store.backend != "postgresql":
+        print(f"{path}: [store] backend is {config.store.backend}: it migrates itself at start")
+        return 0
+    import asyncio  # lazy, as for run
+
+    from automationd.errors import StoreError
+    from automationd.store.pg.schema_cmd import migrate_database
+
+    try:
+        before, after = asyncio.run(migrate_database(config.store.dsn))
+    except StoreError as exc:
+        print(f"automationd migrate: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"PostgreSQL schema is up to date (version {after})")
+    else:
+        print(f"PostgreSQL schema migrated from version {before} to {after}")
+    return 0
 
 
 def _check(path: Path) -> int:

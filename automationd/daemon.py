@@ -31,6 +31,7 @@ from automationd.actions.base import HttpClients
 from automationd.admin.commands import build_table
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
+from automationd.admin.fleet_cmds import FleetCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.server import serve_admin
@@ -46,16 +47,19 @@ from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.outbox import Outbox
 from automationd.engine.pool import WorkerPool
-from automationd.engine.recovery import recover
 from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
+from automationd.engine.solo import SoloCrew
 from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
+from automationd.fleet.api import Crew, default_node_id
+from automationd.fleet.leases import Leases
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
+from automationd.store.api import Store
 from automationd.store.retention import Retention
 from automationd.store.sqlite.store import open_sqlite
 
@@ -102,16 +106,31 @@ class Daemon:
             async with contextlib.AsyncExitStack() as stack:
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
-                store = await stack.enter_async_context(
-                    open_sqlite(cfg.daemon.state_dir, clock=clock, on_error=metrics.store_error)
+                jobs = JobTable()
+                # -- issue 16: the store's backend; several daemons share a PostgreSQL one
+                fleet = cfg.store.backend == "postgresql"
+                leases = Leases(
+                    cfg.store.node_id or default_node_id(),
+                    shares_work=fleet,
+                    priority_of=lambda name: j.spec.priority if (j := jobs.get(name)) else 0,
                 )
+                store: Store
+                if fleet:
+                    from automationd.store.pg.store import open_pg  # asyncpg only when asked
+
+                    store = await stack.enter_async_context(
+                        open_pg(cfg.store, leases, clock=clock, on_error=metrics.store_error)
+                    )
+                else:
+                    store = await stack.enter_async_context(
+                        open_sqlite(cfg.daemon.state_dir, clock=clock, on_error=metrics.store_error)
+                    )
                 http = await stack.enter_async_context(HttpClients())
                 services = ServiceRegistry(cfg.services, clock, metrics)
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
                 ids = IdGenerator(rng)
                 draining = asyncio.Event()
-                jobs = JobTable()
                 outbox = Outbox()
                 dlq = DlqCount(metrics, await store.dlq_count())
                 report = Report(
@@ -132,7 +151,9 @@ class Daemon:
                     rng=rng,
                     draining=draining,
                 )
-                launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
+                launcher = Launcher(
+                    clock=clock, ids=ids, attempts=attempts, report=report, leases=leases
+                )
                 scheduler = Scheduler(
                     launcher=launcher,
                     report=report,
@@ -155,6 +176,9 @@ class Daemon:
                 # gc.freeze() below makes them permanent, then collection resumes.
                 gc.disable()
                 catalog.load(await store.job_rows())
+                crew = self._crew(
+                    fleet, store, leases, launcher, scheduler, catalog, report, pool, jobs
+                )
                 bus = EventBus(
                     clock=clock,
                     ids=ids,
@@ -184,6 +208,7 @@ class Daemon:
                             clock=clock,
                             started_at=started,
                             reload=reload,
+                            crew=crew,
                         ),
                         JobCommands(
                             catalog=catalog,
@@ -196,8 +221,10 @@ class Daemon:
                             launcher=launcher,
                             report=report,
                             redo=Redo(launcher, jobs, store, dlq),
+                            crew=crew,
                         ),
                         EventCommands(bus=bus, store=store),
+                        FleetCommands(crew=crew),
                     ]
                 )
                 retention = Retention(store, clock, cfg.retention)
@@ -214,9 +241,7 @@ class Daemon:
 
                 async with asyncio.TaskGroup() as tg:
                     launcher.attach(tg)
-                    resumed = await recover(
-                        store=store, jobs=jobs, launcher=launcher, report=report, now=clock.time()
-                    )
+                    resumed = await crew.start()  # crash recovery; on a fleet: join it
                     scheduler.load(catch_up=True)
                     # Scheduling perf (issue 4): everything loaded so far (jobs, schedules,
                     # wheel entries) lives as long as the daemon. Freezing it moves it out of
@@ -234,6 +259,7 @@ class Daemon:
                         tg.create_task(scheduler.run(), name="scheduler"),
                         tg.create_task(retention.run(), name="retention"),
                         tg.create_task(bus.deliver_forever(), name="events:deliver"),
+                        tg.create_task(crew.run(), name="crew"),
                     ]
                     if self.notifier.watchdog_interval:
                         background.append(
@@ -275,11 +301,52 @@ class Daemon:
                     await self._settle(report)
                     for task in background:
                         task.cancel()
+                    await crew.stop()  # a fleet: hand what is left to the others now
             log.info("daemon.stopped", reason=self.stop_reason)
             return 0
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def _crew(
+        self,
+        fleet: bool,
+        store: Store,
+        leases: Leases,
+        launcher: Launcher,
+        scheduler: Scheduler,
+        catalog: Catalog,
+        report: Report,
+        pool: WorkerPool,
+        jobs: JobTable,
+    ) -> Crew:
+        """Issue 16: a fleet of one on SQLite, or this daemon's part of one on PostgreSQL."""
+        if not fleet:
+            return SoloCrew(
+                node_id=leases.node_id,
+                store=store,
+                jobs=jobs,
+                launcher=launcher,
+                report=report,
+                pool=pool,
+                clock=self.clock,
+            )
+        from automationd.engine.crew import FleetCrew
+        from automationd.store.pg.fleet import PgFleet
+        from automationd.store.pg.store import PgStore
+
+        assert isinstance(store, PgStore)
+        return FleetCrew(
+            fleet=PgFleet(store, self.config.store, capacity=pool.max),
+            leases=leases,
+            store=store,
+            launcher=launcher,
+            scheduler=scheduler,
+            catalog=catalog,
+            report=report,
+            pool=pool,
+            clock=self.clock,
+        )
 
     async def _serve_requests(self, catalog: Catalog) -> bool:
         """Act on signal requests until a stop; returns True if the stop is forced."""

@@ -25,7 +25,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
-from automationd.records import Phase, RunError
+from automationd.records import Phase, Run, RunError
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_attempt_interrupted, w_run
 
@@ -38,7 +38,22 @@ async def recover(
     *, store: Store, jobs: JobTable, launcher: Launcher, report: Report, now: float
 ) -> int:
     """Resume every live run; returns how many were resumed."""
-    found = await store.live_runs()
+    return await resume_runs(
+        await store.live_runs(), store=store, jobs=jobs, launcher=launcher, report=report, now=now
+    )
+
+
+async def resume_runs(
+    found: list[Run],
+    *,
+    store: Store,
+    jobs: JobTable,
+    launcher: Launcher,
+    report: Report,
+    now: float,
+) -> int:
+    """Resume ``found``, unfinished runs this daemon now holds: at start-up, or claimed from
+    a daemon that stopped or was declared dead (engine/crew.py). Returns how many."""
     if not found:
         return 0
     orphans: list[tuple[int, str]] = []

@@ -35,6 +35,13 @@ MIGRATIONS: tuple[Step, ...] = (
     # 2: the fencing token of the daemon owning a run (several daemons share PostgreSQL; on
     # SQLite it stays 0, but the row has one shape on every backend).
     (2, "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"),
+    # 3: one run per (job, due time) for fires, as on PostgreSQL, where two leaders for a
+    # split second must not make two runs; backfills (issue 14) share the key.
+    (
+        3,
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_fire ON runs (job, scheduled_for)"
+        " WHERE trigger IN ('schedule', 'misfire', 'backfill') AND scheduled_for IS NOT NULL;",
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

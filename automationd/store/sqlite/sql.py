@@ -28,6 +28,9 @@ SQL: dict[Stmt, str] = {
         " targets_succeeded=excluded.targets_succeeded, targets_failed=excluded.targets_failed,"
         " error_kind=excluded.error_kind, error_message=excluded.error_message,"
         " result=excluded.result, reason=excluded.reason, lease=excluded.lease"
+        # A second run for one (job, due time) or one idempotency key is dropped rather than
+        # failing the whole group-commit batch (the unique indexes; migration step 3).
+        " ON CONFLICT DO NOTHING"
     ),
     Stmt.TARGET: (
         "INSERT INTO targets (run_id, idx, target, state, attempts, error_kind, error_message,"
@@ -66,6 +69,7 @@ SQL: dict[Stmt, str] = {
     ),
     Stmt.JOB_DELETE: "DELETE FROM jobs WHERE name=?",
 }
+SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 
 _CHUNKS = (1024, 256, 64, 16, 4)
