@@ -56,7 +56,7 @@ class Launcher:
         leases: Leases | None = None,
     ) -> None:
         self._clock = clock
-        self._leases = leases or Leases("local")
+        self._leases = leases if leases is not None else Leases("local")
         self._fleet = self._leases.shares_work
         self._ids = ids
         self._attempts = attempts

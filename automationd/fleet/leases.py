@@ -39,9 +39,6 @@ class Leases:
         self._lost: list[str] = []
         self._ready: asyncio.Event | None = None
 
-    def __len__(self) -> int:
-        return len(self._held)
-
     def hold(self, run_id: str, token: int) -> None:
         self._held[run_id] = token
 
