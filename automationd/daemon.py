@@ -35,6 +35,7 @@ from automationd.admin.fleet_cmds import FleetCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.server import serve_admin
+from automationd.backend import Backend
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -51,17 +52,12 @@ from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
-from automationd.engine.solo import SoloCrew
 from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
-from automationd.fleet.api import Crew, default_node_id
-from automationd.fleet.leases import Leases
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
-from automationd.store.api import Store
 from automationd.store.retention import Retention
-from automationd.store.sqlite.store import open_sqlite
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -107,26 +103,13 @@ class Daemon:
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
                 jobs = JobTable()
-                # -- issue 16: the store's backend; several daemons share a PostgreSQL one
-                fleet = cfg.store.backend == "postgresql"
-                leases = Leases(
-                    cfg.store.node_id or default_node_id(),
-                    shares_work=fleet,
-                    priority_of=lambda name: j.spec.priority if (j := jobs.get(name)) else 0,
+                # issue 16: SQLite for one host, or a PostgreSQL several daemons share
+                backend = Backend(cfg.store, jobs, clock)
+                store = await stack.enter_async_context(
+                    backend.open_store(cfg.daemon.state_dir, metrics.store_error)
                 )
-                store: Store
-                if fleet:
-                    from automationd.store.pg.store import open_pg  # asyncpg only when asked
-
-                    store = await stack.enter_async_context(
-                        open_pg(cfg.store, leases, clock=clock, on_error=metrics.store_error)
-                    )
-                else:
-                    store = await stack.enter_async_context(
-                        open_sqlite(cfg.daemon.state_dir, clock=clock, on_error=metrics.store_error)
-                    )
                 http = await stack.enter_async_context(HttpClients())
-                services = ServiceRegistry(cfg.services, clock, metrics)
+                services = ServiceRegistry(cfg.services, clock, metrics, backend.gates(store))
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
                 ids = IdGenerator(rng)
@@ -152,7 +135,7 @@ class Daemon:
                     draining=draining,
                 )
                 launcher = Launcher(
-                    clock=clock, ids=ids, attempts=attempts, report=report, leases=leases
+                    clock=clock, ids=ids, attempts=attempts, report=report, leases=backend.leases
                 )
                 scheduler = Scheduler(
                     launcher=launcher,
@@ -176,8 +159,13 @@ class Daemon:
                 # gc.freeze() below makes them permanent, then collection resumes.
                 gc.disable()
                 catalog.load(await store.job_rows())
-                crew = self._crew(
-                    fleet, store, leases, launcher, scheduler, catalog, report, pool, jobs
+                crew = backend.crew(
+                    store,
+                    launcher=launcher,
+                    scheduler=scheduler,
+                    catalog=catalog,
+                    report=report,
+                    pool=pool,
                 )
                 bus = EventBus(
                     clock=clock,
@@ -307,46 +295,6 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-
-    def _crew(
-        self,
-        fleet: bool,
-        store: Store,
-        leases: Leases,
-        launcher: Launcher,
-        scheduler: Scheduler,
-        catalog: Catalog,
-        report: Report,
-        pool: WorkerPool,
-        jobs: JobTable,
-    ) -> Crew:
-        """Issue 16: a fleet of one on SQLite, or this daemon's part of one on PostgreSQL."""
-        if not fleet:
-            return SoloCrew(
-                node_id=leases.node_id,
-                store=store,
-                jobs=jobs,
-                launcher=launcher,
-                report=report,
-                pool=pool,
-                clock=self.clock,
-            )
-        from automationd.engine.crew import FleetCrew
-        from automationd.store.pg.fleet import PgFleet
-        from automationd.store.pg.store import PgStore
-
-        assert isinstance(store, PgStore)
-        return FleetCrew(
-            fleet=PgFleet(store, self.config.store, capacity=pool.max),
-            leases=leases,
-            store=store,
-            launcher=launcher,
-            scheduler=scheduler,
-            catalog=catalog,
-            report=report,
-            pool=pool,
-            clock=self.clock,
-        )
 
     async def _serve_requests(self, catalog: Catalog) -> bool:
         """Act on signal requests until a stop; returns True if the stop is forced."""

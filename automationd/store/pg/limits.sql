@@ -12,7 +12,8 @@ CREATE FUNCTION automationd_admit(
     p_service text, p_interval double precision, p_burst integer,
     p_failures integer, p_reset double precision)
 RETURNS TABLE (granted boolean, wait double precision, state text, reopen_in double precision,
-               probe boolean, tokens double precision, paused_for double precision)
+               probe boolean, tokens double precision, paused_for double precision,
+               failures integer, opened_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     now_s double precision := extract(epoch FROM clock_timestamp());
@@ -60,6 +61,8 @@ BEGIN
         THEN least(p_burst, greatest(0, (now_s - greatest(r.empty_at, now_s - p_burst * p_interval))
                                         / p_interval)) END;
     paused_for := greatest(0, r.paused_until - now_s);
+    failures := r.failures;
+    opened_at := r.opened_at;
     RETURN NEXT;
 END $$;
 

@@ -150,6 +150,10 @@ class PgStore(SqlReads):
         """``await fn(conn)`` inside the next batch's transaction (a barrier; see SQLite's)."""
         return await self._writer.call(fn)
 
+    def in_next_batch(self, fn: Callable[[Any], Any]) -> asyncio.Future[Any]:
+        """As ``run_in_transaction``, for a caller that does not wait (its future)."""
+        return self._writer.call(fn)
+
     @property
     def stats(self) -> dict[str, Any]:
         w = self._writer
