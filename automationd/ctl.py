@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(top, "limits", "limits.list", "limits", help="rate limits per service")
     _leaf(top, "breakers", "breakers.list", "breakers", help="circuit breakers per service")
     _leaf(top, "reload", "reload", "reload", help="reload the config file")
+    _leaf(top, "workers", "workers.list", "workers", help="daemons sharing the store (fleet)")
 
     jobs = _group(top, "jobs", "list and manage jobs")
     _leaf(jobs, "list", "jobs.list", "jobs", ["state"]).add_argument("--state")
