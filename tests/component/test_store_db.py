@@ -48,10 +48,13 @@ def _slow(seconds: float) -> Callable[[sqlite3.Connection], int]:
     return slow
 
 
-async def _until(cond: Callable[[], bool]) -> None:
-    """Wait for ``cond`` (the caller's timeout bounds this)."""
-    while not cond():
+async def _until(cond: Callable[[], bool], limit_s: float = 5.0) -> None:
+    """Wait for ``cond``, looking every 5 ms, for at most ``limit_s``."""
+    for _ in range(int(limit_s / 0.005)):
+        if cond():
+            return
         await asyncio.sleep(0.005)
+    raise AssertionError("condition never became true")
 
 
 async def test_concurrent_writes_group_commit_and_are_visible_after_await(tmp_path: Path) -> None:

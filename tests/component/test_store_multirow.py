@@ -1,4 +1,4 @@
-"""Multi-row statements in the SQLite writer behave exactly like executemany (store/sqlite/sql.py)."""
+"""Multi-row statements of the SQLite writer behave exactly like executemany (sqlite/sql.py)."""
 
 from __future__ import annotations
 
