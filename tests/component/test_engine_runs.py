@@ -9,11 +9,14 @@ import contextvars
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from automationd.actions.base import ActionContext
-from automationd.config.model import Backoff
+from automationd.config.model import Backoff, PythonAction
 from automationd.core.runstate import RunState
-from automationd.errors import RetryableError
+from automationd.errors import AdminError, RetryableError
 from automationd.records import Trigger
+from automationd.store.api import RunQuery
 from tests.support.engine import engine_rig
 
 FAST = Backoff(base=0.001, max=0.001, multiplier=1.0, jitter=0.0)
@@ -133,3 +136,36 @@ async def test_no_free_worker_means_the_run_waits_for_one(tmp_path: Path) -> Non
         assert (run.state, run.attempts) == (RunState.SUCCEEDED, 1)
         assert (await r.settled(blocker)).state is RunState.CANCELLED
         assert r.pool.busy == 0
+
+
+async def test_a_dry_runs_check_runs_in_a_task_of_its_own(tmp_path: Path) -> None:
+    """``dry_run`` calls the job's check in a task named ``dry-run:<job>`` with a context of
+    its own, never in the caller's (an admin connection's) task; a failing check is
+    ``unavailable``; nothing is stored."""
+    caller = asyncio.current_task()
+    seen: list[tuple[asyncio.Task[Any] | None, str]] = []
+
+    async def check(ctx: ActionContext) -> dict[str, Any]:
+        seen.append((asyncio.current_task(), SEEN.get()))
+        SEEN.set("check")
+        if ctx.payload == "fail":
+            raise RetryableError("no")
+        return {"targets": [1, 2]}
+
+    async with asyncio.timeout(10), engine_rig(tmp_path) as r:
+        job = r.job("dry", noop, check=PythonAction(callable="t:check", fn=check))
+        answer = await r.intake.dry_run(job, {"p": 1})
+        assert answer == {
+            "dry_run": True,
+            "perform": True,
+            "targets": [1, 2],
+            "payload": {"p": 1},
+            "result": None,
+        }
+        ((task, before),) = seen
+        assert task is not None and task is not caller and task.get_name() == "dry-run:dry"
+        assert before == "" and SEEN.get() == ""
+        with pytest.raises(AdminError) as err:
+            await r.intake.dry_run(job, "fail")
+        assert err.value.code == "unavailable" and "retryable: no" in str(err.value)
+        assert await r.store.runs(RunQuery()) == []
