@@ -145,3 +145,26 @@ def test_every_module_is_under_400_lines() -> None:
         if (n := len(path.read_text().splitlines())) >= MAX_LINES
     }
     assert long == {}
+
+
+def private_uses(source: str) -> list[str]:
+    """``x._name`` where ``x`` is not ``self`` or ``cls``: another object's private part."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"{node.lineno}: .{node.attr}")
+    return found
+
+
+def test_aiosqlite_is_used_through_its_public_api_only() -> None:
+    """Modules that use aiosqlite touch no private attribute of anything (its ``_tx``,
+    ``_connection``, ``_thread`` were once used, pinning the version)."""
+    users = {n: p for n, p in modules().items() if "aiosqlite" in p.read_text()}
+    assert "automationd.store.sqlite.store" in users
+    assert private_uses("conn._tx.put(x)\nself._reader.execute()") == ["1: ._tx"]
+    assert {n: private_uses(p.read_text()) for n, p in users.items()} == {n: [] for n in users}
