@@ -326,6 +326,24 @@ async def test_a_dead_committer_fails_writes_instead_of_hanging(tmp_path: Path) 
         assert store.healthy
 
 
+async def test_a_closed_reader_fails_reads_and_the_probe_says_so(tmp_path: Path) -> None:
+    """With the reader connection gone (its thread stopped), reads raise ``StoreError``
+    (kind ``closed``) instead of hanging, and the health probe reports it once."""
+    async with (
+        asyncio.timeout(5),
+        open_sqlite(tmp_path, health_interval=0.02, health_timeout=0.1) as store,
+    ):
+        with capture_logs() as logs:
+            await store._reader.close()
+            with pytest.raises(StoreError, match="reader closed") as err:
+                await store.run("r")
+            assert err.value.kind == "closed"
+            await _until(lambda: not store.healthy)
+            await asyncio.sleep(0.1)  # more probes: still one line
+        assert "reader closed" in (store.health_reason or "")
+        assert [e["event"] for e in logs].count("store.unhealthy") == 1
+
+
 async def test_an_error_in_the_body_propagates_unwrapped_after_a_flush(tmp_path: Path) -> None:
     """An exception raised inside the context comes out as itself, and posted writes land."""
     async with asyncio.timeout(5):
