@@ -133,9 +133,8 @@ class PgCommitter:
             lease = existing.get(run_id)
             if lease is None:
                 continue
-            held = leases.token_of(run_id)
-            if held == lease or (held is None and lease == 0 and run_id in creations):
-                continue  # ours (or our own unowned creation, stored by an earlier try)
+            if lease == 0 or leases.token_of(run_id) == lease:
+                continue  # ours, or never leased (tokens start at 1: a claim always sets one)
             for i in writers:
                 stale.setdefault(i, []).append(run_id)
         for i, run_ids in stale.items():
@@ -164,7 +163,10 @@ class PgCommitter:
         for step in steps:
             if isinstance(step, tuple):
                 stmt, rows = step
-                await _execute(conn, stmt, rows)
+                if stmt is Stmt.JOB and not leases.shares_work:
+                    await conn.execute(q.JOB_FULL, *q.columns_of(rows, 9, ()))
+                else:
+                    await _execute(conn, stmt, rows)
                 if stmt is Stmt.JOB_STATE or stmt is Stmt.JOB_DELETE:
                     jobs.update(r[0] for r in rows)
             else:
@@ -223,13 +225,14 @@ class PgCommitter:
         inserted: set[str],
         refused: dict[int, Exception],
     ) -> None:
-        """An entry writing a run that neither exists nor is created by an accepted entry is
-        refused too (its creation was refused): repeat until nothing changes."""
+        """An entry writing a run whose creation in this batch was refused is refused too:
+        repeat until nothing changes. (A write of a run that has no row and no creation is
+        not fenced: no daemon holds such a run.)"""
         changed = True
         while changed:
             changed = False
             for run_id, writers in refs.items():
-                if run_id in existing:
+                if run_id in existing or run_id not in creations:
                     continue
                 made = run_id in inserted and creations[run_id][0] not in refused
                 if made:

@@ -10,8 +10,11 @@ Differences from SQLite, all for several daemons on one database:
   this is the belt to its braces. New runs are inserted apart (``CREATE_RUNS``) with their
   owner and priority, and a run whose idempotency key or (job, due time) exists is not
   inserted: the committer learns which from ``RETURNING``.
-- ``JOB`` merges counters (each daemon counts in its own memory): the larger value wins, and
-  only ``JOB_STATE`` (an operator's change) sets pause, completion and spec.
+- For a fleet (``Leases.shares_work``) ``JOB`` merges counters (each daemon counts in its
+  own memory): the larger value wins, and only ``JOB_STATE`` (an operator's change) sets
+  pause, completion and spec, so a daemon that has not yet heard of a pause cannot undo it
+  with its next counter write. Alone (``shares_work`` False) ``JOB`` is the full-row upsert
+  of every backend (``JOB_FULL``).
 """
 
 from __future__ import annotations
@@ -133,6 +136,13 @@ def _set(cols: tuple[str, ...]) -> str:
 
 _RUN_UPDATE = RUN_COLS[2:3] + RUN_COLS[6:9] + RUN_COLS[10:17] + RUN_COLS[19:21]
 
+JOB_FULL = (
+    f"INSERT INTO jobs {_unnest(*COLUMNS[Stmt.JOB])} ON CONFLICT (name) DO UPDATE SET"
+    " source=excluded.source, spec=excluded.spec, paused=excluded.paused,"
+    " completed=excluded.completed, last_scheduled=excluded.last_scheduled,"
+    " run_count=excluded.run_count, last_run=excluded.last_run,"
+    " last_success=excluded.last_success"
+)
 GROUPED: dict[Stmt, str] = {
     Stmt.RUN: (
         f"INSERT INTO runs {_unnest(RUN_COLS, RUN_TYPES)} ON CONFLICT (id) DO UPDATE SET"

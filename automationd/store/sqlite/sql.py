@@ -28,9 +28,6 @@ SQL: dict[Stmt, str] = {
         " targets_succeeded=excluded.targets_succeeded, targets_failed=excluded.targets_failed,"
         " error_kind=excluded.error_kind, error_message=excluded.error_message,"
         " result=excluded.result, reason=excluded.reason, lease=excluded.lease"
-        # A second run for one (job, due time) or one idempotency key is dropped rather than
-        # failing the whole group-commit batch (the unique indexes; migration step 3).
-        " ON CONFLICT DO NOTHING"
     ),
     Stmt.TARGET: (
         "INSERT INTO targets (run_id, idx, target, state, attempts, error_kind, error_message,"
