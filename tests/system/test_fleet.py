@@ -194,8 +194,12 @@ def test_status_and_workers_show_the_fleet_and_any_socket_shows_every_run(
 ) -> None:
     """``status`` has node {id, leader} and fleet {nodes}; ``workers.list`` lists all three
     with one leader; a run triggered on n0 is found through n2's socket; an API job added on
-    n1 appears on n2, and its pause there is seen by n0."""
-    fleet = Fleet(daemon_factory, pg_dsn, jobs=KEYED)
+    n1 appears on n2, and its pause there is seen by n0; an event published with one key on
+    two daemons is stored once and starts its job once; a run running on n0 is cancelled
+    through n2's socket."""
+    listener = '\n[[jobs]]\nname = "listener"\non = "ev.*"\n'
+    listener += 'action = { type = "python", callable = "fleetacts:record" }\n'
+    fleet = Fleet(daemon_factory, pg_dsn, jobs=KEYED + SLOW + listener, delay=30.0)
     fleet.start()
     n0, n1, n2 = fleet.daemons
     workers = fleet.wait_for(lambda: n2.call_sync("workers.list"), 10)
@@ -221,6 +225,16 @@ def test_status_and_workers_show_the_fleet_and_any_socket_shows_every_run(
     fleet.wait_for(lambda: any(j["name"] == "api1" for j in n2.call_sync("jobs.list")), 10)
     n2.call_sync("jobs.pause", {"name": "api1"})
     fleet.wait_for(lambda: n0.call_sync("jobs.get", {"name": "api1"})["state"] == "paused", 10)
+    first = n0.call_sync("events.publish", {"name": "ev.x", "idempotency_key": "e1"})
+    again = n1.call_sync("events.publish", {"name": "ev.x", "idempotency_key": "e1"})
+    assert again["id"] == first["id"] and again.get("existing") is True
+    assert again["triggered"] == first["triggered"] and len(first["triggered"]) == 1
+    fleet.wait_for(lambda: terminal(fleet, "listener", 1), 10)
+    assert len(fleet.psql("SELECT id FROM runs WHERE job = 'listener'")) == 1
+    slow = n0.call_sync("jobs.trigger", {"name": "slow"})
+    assert slow["state"] == "running"
+    cancelled = n2.call_sync("runs.cancel", {"id": slow["id"]})
+    assert cancelled["state"] == "cancelled"
     n1.call_sync("jobs.remove", {"name": "api1"})
     fleet.wait_for(lambda: all(j["name"] != "api1" for j in n0.call_sync("jobs.list")), 10)
     with pytest.raises(AdminError):
