@@ -145,6 +145,7 @@ class Daemon:
                     clock=clock,
                     rng=rng,
                     metrics=metrics,
+                    unit_per_fire=backend.fleet,
                 )
                 catalog = Catalog(
                     config=cfg,

@@ -95,6 +95,7 @@ class FleetCrew:
     # -- life -----------------------------------------------------------------------------
     async def start(self) -> int:
         self._scheduler.follow()
+        await self._fleet.open()
         self._leases.reborn(await self._fleet.register())
         await self._listen()
         self._work.set()  # claim at once: runs may be waiting (ours from a previous life too)
@@ -115,7 +116,7 @@ class FleetCrew:
             log.info("node.left", node=self.node_id, runs_handed_over=handed)
         except AutomationdError as exc:
             log.warning("node.leave_failed", node=self.node_id, error=str(exc))
-        await self._fleet.unlisten()
+        await self._fleet.close()
 
     async def _listen(self) -> None:
         def work(_: str) -> None:

@@ -137,12 +137,6 @@ class Launcher:
         self.launch(lives, extra, partial(_resolve, fut, lives))
         return await fut
 
-    @property
-    def separate_units(self) -> bool:
-        """Launch each fire as a unit of its own: on a fleet one fire may be refused (a
-        second leader made it first) without taking the others with it."""
-        return self._fleet
-
     def _creation(self, live: LiveRun) -> list[Write]:
         """The rows that create ``live``; with its first attempt when it can start at once."""
         first = self._first_step(live)

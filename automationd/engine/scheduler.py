@@ -67,6 +67,7 @@ class Scheduler:
         clock: Clock,
         rng: random.Random,
         metrics: Metrics,
+        unit_per_fire: bool = False,
     ) -> None:
         self.launcher = launcher
         self.report = report
@@ -82,6 +83,9 @@ class Scheduler:
         self.baseline: float | None = None  # everything due up to here was handled
         self._marked = -math.inf
         self.leading = True  # a follower in a fleet fires nothing (engine/crew.py)
+        # A fleet's store may refuse one fire (a second leader made it): each fire is then
+        # its own unit, so the refusal takes no other fire with it.
+        self.unit_per_fire = unit_per_fire
 
     # ------------------------------------------------------------ job set changes
     def load(self, *, catch_up: bool) -> None:
@@ -241,7 +245,7 @@ class Scheduler:
             self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))
-        if batch and self.launcher.separate_units:
+        if batch and self.unit_per_fire:
             for live in batch:
                 self._launch([live])
         elif batch:  # one durable unit for every plain fire of this step

@@ -79,7 +79,12 @@ async def test_2000_keyed_triggers_spread_over_three_daemons_run_once_each(
     assert max(executed.values()) == 1
     states = collections.Counter(r[1] for r in terminal(fleet, "keyed", 2000))
     assert states == {"succeeded": 2000}
-    assert {w["id"] for w in fleet.daemons[1].call_sync("workers.list")} == {"n0", "n1", "n2"}
+    # a daemon starved past the TTL under this load is declared dead (fencing kept every
+    # count above right); it is back in the registry within a heartbeat
+    fleet.wait_for(
+        lambda: {w["id"] for w in fleet.daemons[1].call_sync("workers.list")} == {"n0", "n1", "n2"},
+        timeout=10,
+    )
 
 
 def test_kill9_under_load_loses_nothing_and_the_others_finish_its_runs(

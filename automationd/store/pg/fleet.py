@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import structlog
 
 from automationd import __version__
@@ -33,7 +34,7 @@ from automationd.records import Run
 from automationd.store.jobs import JOB_COLUMNS
 from automationd.store.pg.committer import pg_error
 from automationd.store.pg.sql import CANCEL_CHANNEL, NOTIFY, RUN_COLS, WORK_CHANNEL
-from automationd.store.pg.store import PgStore, connect
+from automationd.store.pg.store import CONNECT_TIMEOUT, PgStore, connect
 from automationd.store.rows import run_from_row
 
 log = structlog.get_logger("automationd.fleet")
@@ -88,13 +89,45 @@ class PgFleet:
         self.term = 0
         self.started_at = 0.0
         self._listener: Any = None
+        self._pool: Any = None
+
+    # -- connections ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """The fleet's own connections: a heartbeat must never queue behind the read pool
+        (a burst of requests can hold every pooled connection for longer than the TTL)."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._store.dsn, min_size=2, max_size=3, timeout=CONNECT_TIMEOUT
+            )
+        except Exception as exc:
+            raise pg_error(exc, "fleet connections") from exc
+
+    async def close(self) -> None:
+        await self.unlisten()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _own(self) -> Any:
+        if self._pool is None:
+            raise StoreError("store: the fleet's connections are closed", kind="closed")
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        try:
+            rows: list[Any] = await self._own().fetch(sql, *args)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise pg_error(exc, "fleet") from exc
+        return rows
 
     # -- life -----------------------------------------------------------------------------
     async def register(self) -> int:
         """Start a life: refuse if a live daemon uses our id; rescue the runs of our id's
         previous life (a crash: they are resumed by whoever claims them); returns the new
         incarnation (this life's fencing token)."""
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             f"SELECT incarnation, host, pid, heartbeat_at + ttl - {_NOW} AS left FROM nodes"
             " WHERE id = $1",
             self.node_id,
@@ -108,9 +141,9 @@ class PgFleet:
                     "[store] node_id"
                 )
         await self.rescue(self.node_id)
-        token = await self._store.fetch("SELECT nextval('lease_seq') AS t")
+        token = await self._fetch("SELECT nextval('lease_seq') AS t")
         self.incarnation = int(token[0]["t"])
-        await self._store.fetch(
+        await self._fetch(
             f"INSERT INTO nodes (id, incarnation, host, pid, version, started_at, heartbeat_at,"
             f" ttl, capacity) VALUES ($1, $2, $3, $4, $5, {_NOW}, {_NOW}, $6, $7)"
             " ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation,"
@@ -125,7 +158,7 @@ class PgFleet:
             self.ttl,
             self.capacity,
         )
-        got = await self._store.fetch("SELECT started_at FROM nodes WHERE id = $1", self.node_id)
+        got = await self._fetch("SELECT started_at FROM nodes WHERE id = $1", self.node_id)
         self.started_at = float(got[0]["started_at"]) if got else 0.0
         self.term = 0
         log.info("node.registered", node=self.node_id, incarnation=self.incarnation)
@@ -133,7 +166,7 @@ class PgFleet:
 
     async def beat(self, busy: int) -> bool:
         """Renew our life; False when we were declared dead (our row is gone)."""
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             f"UPDATE nodes SET heartbeat_at = {_NOW}, busy = $3 WHERE id = $1"
             " AND incarnation = $2 RETURNING id",
             self.node_id,
@@ -144,7 +177,7 @@ class PgFleet:
 
     async def lead(self) -> bool:
         """Take or renew the leader row; True while we hold it."""
-        rows = await self._store.fetch(_LEAD, self.node_id, self.incarnation, self.ttl)
+        rows = await self._fetch(_LEAD, self.node_id, self.incarnation, self.ttl)
         if rows:
             self.term = int(rows[0]["term"])
             return True
@@ -154,12 +187,12 @@ class PgFleet:
         """A clean stop: hand our live runs to the others, give up the leader row, delete
         our row. Returns how many runs were handed over."""
         n = await self.rescue(self.node_id)
-        await self._store.fetch(
+        await self._fetch(
             "UPDATE leader SET until = 0 WHERE node = $1 AND incarnation = $2",
             self.node_id,
             self.incarnation,
         )
-        await self._store.fetch(
+        await self._fetch(
             "DELETE FROM nodes WHERE id = $1 AND incarnation = $2", self.node_id, self.incarnation
         )
         return n
@@ -167,7 +200,7 @@ class PgFleet:
     # -- the dead ------------------------------------------------------------------------
     async def next_death(self) -> float:
         """Seconds until the first peer's heartbeat would be older than its TTL."""
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             f"SELECT min(heartbeat_at + ttl) - {_NOW} AS left FROM nodes WHERE id <> $1",
             self.node_id,
         )
@@ -177,13 +210,13 @@ class PgFleet:
     async def reap(self) -> list[tuple[str, int]]:
         """Declare dead every daemon whose heartbeat is older than its TTL and rescue its
         runs; returns (node, runs rescued) for each."""
-        dead = await self._store.fetch(
+        dead = await self._fetch(
             f"SELECT id, incarnation FROM nodes WHERE heartbeat_at + ttl < {_NOW}"
         )
         out: list[tuple[str, int]] = []
         for row in dead:
             node, inc = row["id"], row["incarnation"]
-            gone = await self._store.fetch(
+            gone = await self._fetch(
                 f"DELETE FROM nodes WHERE id = $1 AND incarnation = $2"
                 f" AND heartbeat_at + ttl < {_NOW} RETURNING id",
                 node,
@@ -191,7 +224,7 @@ class PgFleet:
             )
             if not gone:
                 continue  # it beat meanwhile, or another daemon reaped it first
-            await self._store.fetch(
+            await self._fetch(
                 "UPDATE leader SET until = 0 WHERE node = $1 AND incarnation = $2", node, inc
             )
             out.append((node, await self.rescue(node)))
@@ -200,7 +233,7 @@ class PgFleet:
     async def rescue(self, node: str) -> int:
         """Unown ``node``'s live runs (new tokens, open attempts interrupted); NOTIFY."""
         try:
-            async with self._store.pool.acquire() as conn, conn.transaction():
+            async with self._own().acquire() as conn, conn.transaction():
                 rows = await conn.fetch(_RESCUE, node, INTERRUPTED)
                 if rows:
                     await conn.execute(NOTIFY, WORK_CHANNEL, "")
@@ -222,12 +255,12 @@ class PgFleet:
         """Up to ``n`` unowned live runs, now ours (each ``lease`` is its new token)."""
         if n <= 0:
             return []
-        rows = await self._store.fetch(_CLAIM, self.node_id, self.incarnation, n)
+        rows = await self._fetch(_CLAIM, self.node_id, self.incarnation, n)
         return [run_from_row(r) for r in rows]
 
     async def claim_run(self, run_id: str) -> Run | None:
         """Claim one unowned live run by id (to cancel it), or None if it is held or over."""
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             f"UPDATE runs r SET owner = $1, lease = nextval('lease_seq') WHERE r.id = $3"
             f" AND r.owner IS NULL AND r.state IN {_LIVE}"
             " AND EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND incarnation = $2)"
@@ -244,7 +277,7 @@ class PgFleet:
         return rows[0] if rows else None
 
     async def count(self) -> int:
-        rows = await self._store.fetch("SELECT count(*) AS n FROM nodes")
+        rows = await self._fetch("SELECT count(*) AS n FROM nodes")
         return int(rows[0]["n"])
 
     async def owner_of(self, run_id: str) -> str | None:
@@ -253,11 +286,11 @@ class PgFleet:
 
     async def ask_cancel(self, run_id: str) -> None:
         """Tell the daemon that holds ``run_id`` to cancel it."""
-        await self._store.fetch(NOTIFY, CANCEL_CHANNEL, run_id)
+        await self._fetch(NOTIFY, CANCEL_CHANNEL, run_id)
 
     # -- views ----------------------------------------------------------------------------
     async def workers(self) -> list[dict[str, Any]]:
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             "SELECT n.*, (l.node = n.id AND l.incarnation = n.incarnation"
             f" AND l.until >= {_NOW}) AS leader FROM nodes n CROSS JOIN leader l ORDER BY n.id"
         )
