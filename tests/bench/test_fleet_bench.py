@@ -198,7 +198,11 @@ def _procrastinate_round(server: PgServer, total: int) -> dict[str, Any]:
     (base / "pcbench.py").write_text(PROCRASTINATE_APP)
     env = {**os.environ, "PC_DSN": conninfo, "PYTHONPATH": str(base)}
     subprocess.run(
-        [sys.executable, "-c", "import pcbench; pcbench.app.schema_manager.apply_schema()"],
+        [
+            sys.executable,
+            "-c",
+            "import pcbench\nwith pcbench.app.open():\n    pcbench.app.schema_manager.apply_schema()",
+        ],
         env=env,
         check=True,
         timeout=60,

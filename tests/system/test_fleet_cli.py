@@ -62,3 +62,36 @@ def test_migrate_with_the_sqlite_backend_has_nothing_to_do(
     d = daemon_factory()
     proc = _automationd("migrate", "--config", str(d.config))
     assert proc.returncode == 0 and "migrates itself" in proc.stdout
+
+
+def test_a_sqlite_daemon_is_a_fleet_of_one(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """On SQLite ``workers.list`` shows the one daemon, always the leader, and ``status``
+    says node {id, leader: true} and fleet {nodes: 1}; ``automationctl workers`` prints it."""
+    d = daemon_factory(extra='[store]\nnode_id = "solo"\n')
+    d.start()
+    (w,) = d.call_sync("workers.list")
+    assert (w["id"], w["leader"], w["capacity"], w["busy"]) == ("solo", True, 16, 0)
+    assert set(w) == {
+        "id",
+        "host",
+        "pid",
+        "version",
+        "started_at",
+        "heartbeat_at",
+        "capacity",
+        "busy",
+        "leader",
+    }
+    status = d.call_sync("status")
+    assert status["node"] == {"id": "solo", "leader": True} and status["fleet"] == {"nodes": 1}
+    out = subprocess.run(
+        [str(BIN / "automationctl"), "--socket", str(d.socket), "workers"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0 and "solo" in out.stdout and "LEADER" in out.stdout
+    assert d.stop() == 0
