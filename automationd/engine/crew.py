@@ -209,7 +209,8 @@ class FleetCrew:
                     await self._work.wait()
             except TimeoutError:
                 pass  # the fallback poll
-            room = min(CLAIM_BATCH, self._pool.max - len(launcher.live))
+            # room for two pools' worth: the next claim is in flight while these run
+            room = min(CLAIM_BATCH, 2 * self._pool.max - len(launcher.live))
             if room <= 0:  # full: claim again once a run leaves
                 freed.clear()
                 await freed.wait()
@@ -240,6 +241,7 @@ class FleetCrew:
             launcher=self._launcher,
             report=self._report,
             now=self._clock.time(),
+            targets=await self._fleet.targets_of([r.id for r in runs]),
         )
         for run in runs:
             if run.id in self._cancels:

@@ -15,6 +15,8 @@ Rules (SPEC §4):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 
 from automationd.actions.exec import kill_orphans
@@ -24,7 +26,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
-from automationd.records import Phase, Run, RunError
+from automationd.records import Phase, Run, RunError, Target
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_attempt_interrupted
 
@@ -50,9 +52,13 @@ async def resume_runs(
     launcher: Launcher,
     report: Report,
     now: float,
+    targets: Mapping[str, list[Target]] | None = None,
 ) -> int:
     """Resume ``found``, unfinished runs this daemon now holds: at start-up, or claimed from
-    a daemon that stopped or was declared dead (engine/crew.py). Returns how many."""
+    a daemon that stopped or was declared dead (engine/crew.py). Returns how many.
+
+    ``targets``: the runs' stored targets when the caller read them at once (a claim of
+    many runs); a run that never started an attempt has no attempt rows to read."""
     if not found:
         return 0
     orphans: list[tuple[int, str]] = []
@@ -60,7 +66,8 @@ async def resume_runs(
     resumed: list[LiveRun] = []
     jobless: list[Run] = []
     for run in found:
-        for a in await store.open_attempts(run.id):
+        started = run.attempts > 0  # attempt rows are written with the count, in one unit
+        for a in await store.open_attempts(run.id) if started else ():
             closes.append(w_attempt_interrupted(run.id, a.n, now, INTERRUPTED))
             if a.pgid:
                 orphans.append((a.pgid, run.id))
@@ -68,8 +75,9 @@ async def resume_runs(
         if job is None:
             jobless.append(run)
             continue
-        live = LiveRun.from_stored(run, job, await store.target_rows(run.id))
-        attempts = await store.attempts(run.id)
+        rows = targets.get(run.id, []) if targets is not None else await store.target_rows(run.id)
+        live = LiveRun.from_stored(run, job, rows)
+        attempts = await store.attempts(run.id) if started else []
         if not live.persist_targets and live.targets:  # the implicit target: recount its tries
             live.targets[0].attempts = sum(a.phase is Phase.PERFORM for a in attempts)
         live.check_tries = sum(a.phase is Phase.CHECK for a in attempts) if live.needs_check else 0

@@ -283,14 +283,23 @@ async def _shared_rate(factory: Factory, dsn: str, api: ApiServer, seconds: floa
     async with asyncio.timeout(seconds * 3 + 30):
         await api.wait_for_requests(3 * per, "/hit")
     times = sorted(r.at for r in api.received("/hit"))
-    worst = max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
     span = times[-1] - times[0]
+
+    def busiest(window: float) -> int:
+        return max(bisect.bisect_right(times, t + window) - i for i, t in enumerate(times))
+
     print(
         f"fleet rate: {len(times)} requests in {span:.2f}s = {len(times) / span:.2f}/s,"
-        f" busiest 1 s window {worst}"
+        f" busiest 1 s window {busiest(1.0)}, busiest 5 s window {busiest(5.0)}"
     )
-    assert worst <= 50 + 5, f"{worst} requests in one second"
-    assert len(times) <= 50 * span + 5 + 1
+    # The bucket's bound over any window w is burst + rate x w: the "at most 50/s",
+    # checked over the whole span and every 5 s and 1 s window. A grant is not the request:
+    # the attempt's start is made durable in between (a group commit), so arrivals at the
+    # partner trail their grants by a varying few tens of ms; 0.2 s of that is allowed for.
+    jitter = 0.2
+    assert len(times) <= 5 + 50 * (span + jitter)
+    assert busiest(5.0) <= 5 + 50 * (5.0 + jitter)
+    assert busiest(1.0) <= 5 + 50 * (1.0 + jitter)
     assert len(times) / span >= 40, f"only {len(times) / span:.1f}/s: the fleet held back"
 
 

@@ -30,12 +30,12 @@ from automationd import __version__
 from automationd.config.model import StoreConfig
 from automationd.errors import StoreError
 from automationd.fleet.api import default_node_id
-from automationd.records import Run
+from automationd.records import Run, Target
 from automationd.store.jobs import JOB_COLUMNS
 from automationd.store.pg.committer import pg_error
 from automationd.store.pg.sql import CANCEL_CHANNEL, NOTIFY, RUN_COLS, WORK_CHANNEL
 from automationd.store.pg.store import CONNECT_TIMEOUT, PgStore, connect
-from automationd.store.rows import run_from_row
+from automationd.store.rows import run_from_row, target_from_row
 
 log = structlog.get_logger("automationd.fleet")
 
@@ -257,6 +257,16 @@ class PgFleet:
             return []
         rows = await self._fetch(_CLAIM, self.node_id, self.incarnation, n)
         return [run_from_row(r) for r in rows]
+
+    async def targets_of(self, run_ids: list[str]) -> dict[str, list[Target]]:
+        """The stored targets of many runs in one query (claimed runs, before resuming)."""
+        rows = await self._fetch(
+            "SELECT * FROM targets WHERE run_id = ANY($1::text[]) ORDER BY run_id, idx", run_ids
+        )
+        out: dict[str, list[Target]] = {}
+        for r in rows:
+            out.setdefault(r["run_id"], []).append(target_from_row(r))
+        return out
 
     async def claim_run(self, run_id: str) -> Run | None:
         """Claim one unowned live run by id (to cancel it), or None if it is held or over."""
