@@ -19,9 +19,10 @@ import tomllib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from automationd import ctl_ops
 from automationd.admin.protocol import encode_request
 from automationd.clock import SystemClock
-from automationd.ctl_render import render
+from automationd.ctl_render import VIEWS, render
 from automationd.units import parse_duration, parse_rfc3339, rfc3339
 
 DEFAULT_SOCKET = "/run/automationd/admin.sock"
@@ -29,6 +30,9 @@ SOCKET_ENV = "AUTOMATIOND_SOCKET"
 TIMEOUT = 30.0
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+VIEWS.update(ctl_ops.VIEWS)  # issue 14's views (jobs edit/explain/backfill, audit, backup)
 
 
 class Unreachable(Exception):
@@ -166,9 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = _group(top, "jobs", "list and manage jobs")
     _leaf(jobs, "list", "jobs.list", "jobs", ["state"]).add_argument("--state")
+    p = _leaf(jobs, "remove", "jobs.remove", "job_removed", ["name", "override"])
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--override", action="store_true", help="remove a config job anyway")
     for name, cmd, view in (
         ("show", "jobs.get", "job"),
-        ("remove", "jobs.remove", "job_removed"),
         ("pause", "jobs.pause", "job_paused"),
         ("resume", "jobs.resume", "job_resumed"),
     ):
@@ -223,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=_since, metavar="T")
     p.add_argument("--name")
     p.add_argument("--force", action="store_true")
+    ctl_ops.add_commands(top, jobs, _leaf, _toml_job, _since, _count)
     return parser
 
 

@@ -76,6 +76,7 @@ JOB_KEYS = frozenset(
         "action",
         "check",
         "verify",
+        "description",
     }
 )
 
@@ -176,6 +177,7 @@ def _rules(
     overlap = get("overlap")
     misfire = get("misfire")
     grace = get("misfire_grace")
+    description = get("description")
     rules = JobRules(
         on=on,
         when=NO_WHEN if when is None else when,
@@ -193,6 +195,7 @@ def _rules(
         misfire_grace=d.misfire_grace if grace is None else v.duration(grace, where, _GRACE),
         check=None if check is None else parse_action(check, where, "check", base_dir, shared),
         verify=None if verify is None else parse_action(verify, where, "verify", base_dir, shared),
+        description=None if description is None else v.string(description, where, "description"),
     )
     if shared is None or when is not None:
         return rules
@@ -213,6 +216,7 @@ def _rules(
         r.misfire_grace,
         id(r.check),
         id(r.verify),
+        r.description,
     )
     try:
         return shared.keep(key, rules)

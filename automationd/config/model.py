@@ -47,6 +47,7 @@ class DaemonConfig:
     state_dir: Path = Path("/var/lib/automationd")
     admin_socket: Path = Path("/run/automationd/admin.sock")
     admin_group: str = ""
+    user_group: str = ""  # members may add jobs and see/change only their own (issue 14)
     metrics_listen: str = "127.0.0.1:9464"
     timezone: str = "UTC"
     shutdown_timeout: float = 30.0
@@ -147,6 +148,7 @@ class JobRules:
     misfire_grace: float = 60.0
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
+    description: str | None = None  # free text for people (jobs show, explain)
 
 
 _set = object.__setattr__
@@ -192,6 +194,7 @@ class JobSpec:
         misfire_grace: float = 60.0,
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
+        description: str | None = None,
         source: str = "config",
         written: Mapping[str, Any] | str | None = None,
         rules: JobRules | None = None,  # given (as by dataclasses.replace): the above are unused
@@ -214,6 +217,7 @@ class JobSpec:
                 misfire_grace=misfire_grace,
                 check=check,
                 verify=verify,
+                description=description,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -310,6 +314,10 @@ class JobSpec:
     @property
     def verify(self) -> ActionSpec | None:
         return self.rules.verify
+
+    @property
+    def description(self) -> str | None:
+        return self.rules.description
 
 
 def _new(cls: type[JobSpec]) -> JobSpec:

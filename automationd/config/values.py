@@ -230,6 +230,8 @@ def job_table(spec: JobSpec) -> dict[str, Any]:
     """A ``[[jobs]]`` table that ``parse_job`` turns back into ``spec`` (durations in the
     loader's units, enums by value); only optional keys that are set are written."""
     out: dict[str, Any] = {"name": spec.name}
+    if spec.description is not None:
+        out["description"] = spec.description
     if spec.schedule is not None:
         out["schedule"] = spec.schedule
     if spec.on is not None:

@@ -35,6 +35,39 @@ MIGRATIONS: tuple[Step, ...] = (
     # 2: the fencing token of the daemon owning a run (several daemons share PostgreSQL; on
     # SQLite it stays 0, but the row has one shape on every backend).
     (2, "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"),
+    # 3 (issue 14): a job's revision, owner (uid) and override flag; the audit trail; and the
+    # fires table, one row per (job, fire time) claimed by a backfill run, whose primary key
+    # makes "one run per fire" a constraint any backend (and any fire source) can reuse.
+    (
+        3,
+        """
+        ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE jobs ADD COLUMN owner INTEGER;
+        ALTER TABLE jobs ADD COLUMN override INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE IF NOT EXISTS audit (
+            id      TEXT PRIMARY KEY,
+            at      REAL NOT NULL,
+            via     TEXT NOT NULL,
+            uid     INTEGER,
+            user    TEXT,
+            cmd     TEXT NOT NULL,
+            target  TEXT,
+            job     TEXT,
+            args    TEXT,
+            digest  TEXT,
+            outcome TEXT NOT NULL,
+            error   TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job, id);
+        CREATE TABLE IF NOT EXISTS fires (
+            job     TEXT NOT NULL,
+            fire_ms INTEGER NOT NULL,
+            run_id  TEXT NOT NULL,
+            PRIMARY KEY (job, fire_ms)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS fires_by_run ON fires (run_id);
+        """,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
