@@ -168,8 +168,8 @@ class Explainer:
             out.append(
                 _r(
                     "scheduled",
-                    f"Next fire at {rfc3339(job.next_run)}, {local:%Y-%m-%d %H:%M:%S %Z} in "
-                    f"{spec.timezone}{dst} (schedule {spec.schedule!r}).",
+                    f"Next fire at {local:%Y-%m-%d %H:%M:%S %Z} ({spec.timezone}{dst}; "
+                    f"{rfc3339(job.next_run)}), schedule {spec.schedule!r}.",
                 )
             )
             if job.live and spec.overlap is Overlap.SKIP:

@@ -199,7 +199,7 @@ async def test_removing_a_config_job_needs_an_override_that_lasts(daemon_factory
 
 
 SLOW_FAIL = (
-    "[[jobs]]\nname = \"w\"\non = \"never\"\nretries = 2\n"
+    '[[jobs]]\nname = "w"\non = "never"\nretries = 2\n'
     'backoff = { base = "100ms", max = "100ms", jitter = 0.0 }\n'
     'action = { type = "exec", argv = ["/bin/sh", "-c", "echo v1; sleep 1; exit 75"] }\n'
 )
