@@ -32,9 +32,8 @@ from automationd.clock import Clock
 from automationd.core.ids import IdGenerator
 from automationd.core.redact import audit_args
 from automationd.errors import AdminError, StoreError
-from automationd.records import AuditEntry
-from automationd.store.api import Store
-from automationd.store.rows import w_audit
+from automationd.store.api import Store, Write
+from automationd.store.rows import w_audit_row
 
 log = structlog.get_logger("automationd.audit")
 
@@ -71,7 +70,8 @@ class AuditTrail:
 
     def entry(
         self, cmd: str, args: dict[str, Any], caller: Caller, result: Any, exc: BaseException | None
-    ) -> AuditEntry:
+    ) -> Write:
+        """The entry's row (built straight from its parts: one per manual trigger)."""
         target, job = target_of(cmd, args)
         if job is None and isinstance(result, dict):
             found = result.get("job") if cmd.startswith(("runs.", "dlq.")) else None
@@ -87,34 +87,36 @@ class AuditTrail:
         shown, digest = audit_args(args)
         now = self._clock.time()
         user = caller.session if caller.uid is None and caller.session else caller.user
-        return AuditEntry(
-            id=self._ids.new(now),
-            at=now,
-            via=caller.via.value,
-            uid=caller.uid,
-            user=user,
-            cmd=cmd,
-            target=target,
-            job=job,
-            args=shown,
-            digest=digest,
-            outcome=outcome,
-            error=error,
+        return w_audit_row(
+            (
+                self._ids.new(now),
+                now,
+                caller.via.value,
+                caller.uid,
+                user,
+                cmd,
+                target,
+                job,
+                shown,
+                digest,
+                outcome,
+                error,
+            )
         )
 
-    async def _store_entry(self, entry: AuditEntry) -> None:
+    async def _store_entry(self, entry: Write) -> None:
         try:
-            await self._store.commit([w_audit(entry)])
+            await self._store.commit([entry])
         except StoreError as exc:
-            log.error("audit.write_failed", cmd=entry.cmd, error=str(exc))
+            log.error("audit.write_failed", cmd=entry.params[5], error=str(exc))
             with contextlib.suppress(StoreError):  # closing: nothing more can be stored
-                self._store.post([w_audit(entry)])  # lands once the store heals
+                self._store.post([entry])  # lands once the store heals
 
-    def _post(self, entry: AuditEntry) -> None:
+    def _post(self, entry: Write) -> None:
         try:
-            self._store.post([w_audit(entry)])
+            self._store.post([entry])
         except StoreError as exc:
-            log.error("audit.write_failed", cmd=entry.cmd, error=str(exc))
+            log.error("audit.write_failed", cmd=entry.params[5], error=str(exc))
 
     def _recording(self, command: Command) -> Callable[..., Awaitable[Any] | None]:
         inner, name = command.handler, command.name

@@ -318,8 +318,7 @@ def event_from_row(r: Row) -> Event:
 
 
 def w_audit(e: AuditEntry) -> Write:
-    return Write(
-        Stmt.AUDIT,
+    return w_audit_row(
         (
             e.id,
             e.at,
@@ -333,9 +332,14 @@ def w_audit(e: AuditEntry) -> Write:
             e.digest,
             e.outcome,
             e.error,
-        ),
-        key=e.id,
+        )
     )
+
+
+def w_audit_row(params: tuple[Any, ...]) -> Write:
+    """An audit entry's row from its AUDIT parameters (the arguments already JSON text):
+    the trail writes one per manual trigger, without a record in between."""
+    return Write(Stmt.AUDIT, params, key=params[0])
 
 
 def audit_from_row(r: Row) -> AuditEntry:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from automationd.core.redact import HIDDEN, MAX_TEXT, audit_args, digest, redact
 
 
@@ -41,6 +43,17 @@ def test_the_digest_tells_requests_apart_without_their_secrets() -> None:
 
 def test_long_arguments_are_cut_to_a_bounded_text() -> None:
     """A 1 MiB payload is kept as at most ``MAX_TEXT`` characters; the digest covers it all."""
-    shown, dig = audit_args({"payload": "x" * (1 << 20)})
+    text, dig = audit_args({"payload": "x" * (1 << 20)})
+    shown = json.loads(text)
     assert isinstance(shown, str) and len(shown) <= MAX_TEXT and shown.endswith("…")
     assert dig != audit_args({"payload": "x" * ((1 << 20) - 1)})[1]
+
+
+def test_small_arguments_come_from_a_cache_and_agree_with_the_slow_path() -> None:
+    """A manual trigger's ``{"name": …}`` is answered from the cache with the same text and
+    digest as any other value; secret-looking scalars are hidden on that path too."""
+    for args in ({"name": "sync"}, {"name": "x", "dry_run": True}, {"token": "t", "id": "r"}):
+        text, dig = audit_args(args)
+        assert json.loads(text) == redact(args) and dig == digest(args)
+        assert audit_args(dict(args)) == (text, dig)
+    assert json.loads(audit_args({"token": "t"})[0]) == {"token": HIDDEN}
