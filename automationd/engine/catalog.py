@@ -170,13 +170,16 @@ class Catalog:
         return None
 
     def parse(self, raw: Any, *, source: str) -> JobSpec:
-        """Validate a job table exactly as ``jobs.add`` does; ``bad_request`` if it fails."""
+        """Validate a job table exactly as ``jobs.add`` does; ``bad_request`` if it fails.
+        The job keeps its table as compact JSON text: what its row stores, written as is by
+        every counter write (``job_row``), not encoded again each time."""
         if not isinstance(raw, dict):
             raise bad_request("job: expected an object with the keys of a [[jobs]] table")
         try:
-            return self._parse_api(raw, source=source)
+            spec = self._parse_api(raw, source=source)
         except ConfigError as exc:
             raise bad_request(str(exc)) from None
+        return replace(spec, written=json.dumps(raw, separators=(",", ":")))
 
     async def add(self, raw: Any, owner: int | None = None) -> JobRuntime:
         spec = self.parse(raw, source="api")

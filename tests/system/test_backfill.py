@@ -64,19 +64,19 @@ async def test_an_hour_of_five_minute_fires_is_twelve_runs_then_none(
 
 
 async def test_fires_the_scheduler_ran_are_not_run_again(daemon_factory: Factory) -> None:
-    """An `@every 1s` job fires a few times on its own; backfilling the time since it was
+    """An `@every 1s` job fires twice on its own; backfilling the time since it was
     added starts nothing: every fire in it already has its (scheduled) run."""
     d = daemon_factory()
     d.start()
     async with asyncio.timeout(30):
         added = await d.call("jobs.add", {"job": job("tick", "@every 1s")})
         t0 = parse_rfc3339(added["next_run"]) - 0.5  # after the grid point before it
-        while (await d.call("jobs.get", {"name": "tick"}))["run_count"] < 3:  # noqa: ASYNC110 - the daemon is another process: polled
+        while (await d.call("jobs.get", {"name": "tick"}))["run_count"] < 2:  # noqa: ASYNC110 - the daemon is another process: polled
             await asyncio.sleep(0.05)
         got = await d.call(
             "jobs.backfill", {"name": "tick", "since": rfc3339(t0), "until": rfc3339(time.time())}
         )
-        assert got["count"] == 0 and got["existing"] >= 3, got
+        assert got["count"] == 0 and got["existing"] >= 2, got
     assert d.stop() == 0
 
 
