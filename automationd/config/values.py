@@ -18,7 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from automationd.config.model import ActionSpec, Backoff, ExecAction, HttpAction, JobSpec
+from automationd.config.model import (
+    PREVIEW_TTL,
+    ActionSpec,
+    Backoff,
+    ExecAction,
+    HttpAction,
+    JobSpec,
+)
 from automationd.errors import ConfigError
 from automationd.units import Rate, format_duration, parse_duration, parse_rate
 
@@ -264,6 +271,12 @@ def job_table(spec: JobSpec) -> dict[str, Any]:
         out["check"] = action_table(spec.check)
     if spec.verify is not None:
         out["verify"] = action_table(spec.verify)
+    if spec.undo is not None:
+        out["undo"] = action_table(spec.undo)
+    if spec.on_failure.value != "none":
+        out["on_failure"] = spec.on_failure.value
+    if spec.preview_ttl != PREVIEW_TTL:
+        out["preview_ttl"] = format_duration(spec.preview_ttl)
     return out
 
 
