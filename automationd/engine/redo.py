@@ -18,6 +18,7 @@ import contextlib
 from typing import Any
 
 from automationd.core.runstate import ROLLBACK_FROM, RunState, TargetState
+from automationd.engine.intake import ANSWER_WAIT
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
@@ -27,8 +28,6 @@ from automationd.errors import AdminError, conflict, not_found
 from automationd.records import DlqEntry, Phase, Run, Trigger
 from automationd.store.api import Store
 from automationd.store.rows import w_dlq_delete, w_run
-
-ANSWER_WAIT = 20.0  # seconds a rollback's answer waits for it to end (then: as it is)
 
 
 class Redo:

@@ -82,6 +82,8 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
         tries = live.undo_tries.get(x.idx, 0)
         if tries > retries:  # its undo kept being cut short by crashes
             res: object = RunError(kind=ErrorKind.INTERRUPTED, message="undo interrupted")
+        elif live.job.spec.undo is None:  # a reload took the job's undo away meanwhile
+            res = RunError(kind=ErrorKind.FATAL, message="the job has no undo action any more")
         else:
             res = await run_phase(t, live, Phase.UNDO, x, tries=tries)
         if isinstance(res, RunError):
