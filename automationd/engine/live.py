@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 from automationd.core.runstate import RunState, TargetState
 from automationd.records import Run, RunError, Target, Trigger
 
-APPLY = Trigger.APPLY
-
 if TYPE_CHECKING:
     from automationd.engine.jobs import JobRuntime
 
@@ -177,7 +175,9 @@ class LiveRun:
             live.targets = [LiveTarget(0, None)]  # the implicit one; its tries are recounted
         # an apply run's check belongs to its decision (engine/plan.py), made once
         live.needs_check = (
-            job.spec.check is not None and run.targets_total == 0 and run.trigger is not APPLY
+            job.spec.check is not None
+            and run.targets_total == 0
+            and run.trigger is not Trigger.APPLY
         )
         live.targets_succeeded = sum(t.state is TargetState.SUCCEEDED for t in live.targets)
         live.targets_failed = sum(t.state is TargetState.FAILED for t in live.targets)

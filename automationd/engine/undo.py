@@ -99,7 +99,7 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
             live,
             RunEvent.ROLLED_BACK,
             error=live.error,
-            reason=f"rolled back: {len(todo)} target(s) undone",
+            reason=f"rolled back: {live.targets_rolled_back} target(s) undone",
         )
         return
     names = ", ".join(repr(x.value) for x, _ in failed[:_SHOWN])

@@ -30,6 +30,10 @@ ACTIONS = textwrap.dedent(
             f.write(text + "\\n")
 
     async def check_from_file(ctx):
+        if os.path.exists("check_blocks"):
+            os.remove("check_blocks")
+            _note("check_started", "yes")
+            await asyncio.sleep(60)
         with open("source.json") as f:
             plan = json.load(f)
         return {"perform": True, "targets": plan["targets"], "payload": plan["payload"]}
@@ -129,6 +133,13 @@ def _lines(d: DaemonProcess, name: str) -> list[str]:
 
 def _performed(d: DaemonProcess) -> list[Any]:
     return [json.loads(x) for x in _lines(d, "performed.txt")]
+
+
+async def _call_or_error(d: DaemonProcess, cmd: str, args: dict[str, Any]) -> Any:
+    try:
+        return await d.call(cmd, args)
+    except Exception as exc:  # the caller asserts which it expected
+        return exc
 
 
 async def _wait_for_file(path: Path, within: float = 10.0) -> None:
@@ -252,6 +263,30 @@ async def test_apply_once_also_across_a_restart(plans_daemon: DaemonProcess) -> 
         again = await d.call("jobs.trigger", {"name": "static", "apply": preview["id"]})
         assert again["id"] == answers[0]["id"] and again["existing"] is True
         assert sorted(_performed(d)) == ["a", "b"]
+
+
+async def test_apply_cut_short_by_a_crash_decides_again(plans_daemon: DaemonProcess) -> None:
+    """1. The daemon is killed (SIGKILL) while an apply's check runs. 2. At the next start the
+    apply reads its preview back and decides again: its cut-short check attempt is recorded
+    interrupted, the plan still matches. Result: the previewed targets are performed once."""
+    d = plans_daemon
+    async with asyncio.timeout(60):
+        preview = await d.call("jobs.trigger", {"name": "prices", "dry_run": True})
+        (d.base / "check_blocks").write_text("1")
+        async with asyncio.TaskGroup() as tg:
+            request = tg.create_task(_call_or_error(d, "jobs.trigger", {"apply": preview["id"]}))
+            await _wait_for_file(d.base / "check_started")
+            d.kill9()
+        assert isinstance(request.result(), Exception)  # the daemon died before answering
+        d.start()
+        (applied,) = await d.call("runs.list", {"job": "prices", "trigger": "apply"})
+        done = d.wait_run(applied["id"], ENDS)
+        assert done["state"] == "succeeded", done
+        assert [(a["phase"], a["outcome"]) for a in done["attempts"][:2]] == [
+            ("check", "interrupted"),
+            ("check", "ok"),
+        ]
+        assert sorted(_performed(d)) == SOURCE["targets"]
 
 
 async def test_apply_refuses_what_is_not_a_preview(plans_daemon: DaemonProcess) -> None:
