@@ -1,10 +1,12 @@
 """Plans: what a run would perform, and whether a preview still holds when it is applied.
 
 A *plan* is the check's decision (the targets perform would get and the payload it would
-see, and whether to perform at all) together with the job's *definition* identity at the
-time. Its hash is SHA-256 over canonical JSON (sorted keys, no spaces, UTF-8; values JSON
-cannot say are written as text), so the same decision under the same definition hashes the
-same in every process and after every restart.
+see, and whether to perform at all), a digest of the check's whole output, and the job's
+*definition* identity at the time. Its hash is SHA-256 over canonical JSON (sorted keys, no
+spaces, UTF-8; values JSON cannot say are written as text), so the same check output under
+the same definition hashes the same in every process and after every restart. The whole
+output counts (SPEC §7.2: "a hash of the check's output"): a check should return what decides
+the plan, not a clock reading.
 
 Applying a preview (SPEC §7.2) compares the preview's plan with the plan made now. The
 preview is stale, and the apply performs nothing, when any of these hold; each yields one
@@ -13,7 +15,8 @@ reason, in this order, and the apply's error message lists them all:
 1. the job's definition differs from the one the preview was made under;
 2. the preview is older than the job's ``preview_ttl``;
 3. the check now decides other targets (the ones added and removed are named; the same
-   targets in another order count as a change too), another payload, or not to perform.
+   targets in another order count as a change too), another payload, or not to perform;
+4. or, all of that equal, the rest of the check's output differs (its keys are named).
 
 Pure: no IO, no clock; ``now`` and ages are parameters.
 """
@@ -50,6 +53,7 @@ class Plan:
     payload: Any
     definition: str
     perform: bool = True
+    output: str = ""  # digest of the check's whole output ("" for a job without a check)
     hash: str
 
     def to_json(self) -> dict[str, Any]:
@@ -59,22 +63,38 @@ class Plan:
             "payload": self.payload,
             "perform": self.perform,
             "definition": self.definition,
+            "output": self.output,
         }
 
 
+NO_CHECK = object()  # ``make_plan(output=…)`` for a job without a check
+
+
 def make_plan(
-    *, targets: Sequence[Any] | None, payload: Any, definition: str, perform: bool = True
+    *,
+    targets: Sequence[Any] | None,
+    payload: Any,
+    definition: str,
+    perform: bool = True,
+    output: Any = NO_CHECK,
 ) -> Plan:
-    """A plan and its hash (over all four parts)."""
+    """A plan and its hash (over all its parts; ``output`` is the check's result value)."""
     t = None if targets is None else tuple(targets)
+    out = "" if output is NO_CHECK else digest(output)
     body = {
         "targets": None if t is None else list(t),
         "payload": payload,
         "perform": perform,
         "definition": definition,
+        "output": out,
     }
     return Plan(
-        targets=t, payload=payload, definition=definition, perform=perform, hash=digest(body)
+        targets=t,
+        payload=payload,
+        definition=definition,
+        perform=perform,
+        output=out,
+        hash=digest(body),
     )
 
 
@@ -88,6 +108,7 @@ def plan_from_json(value: Any) -> Plan | None:
         payload=value.get("payload"),
         definition=str(value.get("definition", "")),
         perform=bool(value.get("perform", True)),
+        output=str(value.get("output", "")),
         hash=value["hash"],
     )
 
@@ -117,9 +138,10 @@ def early_reasons(
     return [r for r in found if r is not None]
 
 
-def plan_diff(preview: Plan, now: Plan) -> list[str]:
-    """What differs between the preview's plan and the plan made now (rules 1 and 3);
-    empty when they match (then their hashes are equal too)."""
+def plan_diff(preview: Plan, now: Plan, before: Any = None, after: Any = None) -> list[str]:
+    """What differs between the preview's plan and the plan made now (rules 1, 3 and 4);
+    empty when they match (then their hashes are equal too). ``before`` and ``after`` are
+    the two check outputs, to name the keys of rule 4."""
     reasons: list[str] = []
     r = definition_reason(preview, now.definition)
     if r is not None:
@@ -129,6 +151,8 @@ def plan_diff(preview: Plan, now: Plan) -> list[str]:
     reasons.extend(_target_reasons(preview.targets, now.targets))
     if canonical(preview.payload) != canonical(now.payload):
         reasons.append("payload changed")
+    if not reasons and preview.output != now.output:
+        reasons.append("check output changed" + _keys(before, after))
     if not reasons and preview.hash != now.hash:  # a stored plan whose parts were edited
         reasons.append("plan hash differs")
     return reasons
@@ -156,6 +180,17 @@ def _target_reasons(before: tuple[Any, ...] | None, after: tuple[Any, ...] | Non
     if not out and [canonical(t) for t in before] != [canonical(t) for t in after]:
         out.append("targets reordered")
     return out
+
+
+def _keys(before: Any, after: Any) -> str:
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return ""
+    keys = sorted(
+        str(k)
+        for k in set(before) | set(after)
+        if k not in before or k not in after or canonical(before[k]) != canonical(after[k])
+    )
+    return f" (keys: {_names(keys)})" if keys else ""
 
 
 def _names(texts: list[str]) -> str:

@@ -157,7 +157,7 @@ class Intake:
             depth=found.depth,
             undecided=True,
         )
-        live.basis = (plan, found.finished_at or found.created_at)
+        live.basis = (plan, found.finished_at or found.created_at, found.result)
         live.decided = asyncio.get_running_loop().create_future()
         await self._launcher.start([live])
         return live.id

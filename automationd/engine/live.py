@@ -76,7 +76,7 @@ class LiveRun:
     check_tries: int = 0  # check attempts already failed (after a crash, the interrupted)
     # previews, apply and rollback (engine/plan.py, engine/undo.py)
     plan: Any = None  # the plan as stored: a preview's, or an apply's once decided
-    basis: Any = None  # an apply's preview: (core.plan.Plan, made_at); None once decided
+    basis: Any = None  # an apply's preview: (Plan, made_at, check output) until decided
     decided: asyncio.Future[None] | None = None  # an apply's answer waits for its decision
     targets_rolled_back: int = 0
     undo_from: int | None = None  # ``attempts`` when the latest rollback began

@@ -87,7 +87,7 @@ def tell_decided(live: LiveRun) -> None:
 async def _decide(t: AttemptTools, report: Report, live: LiveRun) -> bool:
     spec = live.job.spec
     basis: Plan
-    basis, made_at = live.basis
+    basis, made_at, before = live.basis
     definition = definition_of(live.job)
     early = early_reasons(basis, definition, made_at, t.clock.time(), spec.preview_ttl)
     if early:
@@ -103,7 +103,7 @@ async def _decide(t: AttemptTools, report: Report, live: LiveRun) -> bool:
             return False
         now = _checked_plan(live.job, res, live.payload, definition)
         value = res.value
-    reasons = plan_diff(basis, now)
+    reasons = plan_diff(basis, now, before, value)
     if reasons:
         live.plan = now.to_json()
         _stale(report, live, reasons)
@@ -128,7 +128,13 @@ def _checked_plan(job: JobRuntime, res: ActionResult, given: Any, definition: st
     run's), as perform would get them (engine/run.py ``_apply_check``)."""
     targets = res.targets if res.targets is not None else job.spec.targets
     payload = res.payload if res.payload is not None else given
-    return make_plan(targets=targets, payload=payload, definition=definition, perform=res.perform)
+    return make_plan(
+        targets=targets,
+        payload=payload,
+        definition=definition,
+        perform=res.perform,
+        output=res.value,
+    )
 
 
 def _stale(report: Report, live: LiveRun, reasons: list[str]) -> None:

@@ -17,6 +17,7 @@ Rules (SPEC §4):
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
@@ -98,10 +99,11 @@ async def recover(
     return len(resumed)
 
 
-async def _basis(store: Store, preview_id: str | None) -> tuple[Plan, float] | None:
-    """An undecided apply's preview plan and when it was made, or None if it is gone."""
+async def _basis(store: Store, preview_id: str | None) -> tuple[Plan, float, Any] | None:
+    """An undecided apply's preview: its plan, when it was made and its check's output; None
+    if it is gone."""
     found = await store.run(preview_id) if preview_id else None
     plan = plan_from_json(found.plan) if found is not None else None
     if found is None or plan is None:
         return None
-    return plan, found.finished_at or found.created_at
+    return plan, found.finished_at or found.created_at, found.result

@@ -28,8 +28,8 @@ def test_hash_is_stable_and_ignores_key_order() -> None:
     assert plan_from_json(BASE.to_json()) == BASE
     assert canonical({"b": 1, "a": "é"}) == '{"a":"é","b":1}'
     pinned = make_plan(targets=None, payload=None, definition="")
-    # sha256 of {"definition":"","payload":null,"perform":true,"targets":null}
-    assert pinned.hash == "ae6ae30625d4c7861af9c49ef1d9b7a1a286ee268cab206832f4a55c46297b57"
+    # sha256 of {"definition":"","output":"","payload":null,"perform":true,"targets":null}
+    assert pinned.hash == "f63d9aaae1cd2441569d4b65135b98e3b1e123fa3ba76e98f8dd8cf7bf334b18"
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,21 @@ def test_diff_names_each_difference(change: dict[str, Any], reasons: list[str]) 
     now = make_plan(**{**parts, **change})
     assert plan_diff(BASE, now) == reasons
     assert (now.hash == BASE.hash) is (not reasons)
+
+
+def test_the_rest_of_the_checks_output_counts_too() -> None:
+    """Targets and payload equal, another output: the apply is stale, naming the keys that
+    differ; the same output (whatever its key order) is no difference."""
+    parts: dict[str, Any] = {"targets": ["a"], "payload": None, "definition": "d"}
+    before = {"perform": True, "targets": ["a"], "rules": "v1", "n": 1}
+    same = make_plan(**parts, output={"n": 1, "rules": "v1", "perform": True, "targets": ["a"]})
+    preview = make_plan(**parts, output=before)
+    assert plan_diff(preview, same) == [] and same.hash == preview.hash
+    after = {**before, "rules": "v2", "extra": 0}
+    now = make_plan(**parts, output=after)
+    assert plan_diff(preview, now, before, after) == ["check output changed (keys: extra, rules)"]
+    assert plan_diff(preview, now) == ["check output changed"]
+    assert make_plan(**parts).output == "" != preview.output  # no check: no output
 
 
 def test_many_added_targets_are_cut_short() -> None:
