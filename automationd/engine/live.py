@@ -80,7 +80,7 @@ class LiveRun:
     decided: asyncio.Future[None] | None = None  # an apply's answer waits for its decision
     targets_rolled_back: int = 0
     undo_from: int | None = None  # ``attempts`` when the latest rollback began
-    undo_tries: dict[int, int] = field(default_factory=dict)  # target idx → undo tries (crash)
+    undo_tries: dict[int, int] | None = None  # target idx → undo tries (after a crash)
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)

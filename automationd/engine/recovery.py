@@ -69,10 +69,11 @@ async def recover(
             live.basis = await _basis(store, run.origin)
         if run.state is RunState.ROLLING_BACK:
             since = run.undo_from or 0
+            tries: dict[int, int] = {}
             for done in attempts:
                 if done.phase is Phase.UNDO and done.n > since:
-                    idx = done.target_idx
-                    live.undo_tries[idx] = live.undo_tries.get(idx, 0) + 1
+                    tries[done.target_idx] = tries.get(done.target_idx, 0) + 1
+            live.undo_tries = tries
         resumed.append(live)
     if orphans:
         killed = kill_orphans(orphans)

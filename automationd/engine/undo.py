@@ -64,7 +64,7 @@ def begin(live: LiveRun) -> None:
     live.state = next_run_state(live.state, RunEvent.ROLLBACK)
     live.finished_at = None
     live.undo_from = live.attempts
-    live.undo_tries = {}
+    live.undo_tries = None
 
 
 async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
@@ -76,10 +76,11 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
         live.state = next_run_state(live.state, RunEvent.RESUME)
     retries = live.job.spec.retries
     todo = [x for x in reversed(live.targets) if x.state is TargetState.SUCCEEDED]
+    tried = live.undo_tries or {}
     log.info("run.rolling_back", run_id=live.id, job=live.job_name, targets=len(todo))
     failed: list[tuple[LiveTarget, RunError]] = []
     for x in todo:
-        tries = live.undo_tries.get(x.idx, 0)
+        tries = tried.get(x.idx, 0)
         if tries > retries:  # its undo kept being cut short by crashes
             res: object = RunError(kind=ErrorKind.INTERRUPTED, message="undo interrupted")
         elif live.job.spec.undo is None:  # a reload took the job's undo away meanwhile
