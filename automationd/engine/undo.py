@@ -16,8 +16,10 @@ Rules:
 - The run ends ``rolled_back`` when every target was undone (keeping the error that made it
   partial/failed), else ``failed`` with an error naming the targets not undone; rolling back
   again undoes just those.
-- ``on_failure = "rollback"`` starts this by itself, in the same task, once a run's end as
-  ``partial``/``failed`` is reported (its ``run.partial``/``run.failed`` event included).
+- ``on_failure = "rollback"`` starts this by itself, in the same task, right after the run's
+  end as ``partial``/``failed`` (its ``run.partial``/``run.failed`` event included). The end
+  and the ``rolling_back`` row are submitted in the same loop turn, so they land in one
+  transaction (store/writer.py rule 1): a crash cannot leave the run ended but not rolled back.
 """
 
 from __future__ import annotations
