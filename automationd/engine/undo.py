@@ -19,7 +19,8 @@ Rules:
 - ``on_failure = "rollback"`` starts this by itself, in the same task, right after the run's
   end as ``partial``/``failed`` (its ``run.partial``/``run.failed`` event included). The end
   and the ``rolling_back`` row are submitted in the same loop turn, so they land in one
-  transaction (store/writer.py rule 1): a crash cannot leave the run ended but not rolled back.
+  transaction (store/writer.py rule 1; only a batch cut at its size limit parts them): a crash
+  does not leave the run ended and its rollback forgotten.
 """
 
 from __future__ import annotations
