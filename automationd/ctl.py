@@ -111,6 +111,8 @@ _HELP = {
     "runs.logs": "captured output of a run",
     "runs.cancel": "cancel a run",
     "runs.retry": "re-run the failed targets of a failed/partial run",
+    "runs.rollback": "undo the succeeded targets of a failed/partial run (same run)",
+    "dlq.summary": "dead letters counted by job and error kind",
     "dlq.list": "list dead-lettered targets",
     "dlq.retry": "requeue dead-lettered targets",
     "dlq.purge": "drop dead-lettered targets",
@@ -148,10 +150,21 @@ def _group(sub: Any, name: str, help: str) -> Any:
 
 
 def _target_choice(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("id", nargs="?", help="one dead-letter entry")
-    g.add_argument("--job", help="every entry of this job")
-    g.add_argument("--all", action="store_true", help="every entry")
+    """``ID``, or filters that must all hold (``--job``, ``--kind``, ``--since``), or
+    ``--all``: exactly one of the three ways (a usage error otherwise)."""
+    p.add_argument("id", nargs="?", help="one dead-letter entry")
+    p.add_argument("--job", help="entries of this job")
+    p.add_argument("--kind", help="entries whose error has this kind (fatal, timeout, …)")
+    p.add_argument("--since", type=_since, metavar="T", help="entries that failed since T")
+    p.add_argument("--all", action="store_true", help="every entry")
+
+    def check(ns: argparse.Namespace) -> None:
+        filters = ns.job is not None or ns.kind is not None or ns.since is not None
+        ways = (ns.id is not None) + filters + bool(ns.all)
+        if ways != 1:
+            p.error("give one of: ID, filters (--job/--kind/--since), or --all")
+
+    p.set_defaults(check=check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--payload", type=_json_value, metavar="JSON")
     p.add_argument("--idempotency-key", metavar="K")
-    p.add_argument("--dry-run", action="store_true", help="run only the check phase")
+    p.add_argument(
+        "--dry-run", action="store_true", help="store a preview: run only the check phase"
+    )
+    p = _leaf(
+        jobs, "apply", "jobs.trigger", "applied", ["apply"],
+        help="apply a stored preview: perform its plan if it still holds",
+    )  # fmt: skip
+    p.add_argument("apply", metavar="RUN_ID", help="the preview run to apply")
 
     runs = _group(top, "runs", "inspect and manage runs")
     p = _leaf(runs, "list", "runs.list", "runs", ["job", "state", "limit", "offset"])
@@ -203,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("logs", "runs.logs", "logs"),
         ("cancel", "runs.cancel", "run_cancelled"),
         ("retry", "runs.retry", "run_retried"),
+        ("rollback", "runs.rollback", "run_rolled_back"),
     ):
         _leaf(runs, name, cmd, view, ["id"]).add_argument("id", metavar="ID")
 
@@ -210,8 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _leaf(dlq, "list", "dlq.list", "dlq", ["job", "limit"])
     p.add_argument("--job")
     p.add_argument("--limit", type=_count)
-    _target_choice(_leaf(dlq, "retry", "dlq.retry", "dlq_retried", ["id", "job", "all"]))
-    _target_choice(_leaf(dlq, "purge", "dlq.purge", "dlq_purged", ["id", "job", "all"]))
+    picks = ["id", "job", "kind", "since", "all"]
+    _target_choice(_leaf(dlq, "retry", "dlq.retry", "dlq_retried", picks))
+    _target_choice(_leaf(dlq, "purge", "dlq.purge", "dlq_purged", picks))
+    p = _leaf(dlq, "summary", "dlq.summary", "dlq_summary", ["job", "kind", "since"])
+    p.add_argument("--job")
+    p.add_argument("--kind")
+    p.add_argument("--since", type=_since, metavar="T")
 
     events = _group(top, "events", "list, publish and replay events")
     p = _leaf(events, "list", "events.list", "events", ["name", "since", "limit"])
@@ -281,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
+        check = getattr(ns, "check", None)
+        if check is not None:
+            check(ns)
     except SystemExit as exc:  # argparse: --help → 0, usage errors → 2
         return int(exc.code or 0)
     path = ns.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET

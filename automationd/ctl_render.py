@@ -161,7 +161,8 @@ def run_detail(run: Mapping[str, Any]) -> str:
     pairs: list[tuple[str, Any]] = [(k, run.get(k)) for k in _RUN_KEYS + _RUN_KEYS2]
     pairs.append(("targets", _targets(run.get("targets"))))
     pairs.append(("error", _error(run["error"]) if run.get("error") else None))
-    shown = (*_RUN_KEYS, *_RUN_KEYS2, "targets", "error", "attempts")
+    pairs.append(("plan", _plan_line(run.get("plan"))))
+    shown = (*_RUN_KEYS, *_RUN_KEYS2, "targets", "error", "attempts", "plan")
     text = keyvalues(pairs + _rest(run, shown))
     attempts = run.get("attempts")
     if isinstance(attempts, list):
@@ -269,10 +270,53 @@ def _run_line(verb: str) -> Callable[[Any], str]:
 
 
 def _triggered(r: Mapping[str, Any]) -> str:
-    if "id" not in r or "job" not in r:  # a dry run reports what would be performed
+    if "id" not in r or "job" not in r:  # an older daemon's dry run: what would be performed
         return generic(r)
+    if r.get("trigger") == "preview":
+        return _previewed(r)
     note = " (existing run for this idempotency key)" if r.get("existing") else ""
     return _run_line("triggered")(r).rstrip("\n") + note + "\n"
+
+
+# --- previews, apply and rollback (SPEC §7.2) ---------------------------------------------------
+
+
+def _plan_line(plan: Any) -> str | None:
+    if not isinstance(plan, Mapping):
+        return None
+    targets = plan.get("targets")
+    what = f"{len(targets)} target(s)" if isinstance(targets, list) else "one untargeted perform"
+    what = "nothing to perform" if plan.get("perform") is False else what
+    return f"{what}; hash {str(plan.get('hash', ''))[:16]}"
+
+
+def _previewed(r: Mapping[str, Any]) -> str:
+    note = " (existing preview for this idempotency key)" if r.get("existing") else ""
+    raw, err = r.get("plan"), _error(r["error"]) if r.get("error") else None
+    plan: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    pairs = [("plan", _plan_line(plan or None)), ("payload", plan.get("payload")), ("error", err)]
+    text = _run_line("preview")(r).rstrip("\n") + note + "\n"
+    text += keyvalues([(k, v) for k, v in pairs if v is not None])
+    if isinstance(plan.get("targets"), list):
+        text += "\nTargets:\n" + "".join(f"  {cell(t)}\n" for t in plan["targets"])
+    apply = f"\napply with: automationctl jobs apply {r.get('id')}\n"
+    return text + (apply if r.get("state") == "previewed" else "")
+
+
+def _applied(r: Mapping[str, Any]) -> str:
+    again = " (this preview was applied before)" if r.get("existing") else ""
+    text = f"apply of preview {r.get('origin')}: run {r.get('id')} (state: {r.get('state')})"
+    return text + again + "\n" + (f"error: {_error(r['error'])}\n" if r.get("error") else "")
+
+
+def _rolled_back(r: Mapping[str, Any]) -> str:
+    n = (r.get("targets") or {}).get("rolled_back", 0)
+    text = f"run {r.get('id')} of job {r.get('job')}: {r.get('state')} ({n} target(s) undone)\n"
+    failed = r.get("state") != "rolled_back" and r.get("error")
+    return text + (f"error: {_error(r['error'])}\n" if failed else "")
+
+
+_SUMMARY_KEYS = ("job", "kind", "count", "oldest", "newest", "sample")
 
 
 VIEWS: dict[str, Callable[[Any], str]] = {
@@ -289,6 +333,9 @@ VIEWS: dict[str, Callable[[Any], str]] = {
     "logs": logs,
     "run_cancelled": _run_line("cancelled"),
     "run_retried": _run_line("created retry"),
+    "applied": _applied,
+    "run_rolled_back": _rolled_back,
+    "dlq_summary": lambda d: rows_of(d, [(k.upper(), k) for k in _SUMMARY_KEYS]),
     "dlq": lambda d: rows_of(
         d,
         [
@@ -296,6 +343,7 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("RUN", "run_id"),
             ("JOB", "job"),
             ("TARGET", "target"),
+            ("PHASE", "phase"),
             ("ERROR", "error"),
             ("FAILED AT", "failed_at"),
         ],

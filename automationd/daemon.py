@@ -37,6 +37,7 @@ from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.served import Parts, served_table
 from automationd.admin.server import serve_admin
+from automationd.admin.undo_cmds import UndoCommands
 from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
@@ -170,6 +171,8 @@ class Daemon:
                     metrics=metrics,
                 )
 
+                redo = Redo(launcher, jobs, store, dlq, report)
+
                 async def reload() -> dict[str, int]:
                     # A bad file is the caller's problem to fix, not an internal error.
                     try:
@@ -192,17 +195,13 @@ class Daemon:
                         ),
                         JobCommands(
                             catalog=catalog,
-                            intake=Intake(launcher, store, http),
+                            intake=Intake(launcher, store, report, jobs),
                             store=store,
                             clock=clock,
                         ),
-                        RunCommands(
-                            store=store,
-                            launcher=launcher,
-                            report=report,
-                            redo=Redo(launcher, jobs, store, dlq),
-                        ),
+                        RunCommands(store=store, launcher=launcher, report=report, redo=redo),
                         EventCommands(bus=bus, store=store),
+                        UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
                     ],
                     Parts(
                         catalog=catalog,

@@ -40,6 +40,7 @@ class Rule(enum.Enum):
     RUNS_LIST = "runs_list"
     DLQ_LIST = "dlq_list"
     DLQ_WRITE = "dlq_write"  # args.id or args.job: the caller's own dead letters
+    JOB_ROWS = "job_rows"  # a list whose rows name their job (args.job, if given, visible)
     EVENTS_LIST = "events_list"
     ADMIN = "admin"
 
@@ -64,9 +65,11 @@ RULES: dict[str, Rule] = {
     "runs.logs": Rule.RUN_READ,
     "runs.cancel": Rule.RUN_WRITE,
     "runs.retry": Rule.RUN_WRITE,
+    "runs.rollback": Rule.RUN_WRITE,
     "dlq.list": Rule.DLQ_LIST,
     "dlq.retry": Rule.DLQ_WRITE,
     "dlq.purge": Rule.DLQ_WRITE,
+    "dlq.summary": Rule.JOB_ROWS,
     "events.list": Rule.EVENTS_LIST,
 }
 
@@ -176,6 +179,11 @@ class Scope:
         if rule is Rule.DLQ_WRITE:
             await self._dlq_write(args, caller)
             return await _call(inner, args, caller)
+        if rule is Rule.JOB_ROWS:
+            if isinstance(args.get("job"), str):
+                self._job_named(caller, args["job"], write=False)
+            out = await _call(inner, args, caller)
+            return [row for row in out if self.visible(caller, self._jobs.get(row.get("job")))]
         assert rule is Rule.EVENTS_LIST
         out = await _call(inner, args, caller)
         return [e for e in out if self._event_visible(caller, e)]
@@ -198,7 +206,7 @@ class Scope:
         return seen[offset : offset + limit]
 
     async def _dlq_write(self, args: dict[str, Any], caller: Caller) -> None:
-        if args.get("all"):
+        if args.get("all") or not isinstance(args.get("id") or args.get("job"), str):
             raise forbidden("user_group members retry or purge dead letters by id or job")
         if isinstance(args.get("job"), str):
             self._job_named(caller, args["job"], write=True)

@@ -29,6 +29,16 @@ class Misfire(enum.StrEnum):
     RUN_ALL = "run_all"
 
 
+class OnFailure(enum.StrEnum):
+    """What a ``partial``/``failed`` run does next (SPEC §7.2): nothing, or run ``undo``."""
+
+    NONE = "none"
+    ROLLBACK = "rollback"
+
+
+PREVIEW_TTL = 3600.0  # a preview older than this is stale when applied (job key preview_ttl)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Backoff:
     base: float = 2.0
@@ -150,6 +160,9 @@ class JobRules:
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
     description: str | None = None  # free text for people (jobs show, explain)
+    undo: ActionSpec | None = None  # reverses a succeeded perform of one target
+    on_failure: OnFailure = OnFailure.NONE
+    preview_ttl: float = PREVIEW_TTL
 
 
 _set = object.__setattr__
@@ -196,6 +209,9 @@ class JobSpec:
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
         description: str | None = None,
+        undo: ActionSpec | None = None,
+        on_failure: OnFailure = OnFailure.NONE,
+        preview_ttl: float = PREVIEW_TTL,
         source: str = "config",
         written: Mapping[str, Any] | str | None = None,
         rules: JobRules | None = None,  # given (as by dataclasses.replace): the above are unused
@@ -219,6 +235,9 @@ class JobSpec:
                 check=check,
                 verify=verify,
                 description=description,
+                undo=undo,
+                on_failure=on_failure,
+                preview_ttl=preview_ttl,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -317,6 +336,18 @@ class JobSpec:
     @property
     def description(self) -> str | None:
         return self.rules.description
+
+    @property
+    def undo(self) -> ActionSpec | None:
+        return self.rules.undo
+
+    @property
+    def on_failure(self) -> OnFailure:
+        return self.rules.on_failure
+
+    @property
+    def preview_ttl(self) -> float:
+        return self.rules.preview_ttl
 
 
 def _new(cls: type[JobSpec]) -> JobSpec:

@@ -44,7 +44,7 @@ from automationd.store.rows import w_attempt, w_attempt_pgid, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
 
-_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2}
+_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2, Phase.UNDO: 3}
 _DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
 
 
@@ -97,15 +97,19 @@ def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
         job.meters = JobMetrics(t.metrics, job.name)
 
 
-def _build_actions(t: AttemptTools, spec: JobSpec) -> tuple[Action, Action | None, Action | None]:
+Actions = tuple[Action, Action | None, Action | None, Action | None]  # by _SLOT
+
+
+def _build_actions(t: AttemptTools, spec: JobSpec) -> Actions:
     return (
         build_action(spec.action, http=t.http),
         build_action(spec.check, http=t.http) if spec.check else None,
         build_action(spec.verify, http=t.http) if spec.verify else None,
+        build_action(spec.undo, http=t.http) if spec.undo else None,
     )
 
 
-def _actions_of(t: AttemptTools, live: LiveRun) -> tuple[Action, Action | None, Action | None]:
+def _actions_of(t: AttemptTools, live: LiveRun) -> Actions:
     """The actions of the definition the run follows: its job's (built on the job's first
     attempt), or, for a run pinned to an older definition, that one's."""
     job = live.job
@@ -119,7 +123,7 @@ def _actions_of(t: AttemptTools, live: LiveRun) -> tuple[Action, Action | None, 
     if actions is None:
         actions = _build_actions(t, spec)
         live.pinned = (spec, actions)
-    found: tuple[Action, Action | None, Action | None] = actions
+    found: Actions = actions
     return found
 
 
@@ -370,10 +374,11 @@ class _LazyLog:
 
 
 def _timeout(spec: JobSpec, phase: Phase) -> float:
-    action = (
-        spec.action
-        if phase is Phase.PERFORM
-        else (spec.check if phase is Phase.CHECK else spec.verify)
-    )
+    action = {
+        Phase.PERFORM: spec.action,
+        Phase.CHECK: spec.check,
+        Phase.VERIFY: spec.verify,
+        Phase.UNDO: spec.undo,
+    }[phase]
     timeout = getattr(action, "timeout", None)
     return float(timeout) if timeout is not None else float(spec.timeout)

@@ -68,6 +68,8 @@ async def table(store: SqliteStore) -> dict[str, Command]:
         if name == "runs.get":
             run = await store.run(args["id"])
             return run.to_json() if run else None
+        if name == "dlq.summary":
+            return [{"job": j, "kind": "fatal", "count": 1} for j in ("cfg", "a", "b")]
         if name == "dlq.list":
             return [e.to_json() for e in await store.dlq(job=None, limit=args["limit"])]
         return {"done": name, **args}
@@ -79,7 +81,7 @@ async def table(store: SqliteStore) -> dict[str, Command]:
         return h
 
     names = "jobs.list jobs.get jobs.trigger jobs.update runs.list runs.get runs.cancel dlq.list"
-    names += " dlq.purge reload some.future.command status"
+    names += " dlq.purge dlq.summary runs.rollback reload some.future.command status"
     plain = {n: Command(n, handler(n), writes=True) for n in names.split()}
     return Scope(jobs=jobs, store=store, config_path=lambda: Path("/etc/a.toml")).wrap(plain)
 
@@ -106,6 +108,8 @@ async def test_a_member_sees_config_jobs_and_its_own(table: dict[str, Command]) 
     assert len(await call(table, "runs.list", {"limit": 2, "offset": 1}, alice)) == 2
     letters = await call(table, "dlq.list", {"limit": 50}, alice)
     assert sorted(e["job"] for e in letters) == ["a", "a", "cfg"]
+    summary = await call(table, "dlq.summary", {}, alice)
+    assert [g["job"] for g in summary] == ["cfg", "a"]
     admin = Caller(via=Via.SOCKET, uid=0, user="root")
     assert len(await call(table, "runs.list", {"limit": 50}, admin)) == 5
 
@@ -123,12 +127,15 @@ async def test_everything_else_is_forbidden_naming_the_owner(table: dict[str, Co
         ("runs.get", {"id": a_run}),
         ("runs.cancel", {"id": a_run}),
         ("dlq.purge", {"id": f"d{a_run}"}),
+        ("runs.rollback", {"id": a_run}),
+        ("dlq.summary", {"job": "a"}),
     ):
         assert f"uid {ALICE}" in await refused(table, cmd, args, bob), cmd
     assert "managed by /etc/a.toml" in await refused(table, "jobs.trigger", {"name": "cfg"}, bob)
     for cmd in ("reload", "some.future.command"):
         assert "admins only" in await refused(table, cmd, {}, bob)
     assert "by id or job" in await refused(table, "dlq.purge", {"all": True}, bob)
+    assert "by id or job" in await refused(table, "dlq.purge", {"kind": "fatal"}, bob)
     assert (await call(table, "jobs.trigger", {"name": "b"}, bob))["done"] == "jobs.trigger"
     assert (await call(table, "jobs.get", {"name": "cfg"}, bob))["done"] == "jobs.get"
     assert (await call(table, "runs.get", {"id": f"{1:032x}"}, bob))["job"] == "cfg"
