@@ -7,66 +7,31 @@ and unexpected shapes fall back to a generic key/value or table rendering.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from automationd.units import format_duration
+from automationd.ctl_format import (
+    cell,
+    epoch,
+    keyvalues,
+    relative,
+    span,
+    style,
+    table,
+    when,
+    whole,
+)
+
+__all__ = ["VIEWS", "cell", "keyvalues", "render", "rows_of", "table", "when", "whole"]
 
 Out = Callable[[str], None]
 
-_CONTROL = {c: " " for c in range(32)} | {127: " "}
-_MAX_CELL = 60
-
-
-def cell(value: Any, width: int = _MAX_CELL) -> str:
-    """One table cell: ``-`` for null, compact JSON for containers, control chars flattened."""
-    if value is None or value == "":
-        text = "-"
-    elif isinstance(value, bool):
-        text = "yes" if value else "no"
-    elif isinstance(value, float):
-        text = f"{value:.1f}" if abs(value) < 1e6 else f"{value:.3g}"
-    elif isinstance(value, dict | list):
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    else:
-        text = str(value)
-    text = text.translate(_CONTROL)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def when(value: Any) -> str:
-    """RFC 3339 → ``2026-11-22 13:45:00Z`` (milliseconds dropped) for tables."""
-    if not isinstance(value, str) or len(value) < 19 or value[10] != "T":
-        return cell(value)
-    return value[:10] + " " + value[11:19] + "Z"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    body = [list(r) for r in rows]
-    if not body:
-        return "(none)\n"
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
-    lines = []
-    for r in [list(headers), *body]:
-        parts = [v.ljust(w) for v, w in zip(r[:-1], widths[:-1], strict=True)] + [r[-1]]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def keyvalues(pairs: Iterable[tuple[str, Any]]) -> str:
-    pairs = [(k, v if isinstance(v, str) else cell(v, 200)) for k, v in pairs]
-    if not pairs:
-        return ""
-    width = max(len(k) for k, _ in pairs)
-    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in pairs)
-
 
 def _error(err: Any) -> str:
+    """``kind: message`` of an error object (a plain string as it is), never cut."""
     if isinstance(err, Mapping):
         return f"{err.get('kind', 'error')}: {err.get('message', '')}"
-    return cell(err)
+    return whole(err)
 
 
 def _rest(obj: Mapping[str, Any], shown: Iterable[str]) -> list[tuple[str, Any]]:
@@ -84,6 +49,18 @@ def _trigger_of(job: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
+def last_run(job: Mapping[str, Any], rel: bool = False) -> str:
+    """The job's last run as its end time and outcome (``2026-12-02 19:32:00Z failed``)."""
+    at, state = job.get("last_run_at"), job.get("last_run_state")
+    if at is None and state is None:
+        return "running" if job.get("running") else "-"
+    text = f"{when(at)} {state or ''}".rstrip()
+    now = style().now
+    if rel and now is not None and (ts := epoch(at)) is not None:
+        text += f" ({relative(ts, now)})"
+    return text
+
+
 def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
     return table(
         ["NAME", "STATE", "SCHEDULE/ON", "NEXT RUN", "LAST RUN", "RUNS", "SERVICE"],
@@ -92,8 +69,8 @@ def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
                 cell(j.get("name")),
                 cell(j.get("state")),
                 cell(_trigger_of(j)),
-                when(j.get("next_run")),
-                when(j.get("last_run")),
+                when(j.get("next_run"), rel=True),
+                last_run(j),
                 cell(j.get("run_count")),
                 cell(j.get("service")),
             ]
@@ -102,15 +79,29 @@ def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-_JOB_KEYS = ("name", "state", "source", "schedule", "on", "service", "next_run", "last_run")
+_JOB_KEYS = ("name", "description", "state", "source", "schedule", "on", "when", "timezone")
+_JOB_TIMES = ("next_run", "last_run", "last_success")
+_JOB_HIDDEN = ("last_run_state", "last_run_at", "next_fires", "last_runs", "spec")
 
 
 def job_detail(job: Mapping[str, Any]) -> str:
-    text = keyvalues([(k, job.get(k)) for k in (*_JOB_KEYS, "run_count")])
-    text += keyvalues(_rest(job, (*_JOB_KEYS, "run_count", "next_fires", "last_runs")))
+    """One aligned key/value block, then the next fires and the last runs as tables."""
+    pairs: list[tuple[str, Any]] = [(k, job.get(k)) for k in _JOB_KEYS if k in job]
+    if "next_run" in job:
+        pairs.append(("next_run", when(job.get("next_run"), rel=True)))
+    if "last_run" in job:
+        run = last_run(job, rel=True)
+        pairs.append(("last_run", f"{run}, run {job['last_run']}" if job["last_run"] else run))
+    if "last_success" in job:
+        pairs.append(("last_success", when(job.get("last_success"), rel=True)))
+    rest = _rest(job, (*_JOB_KEYS, *_JOB_TIMES, *_JOB_HIDDEN))
+    spec = job.get("spec")
+    if isinstance(spec, Mapping):  # keys as written where they say more (actions in full)
+        rest += [(f"spec.{k}", v) for k, v in spec.items() if job.get(k) != v]
+    text = keyvalues([(k, v) for k, v in pairs if v not in (None, {}, "", "-")] + rest)
     fires = job.get("next_fires")
     if isinstance(fires, list):
-        rows = [[when(f.get("at")), cell(f.get("note"))] for f in fires if isinstance(f, dict)]
+        rows = [[when(f.get("at"), rel=True), cell(f.get("note"))] for f in fires]
         text += "\nNext fires:\n" + table(["AT", "NOTE"], rows)
     last = job.get("last_runs")
     if isinstance(last, list):
@@ -137,7 +128,7 @@ def _targets(t: Any) -> str:
 
 def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     return table(
-        ["ID", "JOB", "STATE", "TRIGGER", "CREATED", "ATTEMPTS", "TARGETS"],
+        ["ID", "JOB", "STATE", "TRIGGER", "CREATED", "ATTEMPTS", "TARGETS", "ERROR"],
         [
             [
                 cell(r.get("id")),
@@ -147,6 +138,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
                 when(r.get("created_at")),
                 cell(len(a) if isinstance(a := r.get("attempts"), list) else a),
                 _targets(r.get("targets")),
+                _error(r["error"]) if r.get("error") else "-",
             ]
             for r in runs
         ],
@@ -157,11 +149,24 @@ _RUN_KEYS = ("id", "job", "state", "trigger", "scheduled_for", "created_at", "st
 _RUN_KEYS2 = ("finished_at", "idempotency_key", "reason", "origin")
 
 
+def _duration(run: Mapping[str, Any]) -> str | None:
+    start, end = epoch(run.get("started_at")), epoch(run.get("finished_at"))
+    if start is None or end is None:
+        return None
+    secs = end - start
+    return f"{secs * 1000:.0f}ms" if secs < 1 else span(secs)
+
+
 def run_detail(run: Mapping[str, Any]) -> str:
-    pairs: list[tuple[str, Any]] = [(k, run.get(k)) for k in _RUN_KEYS + _RUN_KEYS2]
+    pairs: list[tuple[str, Any]] = [
+        (k, when(run.get(k), rel=True) if k.endswith(("_at", "_for")) else run.get(k))
+        for k in _RUN_KEYS + _RUN_KEYS2
+    ]
+    pairs.append(("duration", _duration(run)))
     pairs.append(("targets", _targets(run.get("targets"))))
     pairs.append(("error", _error(run["error"]) if run.get("error") else None))
     shown = (*_RUN_KEYS, *_RUN_KEYS2, "targets", "error", "attempts")
+    pairs = [(k, v) for k, v in pairs if v not in (None, "", "-")]
     text = keyvalues(pairs + _rest(run, shown))
     attempts = run.get("attempts")
     if isinstance(attempts, list):
@@ -173,7 +178,7 @@ def run_detail(run: Mapping[str, Any]) -> str:
                 when(a.get("started_at")),
                 when(a.get("finished_at")),
                 cell(a.get("outcome") or "running"),
-                cell(a.get("error")),
+                _error(a["error"]) if a.get("error") else "-",
             ]
             for a in attempts
         ]
@@ -190,7 +195,7 @@ def run_detail(run: Mapping[str, Any]) -> str:
 
 
 def _err(obj: Mapping[str, Any]) -> str:
-    return cell(_error(obj["error"])) if obj.get("error") else "-"
+    return _error(obj["error"]) if obj.get("error") else "-"
 
 
 def logs(chunks: Sequence[Mapping[str, Any]]) -> str:
@@ -214,29 +219,40 @@ def logs(chunks: Sequence[Mapping[str, Any]]) -> str:
 def status(s: Mapping[str, Any]) -> str:
     jobs, workers = s.get("jobs") or {}, s.get("workers") or {}
     uptime = s.get("uptime_s")
+    job_counts = f"{jobs.get('total', 0)} total, {jobs.get('enabled', 0)} enabled, " + (
+        f"{jobs.get('paused', 0)} paused"
+    )
+    if jobs.get("completed"):
+        job_counts += f", {jobs['completed']} completed"
     pairs: list[tuple[str, Any]] = [
         ("version", s.get("version")),
         ("pid", s.get("pid")),
-        ("started_at", s.get("started_at")),
-        ("uptime", format_duration(round(uptime)) if isinstance(uptime, int | float) else None),
-        ("jobs", f"{jobs.get('total', 0)} total, {jobs.get('enabled', 0)} enabled, "
-                 f"{jobs.get('paused', 0)} paused"),
+        ("started_at", when(s.get("started_at"), rel=True) if s.get("started_at") else None),
+        ("uptime", span(uptime) if isinstance(uptime, int | float) else None),
+        ("jobs", job_counts),
         ("workers", f"{workers.get('busy', 0)}/{workers.get('max', '?')} busy"),
         ("queue_depth", s.get("queue_depth")),
         ("runs_in_flight", s.get("runs_in_flight")),
         ("dlq_size", s.get("dlq_size")),
-    ]  # fmt: skip
+    ]
     shown = ("version", "pid", "started_at", "uptime_s", "jobs", "workers", "queue_depth")
+    pairs = [(k, v) for k, v in pairs if v is not None]
     return keyvalues(pairs + _rest(s, (*shown, "runs_in_flight", "dlq_size")))
 
 
 def rows_of(items: Sequence[Mapping[str, Any]], cols: Sequence[tuple[str, str]]) -> str:
-    """A table of ``cols`` = [(HEADER, key)]; keys ending in ``_at``/``_until`` are times."""
+    """A table of ``cols`` = [(HEADER, key)]; keys ending in ``_at``/``_until`` are times
+    (``_until``, ``opened_at`` and ``next_*`` with their relative time); ``error`` and
+    ``message`` are never cut (put them last: the last column wraps)."""
 
     def fmt(key: str, v: Any) -> str:
         if key == "error":
-            return cell(_error(v)) if v else "-"
-        return when(v) if key.endswith(("_at", "_until")) else cell(v)
+            return _error(v) if v else "-"
+        if key == "message":
+            return whole(v)
+        if key.endswith(("_at", "_until")) or key.startswith("next_"):
+            return when(v, rel=key.endswith("_until") or key in ("opened_at", "next_fire"))
+        return cell(v)
 
     return table([h for h, _ in cols], [[fmt(k, i.get(k)) for _, k in cols] for i in items])
 
@@ -247,7 +263,7 @@ def generic(result: Any) -> str:
         return rows_of(result, [(k.upper(), k) for k in keys])
     if isinstance(result, dict):
         return keyvalues(result.items())
-    return cell(result, 10_000) + "\n"
+    return whole(result) + "\n"
 
 
 def _ids(ids: Any) -> str:
@@ -296,8 +312,8 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("RUN", "run_id"),
             ("JOB", "job"),
             ("TARGET", "target"),
-            ("ERROR", "error"),
             ("FAILED AT", "failed_at"),
+            ("ERROR", "error"),
         ],
     ),
     "dlq_retried": lambda r: f"requeued {r.get('requeued', 0)}\n",
@@ -321,8 +337,8 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("BURST", "burst"),
             ("TOKENS", "tokens"),
             ("WAITING", "waiting"),
-            ("PAUSED UNTIL", "paused_until"),
             ("IN FLIGHT", "in_flight"),
+            ("PAUSED UNTIL", "paused_until"),
         ],
     ),
     "breakers": lambda rows: rows_of(
