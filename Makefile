@@ -8,7 +8,7 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-PIP     := $(BIN)/pip install -q --disable-pip-version-check
+PIP     := $(BIN)/pip install -qq --disable-pip-version-check
 CONFIG  ?= etc/automationd.toml
 
 .PHONY: install venv run test bench lint typecheck fmt man check clean

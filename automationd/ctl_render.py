@@ -234,10 +234,17 @@ def status(s: Mapping[str, Any]) -> str:
         ("queue_depth", s.get("queue_depth")),
         ("runs_in_flight", s.get("runs_in_flight")),
         ("dlq_size", s.get("dlq_size")),
+        ("store", _health(s.get("store"))),
     ]
-    shown = ("version", "pid", "started_at", "uptime_s", "jobs", "workers", "queue_depth")
+    shown = ("version", "pid", "started_at", "uptime_s", "jobs", "workers", "queue_depth", "store")
     pairs = [(k, v) for k, v in pairs if v is not None]
     return keyvalues(pairs + _rest(s, (*shown, "runs_in_flight", "dlq_size")))
+
+
+def _health(store: Any) -> Any:
+    if not isinstance(store, Mapping) or "healthy" not in store:
+        return store
+    return "healthy" if store["healthy"] else f"unhealthy: {store.get('reason') or '?'}"
 
 
 def rows_of(items: Sequence[Mapping[str, Any]], cols: Sequence[tuple[str, str]]) -> str:

@@ -1,8 +1,9 @@
 """Man pages automationd(8) and automationctl(1), written from the argparse parsers.
 
-``python -m automationd.manpage DIR`` (``make man``) writes ``DIR/automationd.8`` and
-``DIR/automationctl.1``; the pages in ``man/`` are installed to ``share/man`` and a test keeps
-them equal to what this writes, so a new subcommand or flag reaches the page by ``make man``.
+``python -m automationd.manpage DIR`` (``make man``) writes ``DIR/man8/automationd.8`` and
+``DIR/man1/automationctl.1`` (a MANPATH layout: ``MANPATH=man man automationctl`` works in a
+checkout); the pages in ``man/`` are installed to ``share/man`` and a test keeps them equal to
+what this writes, so a new subcommand or flag reaches the page by ``make man``.
 
 Why our own generator (see also pyproject.toml): each subcommand appears once, under COMMANDS,
 with only its own arguments (the shared ``--socket``/``--json``/… are listed once, under
@@ -309,9 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write every page into the folder given (default ``man``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     folder = Path(args[0] if args else "man")
-    folder.mkdir(parents=True, exist_ok=True)
     for page in pages():
-        path = folder / f"{page.name}.{page.section}"
+        path = folder / f"man{page.section}" / f"{page.name}.{page.section}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(page))
         print(path)
     return 0

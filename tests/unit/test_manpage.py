@@ -42,7 +42,7 @@ def test_committed_pages_are_current(page: object) -> None:
     from automationd.manpage import Page
 
     assert isinstance(page, Page)
-    path = ROOT / "man" / f"{page.name}.{page.section}"
+    path = ROOT / "man" / f"man{page.section}" / f"{page.name}.{page.section}"
     assert path.read_text() == render(page), f"{path} is stale: run `make man`"
 
 
