@@ -57,17 +57,18 @@ def last_run(job: Mapping[str, Any], rel: bool = False) -> str:
 
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
+    """The widest columns last: on a narrow terminal LAST RUN wraps under itself."""
     return table(
-        ["NAME", "STATE", "SCHEDULE/ON", "NEXT RUN", "LAST RUN", "RUNS", "SERVICE"],
+        ["NAME", "STATE", "SCHEDULE/ON", "SERVICE", "RUNS", "NEXT RUN", "LAST RUN"],
         [
             [
                 cell(j.get("name")),
                 cell(j.get("state")),
                 cell(_trigger_of(j)),
+                cell(j.get("service")),
+                cell(j.get("run_count")),
                 when(j.get("next_run"), rel=True),
                 last_run(j),
-                cell(j.get("run_count")),
-                cell(j.get("service")),
             ]
             for j in jobs
         ],

@@ -245,7 +245,7 @@ async def test_tables(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> No
         assert await ctl(server, "jobs", "list") == 0
         header, row = capsys.readouterr().out.splitlines()
         assert header.split() == [
-            "NAME", "STATE", "SCHEDULE/ON", "NEXT", "RUN", "LAST", "RUN", "RUNS", "SERVICE"
+            "NAME", "STATE", "SCHEDULE/ON", "SERVICE", "RUNS", "NEXT", "RUN", "LAST", "RUN"
         ]  # fmt: skip
         assert row.split()[:2] == ["sync", "enabled"] and "2026-11-22 18:00:00Z" in row
 
