@@ -153,9 +153,11 @@ def when(value: Any, rel: bool = False) -> str:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    if style().wide or style().width is None or len(text) <= width:
+    """Long prose (an error) folded to ``width``; a short value (a time, a state) is left
+    whole even where it overflows: cut in three it would be harder to read, not easier."""
+    if style().wide or style().width is None or len(text) <= max(width, 40):
         return [text]
-    return textwrap.wrap(text, max(width, 20), break_on_hyphens=False) or [text]
+    return textwrap.wrap(text, max(width, 30), break_on_hyphens=False) or [text]
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
