@@ -224,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _leaf(events, "replay", "events.replay", "replayed", ["since", "until", "name", "force"])
     p.add_argument("--since", type=_since, required=True, metavar="T",
                    help=f"replay events stored since T: {TIME_HELP}")  # fmt: skip
-    p.add_argument("--until", type=_since, metavar="T", help="... and before T (default: now)")
+    p.add_argument(
+        "--until",
+        type=_since,
+        metavar="T",
+        help="and before T (same formats as --since; default: now)",
+    )
     p.add_argument("--name", metavar="GLOB", help="only events whose name matches")
     p.add_argument("--force", action="store_true",
                    help="start runs even for events this window already re-delivered")  # fmt: skip
