@@ -96,3 +96,16 @@ def test_reference_covers_every_command() -> None:
         for path, _, _ in leaves(build()):
             words = " ".join(path)
             assert re.search(rf"`({prog} )?{re.escape(words)}\b", text), f"{prog} {words}"
+
+
+def test_readme_config_examples_load(tmp_path: Path) -> None:
+    """Each TOML example in the README is a config the daemon accepts as it stands."""
+    from automationd.config.load import load_config
+
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert blocks
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example{i}.toml"
+        path.write_text(block)
+        config = load_config(path)
+        assert config.jobs, block
