@@ -27,6 +27,7 @@ from automationd.ctl_args import toml_job as _toml_job
 from automationd.ctl_client import DEFAULT_SOCKET, SOCKET_ENV, TIMEOUT, Unreachable, call
 from automationd.ctl_format import Style, use_style
 from automationd.ctl_render import render
+from automationd.errors import ErrorKind
 
 __all__ = ["DEFAULT_SOCKET", "SOCKET_ENV", "TIMEOUT", "Unreachable", "build_parser", "call"]
 
@@ -41,6 +42,7 @@ TIME_HELP = (
 )
 JOB_STATES = ("enabled", "paused", "completed")
 RUN_STATES = tuple(s.value for s in RunState)
+ERROR_KINDS = tuple(k.value for k in ErrorKind)
 SHELLS = ("bash", "zsh", "fish")
 # shtab's completion hint for a path argument, per shell (shtab.FILE, without importing it)
 FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f",
@@ -63,6 +65,8 @@ _HELP = {
     "runs.logs": "captured output of a run (last 64 KiB per stream and attempt)",
     "runs.cancel": "cancel a queued, running or retrying run",
     "runs.retry": "new run that re-does only the failed targets of a failed/partial run",
+    "runs.rollback": "undo the succeeded targets of a failed/partial run (same run)",
+    "dlq.summary": "dead letters counted by job and error kind",
     "dlq.list": "list dead-lettered targets",
     "dlq.retry": "requeue dead-lettered targets as new runs",
     "dlq.purge": "drop dead-lettered targets",
@@ -119,10 +123,25 @@ def _group(sub: Any, name: str, help: str) -> Any:
 
 
 def _target_choice(p: argparse.ArgumentParser, verb: str) -> None:
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("id", nargs="?", help=f"{verb} this dead-letter entry (ID from `dlq list`)")
-    g.add_argument("--job", metavar="JOB", help=f"{verb} every entry of this job")
-    g.add_argument("--all", action="store_true", help=f"{verb} every entry")
+    """``ID``, or filters that must all hold (``--job``, ``--kind``, ``--since``), or
+    ``--all``: exactly one of the three ways (a usage error otherwise)."""
+    p.add_argument("id", nargs="?", help=f"{verb} this dead-letter entry (ID from `dlq list`)")
+    _dlq_filters(p, f"{verb} only entries")
+    p.add_argument("--all", action="store_true", help=f"{verb} every entry")
+
+    def check(ns: argparse.Namespace) -> None:
+        filters = ns.job is not None or ns.kind is not None or ns.since is not None
+        ways = (ns.id is not None) + filters + bool(ns.all)
+        if ways != 1:
+            p.error("give one of: ID, filters (--job/--kind/--since), or --all")
+
+    p.set_defaults(check=check)
+
+
+def _dlq_filters(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--job", metavar="JOB", help=f"{what} of this job")
+    p.add_argument("--kind", choices=ERROR_KINDS, help=f"{what} whose error has this kind")
+    p.add_argument("--since", type=_since, metavar="T", help=f"{what} failed since T: {TIME_HELP}")
 
 
 def _name(p: argparse.ArgumentParser, what: str = "the job's name") -> None:
@@ -186,7 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     _name(p)
     _payload(p, "the run's payload")
     p.add_argument("--dry-run", action="store_true",
-                   help="run only the check phase and show what would be performed")  # fmt: skip
+                   help="store a preview: run only the check phase and show its plan")  # fmt: skip
+    p = _leaf(
+        jobs, "apply", "jobs.trigger", "applied", ["apply"],
+        help="apply a stored preview: perform its plan if it still holds",
+    )  # fmt: skip
+    p.add_argument("apply", metavar="RUN_ID", help="the preview run to apply")
 
     runs = _group(top, "runs", "inspect and manage runs")
     p = _leaf(runs, "list", "runs.list", "runs", ["job", "state", "limit", "offset"])
@@ -199,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("logs", "runs.logs", "logs"),
         ("cancel", "runs.cancel", "run_cancelled"),
         ("retry", "runs.retry", "run_retried"),
+        ("rollback", "runs.rollback", "run_rolled_back"),
     ):
         _leaf(runs, name, cmd, view, ["id"]).add_argument(
             "id", metavar="ID", help="the run's id (from `runs list`)"
@@ -208,8 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _leaf(dlq, "list", "dlq.list", "dlq", ["job", "limit"])
     p.add_argument("--job", metavar="JOB", help="only entries of this job")
     _limit(p, "at most N entries")
-    _target_choice(_leaf(dlq, "retry", "dlq.retry", "dlq_retried", ["id", "job", "all"]), "requeue")
-    _target_choice(_leaf(dlq, "purge", "dlq.purge", "dlq_purged", ["id", "job", "all"]), "drop")
+    picks = ["id", "job", "kind", "since", "all"]
+    _target_choice(_leaf(dlq, "retry", "dlq.retry", "dlq_retried", picks), "requeue")
+    _target_choice(_leaf(dlq, "purge", "dlq.purge", "dlq_purged", picks), "drop")
+    p = _leaf(dlq, "summary", "dlq.summary", "dlq_summary", ["job", "kind", "since"])
+    _dlq_filters(p, "count only entries")
 
     events = _group(top, "events", "list, publish and replay events")
     p = _leaf(events, "list", "events.list", "events", ["name", "since", "limit"])
@@ -290,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
+        check = getattr(ns, "check", None)
+        if check is not None:
+            check(ns)
     except SystemExit as exc:  # argparse: --help/--version → 0, usage errors → 2
         return int(exc.code or 0)
     out = _stream(sys.stdout)

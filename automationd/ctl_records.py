@@ -161,7 +161,8 @@ def run_detail(run: Mapping[str, Any]) -> str:
     pairs.append(("duration", _duration(run)))
     pairs.append(("targets", _targets(run.get("targets"))))
     pairs.append(("error", error_text(run["error"]) if run.get("error") else None))
-    shown = (*_RUN_KEYS, *_RUN_KEYS2, "targets", "error", "attempts")
+    pairs.append(("plan", plan_line(run.get("plan"))))
+    shown = (*_RUN_KEYS, *_RUN_KEYS2, "targets", "error", "attempts", "plan")
     pairs = [(k, v) for k, v in pairs if v not in (None, "", "-")]
     text = keyvalues(pairs + rest(run, shown))
     attempts = run.get("attempts")
@@ -188,6 +189,16 @@ def run_detail(run: Mapping[str, Any]) -> str:
         ]
         text += "\nTargets:\n" + table(["TARGET", "STATE", "ATTEMPTS", "ERROR"], rows)
     return text
+
+
+def plan_line(plan: Any) -> str | None:
+    """A preview's plan in one line: what it would perform, and its hash (SPEC §7.2)."""
+    if not isinstance(plan, Mapping):
+        return None
+    targets = plan.get("targets")
+    what = f"{len(targets)} target(s)" if isinstance(targets, list) else "one untargeted perform"
+    what = "nothing to perform" if plan.get("perform") is False else what
+    return f"{what}; hash {str(plan.get('hash', ''))[:16]}"
 
 
 def _err(obj: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from automationd.ctl_format import cell, keyvalues, span, table, when, whole
 from automationd.ctl_records import error_text as _error
 from automationd.ctl_records import job_detail, jobs_table, last_run, logs, run_detail, runs_table
+from automationd.ctl_records import plan_line as _plan_line
 from automationd.ctl_records import rest as _rest
 
 __all__ = [
@@ -79,8 +80,10 @@ def rows_of(items: Sequence[Mapping[str, Any]], cols: Sequence[tuple[str, str]])
     def fmt(key: str, v: Any) -> str:
         if key == "error":
             return _error(v) if v else "-"
-        if key == "message":
+        if key in ("message", "sample"):
             return whole(v)
+        if key in ("oldest", "newest"):
+            return when(v)
         if key.endswith(("_at", "_until")) or key.startswith("next_"):
             return when(v, rel=key.endswith("_until") or key in ("opened_at", "next_fire"))
         return cell(v)
@@ -116,10 +119,44 @@ def _run_line(verb: str) -> Callable[[Any], str]:
 
 
 def _triggered(r: Mapping[str, Any]) -> str:
-    if "id" not in r or "job" not in r:  # a dry run reports what would be performed
+    if "id" not in r or "job" not in r:  # an older daemon's dry run: what would be performed
         return generic(r)
+    if r.get("trigger") == "preview":
+        return _previewed(r)
     note = " (existing run for this idempotency key)" if r.get("existing") else ""
     return _run_line("triggered")(r).rstrip("\n") + note + "\n"
+
+
+# --- previews, apply and rollback (SPEC §7.2) ---------------------------------------------------
+
+
+def _previewed(r: Mapping[str, Any]) -> str:
+    note = " (existing preview for this idempotency key)" if r.get("existing") else ""
+    raw, err = r.get("plan"), _error(r["error"]) if r.get("error") else None
+    plan: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    pairs = [("plan", _plan_line(plan or None)), ("payload", plan.get("payload")), ("error", err)]
+    text = _run_line("preview")(r).rstrip("\n") + note + "\n"
+    text += keyvalues([(k, v) for k, v in pairs if v is not None])
+    if isinstance(plan.get("targets"), list):
+        text += "\nTargets:\n" + "".join(f"  {cell(t)}\n" for t in plan["targets"])
+    apply = f"\napply with: automationctl jobs apply {r.get('id')}\n"
+    return text + (apply if r.get("state") == "previewed" else "")
+
+
+def _applied(r: Mapping[str, Any]) -> str:
+    again = " (this preview was applied before)" if r.get("existing") else ""
+    text = f"apply of preview {r.get('origin')}: run {r.get('id')} (state: {r.get('state')})"
+    return text + again + "\n" + (f"error: {_error(r['error'])}\n" if r.get("error") else "")
+
+
+def _rolled_back(r: Mapping[str, Any]) -> str:
+    n = (r.get("targets") or {}).get("rolled_back", 0)
+    text = f"run {r.get('id')} of job {r.get('job')}: {r.get('state')} ({n} target(s) undone)\n"
+    failed = r.get("state") != "rolled_back" and r.get("error")
+    return text + (f"error: {_error(r['error'])}\n" if failed else "")
+
+
+_SUMMARY_KEYS = ("job", "kind", "count", "oldest", "newest", "sample")
 
 
 VIEWS: dict[str, Callable[[Any], str]] = {
@@ -136,6 +173,9 @@ VIEWS: dict[str, Callable[[Any], str]] = {
     "logs": logs,
     "run_cancelled": _run_line("cancelled"),
     "run_retried": _run_line("created retry"),
+    "applied": _applied,
+    "run_rolled_back": _rolled_back,
+    "dlq_summary": lambda d: rows_of(d, [(k.upper(), k) for k in _SUMMARY_KEYS]),
     "dlq": lambda d: rows_of(
         d,
         [
@@ -143,6 +183,7 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("RUN", "run_id"),
             ("JOB", "job"),
             ("TARGET", "target"),
+            ("PHASE", "phase"),
             ("FAILED AT", "failed_at"),
             ("ERROR", "error"),
         ],

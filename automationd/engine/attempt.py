@@ -44,7 +44,7 @@ from automationd.store.rows import w_attempt, w_attempt_pgid, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
 
-_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2}
+_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2, Phase.UNDO: 3}
 _DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
 
 
@@ -96,6 +96,7 @@ def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
         build_action(spec.action, http=t.http),
         build_action(spec.check, http=t.http) if spec.check else None,
         build_action(spec.verify, http=t.http) if spec.verify else None,
+        build_action(spec.undo, http=t.http) if spec.undo else None,
     )
     job.log = structlog.get_logger("automationd.action").bind(job=job.name)
     if job.meters is None:
@@ -362,10 +363,11 @@ class _LazyLog:
 
 
 def _timeout(spec: JobSpec, phase: Phase) -> float:
-    action = (
-        spec.action
-        if phase is Phase.PERFORM
-        else (spec.check if phase is Phase.CHECK else spec.verify)
-    )
+    action = {
+        Phase.PERFORM: spec.action,
+        Phase.CHECK: spec.check,
+        Phase.VERIFY: spec.verify,
+        Phase.UNDO: spec.undo,
+    }[phase]
     timeout = getattr(action, "timeout", None)
     return float(timeout) if timeout is not None else float(spec.timeout)

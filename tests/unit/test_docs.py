@@ -99,10 +99,12 @@ def test_reference_covers_every_command() -> None:
 
 
 def test_readme_config_examples_load(tmp_path: Path) -> None:
-    """Each TOML example in the README is a config the daemon accepts as it stands."""
+    """Each TOML example in the README is a config the daemon accepts as it stands (those
+    naming a python callable need the reader's module, so they are left out)."""
     from automationd.config.load import load_config
 
     blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    blocks = [b for b in blocks if '"python"' not in b]
     assert blocks
     for i, block in enumerate(blocks):
         path = tmp_path / f"example{i}.toml"
