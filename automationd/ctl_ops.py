@@ -16,6 +16,11 @@ from typing import Any
 from automationd.ctl_render import rows_of, when
 
 Leaf = Callable[..., argparse.ArgumentParser]
+NAME_HELP = "the job's name"
+TIME_HELP = (
+    "RFC 3339 (2026-12-02T19:32:00Z) or a duration meaning that long ago "
+    "(250ms, 90s, 15m, 1h30m, 7d)"
+)
 
 
 def _set_value(text: str) -> tuple[list[str], Any]:
@@ -56,40 +61,60 @@ def add_commands(top: Any, jobs: Any, leaf: Leaf, toml_job: Any, since: Any, cou
         ["name", "patch", "if_revision", "override", "drop_override"],
         help="change a job: only the keys given change (JSON merge patch)",
     )  # fmt: skip
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=NAME_HELP)
     p.add_argument(
         "--set", dest="patch", action=_SetAction, type=_set_value, metavar="KEY=VALUE",
-        help="a key to change (dotted for nested keys; a JSON value or text; null removes it)",
+        help="a key to change, again for more (dotted for nested keys: action.argv; the value "
+             "is JSON, or text when it is not; null removes the key)",
     )  # fmt: skip
-    p.add_argument("--file", dest="patch", type=toml_job, metavar="JOB.toml", help="keys to change")
-    p.add_argument("--if-revision", type=count, metavar="N", help="only if still at revision N")
-    p.add_argument("--override", action="store_true", help="change a config job anyway")
     p.add_argument(
-        "--drop-override", action="store_true", help="put a config job back as the file says"
-    )
+        "--file", dest="patch", type=toml_job, metavar="JOB.toml",
+        help="a TOML file of the keys to change (a lone [[jobs]] table too); --set adds to it",
+    )  # fmt: skip
+    p.add_argument(
+        "--if-revision", type=count, metavar="N",
+        help="change it only if it is still at revision N (else conflict: read it again)",
+    )  # fmt: skip
+    p.add_argument(
+        "--override", action="store_true",
+        help="change a config job anyway; kept across reloads until --drop-override",
+    )  # fmt: skip
+    p.add_argument(
+        "--drop-override", action="store_true",
+        help="put a config job back as the config file says (and undo a removal)",
+    )  # fmt: skip
     leaf(
         jobs, "explain", "jobs.explain", "explain", ["name"],
-        help="why a job is or is not running right now",
-    ).add_argument("name", metavar="NAME")  # fmt: skip
+        help="why a job is or is not running right now, in sentences (--json for tools)",
+    ).add_argument("name", metavar="NAME", help=NAME_HELP)  # fmt: skip
     p = leaf(
         jobs, "backfill", "jobs.backfill", "backfill", ["name", "since", "until", "dry_run"],
         help="one run per past fire in a window (each fire at most once)",
     )  # fmt: skip
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--since", type=since, required=True, metavar="T")
-    p.add_argument("--until", type=since, required=True, metavar="T")
+    p.add_argument("name", metavar="NAME", help=NAME_HELP)
+    p.add_argument(
+        "--since", type=since, required=True, metavar="T",
+        help=f"fires at or after T: {TIME_HELP}",
+    )  # fmt: skip
+    p.add_argument(
+        "--until", type=since, required=True, metavar="T",
+        help="and before T (same formats as --since); fires after now are never backfilled",
+    )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="list the fires, start nothing")
     p = leaf(
         top, "audit", "audit.list", "audit", ["job", "since", "limit"],
         help="who changed what: the audit trail, newest first",
     )  # fmt: skip
-    p.add_argument("--job")
-    p.add_argument("--since", type=since, metavar="T")
-    p.add_argument("--limit", type=count)
+    p.add_argument("--job", metavar="JOB", help="only entries about this job")
+    p.add_argument("--since", type=since, metavar="T", help=f"only entries since T: {TIME_HELP}")
+    p.add_argument("--limit", type=count, metavar="N", help="at most N entries (default 50)")
     leaf(
         top, "backup", "store.backup", "backup", ["path"],
         help="copy the store to a new FILE while the daemon runs",
-    ).add_argument("path", metavar="FILE", type=os.path.abspath)  # fmt: skip
+    ).add_argument(
+        "path", metavar="FILE", type=os.path.abspath,
+        help="the new file (must not exist; relative to the current folder)",
+    )  # fmt: skip
 
 
 # --- views ---------------------------------------------------------------------------------

@@ -224,7 +224,7 @@ class Daemon:
                 def before_scrape() -> None:
                     metrics.queue_depth.set(pool.waiting)
                     metrics.workers_busy.set(pool.busy)
-                    services.limits_list()
+                    services.observe()
 
                 async with asyncio.TaskGroup() as tg:
                     launcher.attach(tg)

@@ -3,6 +3,7 @@ apply)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable
 from typing import Any
 
@@ -48,7 +49,10 @@ class JobCommands:
         out = job.to_json()
         now = self._clock.time()
         fires = (
-            [{"at": rfc3339(t), "note": note} for t, note in next_fires(job.schedule, now, 5)]
+            [
+                {"at": rfc3339(t), "note": note}
+                for t, note in next_fires(job.schedule, _preview_from(job, now), 5)
+            ]
             if job.schedule is not None
             else []
         )
@@ -118,3 +122,15 @@ def _answer(run: Run, existing: bool) -> dict[str, Any]:
     if existing:
         out["existing"] = True
     return out
+
+
+def _preview_from(job: JobRuntime, now: float) -> float:
+    """Where ``jobs show``'s next fires start, so the first is the fire the scheduler holds
+    (``next_run``): just before it, or for ``@every`` (which counts from the previous fire)
+    one interval before it; ``now`` when nothing is scheduled."""
+    due, schedule = job.next_run, job.schedule
+    if due is None or schedule is None:
+        return now
+    if schedule.interval is not None:
+        return due - schedule.interval
+    return math.nextafter(due, -math.inf)

@@ -177,7 +177,7 @@ async def run_phase(
             rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
             cap = gate.config.max_retry_after if gate is not None else 3600.0
             delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, t.rng)
-            log.info(
+            log.warning(  # a retrying job is not silent until its end
                 "attempt.failed",
                 run_id=live.id,
                 job=live.job_name,
@@ -300,14 +300,24 @@ def _close(
     outcome = "ok" if error is None else error.kind.value
     output = result.output if result is not None else error.output if error is not None else ()
     streams = dict(output)
+    ended = t.clock.time()
     record = opened.record(
         live.id,
-        finished_at=t.clock.time(),
+        finished_at=ended,
         outcome=outcome,
         error=error.message if error else None,
     )
     t.store.post([w_attempt(record, stdout=streams.get("stdout"), stderr=streams.get("stderr"))])
     _meters(live.job).attempt(outcome)
+    log.debug(
+        "attempt.finished",
+        run_id=live.id,
+        n=opened.n,
+        phase=opened.phase.value,
+        target=record.target,
+        outcome=outcome,
+        duration_s=round(ended - opened.started_at, 6),
+    )
     gate = live.job.gate
     if gate is not None and (error is None or error.kind is not ErrorKind.CANCELLED):
         gate.report(

@@ -171,6 +171,7 @@ async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None
     t = parts.attempts
     res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts)
     if not isinstance(res, RunError) and live.spec.verify is not None:
+        log.debug("run.phase", run_id=live.id, phase="verify", target=target.value)
         vres = await run_phase(t, live, Phase.VERIFY, target, tries=0)
         if isinstance(vres, RunError):
             res = vres
