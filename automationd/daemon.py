@@ -22,20 +22,25 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import uvloop
 
 from automationd import __version__
 from automationd.actions.base import HttpClients
-from automationd.admin.commands import build_table
+from automationd.admin.command import invoke
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
 from automationd.admin.fleet_cmds import FleetCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
+from automationd.admin.served import Parts, served_table
 from automationd.admin.server import serve_admin
+from automationd.admin.undo_cmds import UndoCommands
 from automationd.backend import Backend
+from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -52,7 +57,7 @@ from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
-from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
+from automationd.errors import AdminError, AutomationdError, ConfigError, LockedError, bad_request
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
@@ -77,6 +82,7 @@ class Daemon:
         self._stopping = False
         self._force: asyncio.Future[None] | None = None
         self.stop_reason = "running"
+        self._hup: Callable[[], Awaitable[Any]] | None = None  # SIGHUP: the audited reload
 
     # ----------------------------------------------------------------- signals
     def _on_signal(self, signum: int) -> None:
@@ -178,6 +184,8 @@ class Daemon:
                     metrics=metrics,
                 )
 
+                redo = Redo(launcher, jobs, store, dlq, report)
+
                 async def reload() -> dict[str, int]:
                     # A bad file is the caller's problem to fix, not an internal error.
                     try:
@@ -185,7 +193,7 @@ class Daemon:
                     except ConfigError as exc:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
-                table = build_table(
+                table = served_table(
                     [
                         DaemonCommands(
                             jobs=jobs,
@@ -201,21 +209,28 @@ class Daemon:
                         ),
                         JobCommands(
                             catalog=catalog,
-                            intake=Intake(launcher, store, http),
+                            intake=Intake(launcher, store, report, jobs),
                             store=store,
                             clock=clock,
                         ),
                         RunCommands(
-                            store=store,
-                            launcher=launcher,
-                            report=report,
-                            redo=Redo(launcher, jobs, store, dlq),
-                            crew=crew,
+                            store=store, launcher=launcher, report=report, redo=redo, crew=crew
                         ),
                         EventCommands(bus=bus, store=store),
-                        FleetCommands(crew=crew),
-                    ]
+                        UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
+                        FleetCommands(crew=crew),  # issue 16: workers.list
+                    ],
+                    Parts(
+                        catalog=catalog,
+                        store=store,
+                        clock=clock,
+                        ids=ids,
+                        launcher=launcher,
+                        pool=pool,
+                    ),
                 )
+                hup = Caller(via=Via.SIGNAL, user="SIGHUP")
+                self._hup = lambda: invoke(table["reload"], {}, hup)
                 retention = Retention(store, clock, cfg.retention)
 
                 def health() -> tuple[bool, str]:
@@ -226,7 +241,7 @@ class Daemon:
                 def before_scrape() -> None:
                     metrics.queue_depth.set(pool.waiting)
                     metrics.workers_busy.set(pool.busy)
-                    services.limits_list()
+                    services.observe()
 
                 async with asyncio.TaskGroup() as tg:
                     launcher.attach(tg)
@@ -260,7 +275,10 @@ class Daemon:
                     async with contextlib.AsyncExitStack() as edges:
                         await edges.enter_async_context(
                             serve_admin(
-                                cfg.daemon.admin_socket, table, group=cfg.daemon.admin_group
+                                cfg.daemon.admin_socket,
+                                table,
+                                group=cfg.daemon.admin_group,
+                                user_group=cfg.daemon.user_group,
                             )
                         )
                         addr = await edges.enter_async_context(
@@ -302,8 +320,8 @@ class Daemon:
         while True:
             req = await self.requests.get()
             if req is Request.RELOAD:
-                with contextlib.suppress(ConfigError):
-                    await self._reload(catalog)
+                with contextlib.suppress(ConfigError, AdminError):
+                    await (self._hup() if self._hup is not None else self._reload(catalog))
                 continue
             self.stop_reason = "signal"
             return req is Request.FORCE

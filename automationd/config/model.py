@@ -29,6 +29,16 @@ class Misfire(enum.StrEnum):
     RUN_ALL = "run_all"
 
 
+class OnFailure(enum.StrEnum):
+    """What a ``partial``/``failed`` run does next (SPEC §7.2): nothing, or run ``undo``."""
+
+    NONE = "none"
+    ROLLBACK = "rollback"
+
+
+PREVIEW_TTL = 3600.0  # a preview older than this is stale when applied (job key preview_ttl)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Backoff:
     base: float = 2.0
@@ -48,6 +58,7 @@ class DaemonConfig:
     state_dir: Path = Path("/var/lib/automationd")
     admin_socket: Path = Path("/run/automationd/admin.sock")
     admin_group: str = ""
+    user_group: str = ""  # members may add jobs and see/change only their own (issue 14)
     metrics_listen: str = "127.0.0.1:9464"
     timezone: str = "UTC"
     shutdown_timeout: float = 30.0
@@ -159,6 +170,10 @@ class JobRules:
     misfire_grace: float = 60.0
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
+    description: str | None = None  # free text for people (jobs show, explain)
+    undo: ActionSpec | None = None  # reverses a succeeded perform of one target
+    on_failure: OnFailure = OnFailure.NONE
+    preview_ttl: float = PREVIEW_TTL
 
 
 _set = object.__setattr__
@@ -204,6 +219,10 @@ class JobSpec:
         misfire_grace: float = 60.0,
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
+        description: str | None = None,
+        undo: ActionSpec | None = None,
+        on_failure: OnFailure = OnFailure.NONE,
+        preview_ttl: float = PREVIEW_TTL,
         source: str = "config",
         written: Mapping[str, Any] | str | None = None,
         rules: JobRules | None = None,  # given (as by dataclasses.replace): the above are unused
@@ -226,6 +245,10 @@ class JobSpec:
                 misfire_grace=misfire_grace,
                 check=check,
                 verify=verify,
+                description=description,
+                undo=undo,
+                on_failure=on_failure,
+                preview_ttl=preview_ttl,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -320,6 +343,22 @@ class JobSpec:
     @property
     def verify(self) -> ActionSpec | None:
         return self.rules.verify
+
+    @property
+    def description(self) -> str | None:
+        return self.rules.description
+
+    @property
+    def undo(self) -> ActionSpec | None:
+        return self.rules.undo
+
+    @property
+    def on_failure(self) -> OnFailure:
+        return self.rules.on_failure
+
+    @property
+    def preview_ttl(self) -> float:
+        return self.rules.preview_ttl
 
 
 def _new(cls: type[JobSpec]) -> JobSpec:

@@ -113,8 +113,11 @@ class PgCommitter:
         refs: dict[str, set[int]] = {}  # run id → entries writing it
         creations: dict[str, tuple[int, Write]] = {}  # run id → its first RUN write
         keyed_events: list[tuple[int, Write]] = []
+        fires: list[tuple[int, Write]] = []
         for i, entry in enumerate(entries):
             for w in entry.writes:
+                if w.stmt is Stmt.FIRE:
+                    fires.append((i, w))
                 at = q.RUN_ID_AT.get(w.stmt)
                 if at is None:
                     if w.stmt is Stmt.EVENT and w.params[4] is not None:
@@ -141,7 +144,11 @@ class PgCommitter:
             refused[i] = _Fenced(run_ids)
         inserted = await self._create_runs(conn, creations, existing, refused)
         events_in = await self._create_events(conn, keyed_events, refused)
+        fires_in = await self._claim_fires(conn, fires, refused)
         self._cascade(refs, creations, existing, inserted, refused)
+        undo_fires = [w.params for i, w in fires if i in refused and id(w) in fires_in]
+        if undo_fires:
+            await conn.execute(q.UNDO_FIRES, [f[0] for f in undo_fires], [f[1] for f in undo_fires])
         undo_runs = [r for r in inserted if creations[r][0] in refused]
         if undo_runs:
             await conn.execute(q.UNDO_RUNS, undo_runs)
@@ -152,6 +159,7 @@ class PgCommitter:
             await conn.execute(q.UNDO_EVENTS, undo_events)
         skip = {id(creations[r][1]) for r in inserted if creations[r][0] not in refused}
         skip.update(id(w) for i, w in keyed_events if w.params[0] in events_in)
+        skip.update(fires_in)
         accepted = [
             _Accepted([w for w in e.writes if id(w) not in skip] if skip else e.writes, e.fn)
             for i, e in enumerate(entries)
@@ -164,7 +172,7 @@ class PgCommitter:
             if isinstance(step, tuple):
                 stmt, rows = step
                 if stmt is Stmt.JOB and not leases.shares_work:
-                    await conn.execute(q.JOB_FULL, *q.columns_of(rows, 9, ()))
+                    await conn.execute(q.JOB_FULL, *q.columns_of(rows, 12, ()))
                 else:
                     await _execute(conn, stmt, rows)
                 if stmt is Stmt.JOB_STATE or stmt is Stmt.JOB_DELETE:
@@ -195,7 +203,8 @@ class PgCommitter:
             (*w.params, me if w.params[q.RUN_LEASE] else None, priority_of(w.params[1]))
             for _, w in new
         ]
-        got = await conn.fetch(q.CREATE_RUNS, *q.columns_of(rows, 23, q.NUL_SAFE[Stmt.RUN]))
+        width = len(q.RUN_COLS) + 2
+        got = await conn.fetch(q.CREATE_RUNS, *q.columns_of(rows, width, q.NUL_SAFE[Stmt.RUN]))
         inserted = {r[0] for r in got}
         for i, w in new:
             if w.params[0] not in inserted:
@@ -216,6 +225,24 @@ class PgCommitter:
             if w.params[0] not in got and w.params[0] not in ours:
                 refused.setdefault(i, _duplicate("event", w.params[1]))
         return got
+
+    async def _claim_fires(
+        self, conn: Any, fires: list[tuple[int, Write]], refused: dict[int, Exception]
+    ) -> set[int]:
+        """Backfill fire claims: a (job, fire time) claimed by another run refuses the entry.
+        Returns the ``id()`` of the writes inserted."""
+        todo = [(i, w) for i, w in fires if i not in refused]
+        if not todo:
+            return set()
+        rows = [w.params for _, w in todo]
+        got = {(r[0], r[1]) for r in await conn.fetch(q.CREATE_FIRES, *q.columns_of(rows, 3, ()))}
+        done: set[int] = set()
+        for i, w in todo:
+            if (w.params[0], w.params[1]) in got:
+                done.add(id(w))
+            else:
+                refused.setdefault(i, _duplicate("fire", w.params[0]))
+        return done
 
     @staticmethod
     def _cascade(

@@ -13,6 +13,9 @@ _OLD_RUNS = (
     "SELECT id FROM runs WHERE id > $1 AND id < $2"
     " AND state NOT IN ('queued', 'running', 'retrying') ORDER BY id LIMIT $3"
 )
+_OLD_AUDIT = (
+    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id < $1 ORDER BY id LIMIT $2)"
+)
 _OLD_EVENTS = (
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2)"
 )
@@ -36,11 +39,23 @@ async def runs_step(
     await conn.execute("DELETE FROM attempts WHERE run_id = ANY($1::text[])", ids)
     await conn.execute("DELETE FROM targets WHERE run_id = ANY($1::text[])", ids)
     await conn.execute("DELETE FROM runs WHERE id = ANY($1::text[])", ids)
+    await conn.execute("DELETE FROM fires WHERE run_id = ANY($1::text[])", ids)  # free again
     return len(ids), len(rows) >= batch, clock.monotonic() - t0
 
 
 async def events_step(conn: Any, before: str, batch: int, clock: Clock) -> tuple[int, bool, float]:
+    return await _delete_below(conn, _OLD_EVENTS, before, batch, clock)
+
+
+async def audit_step(conn: Any, before: str, batch: int, clock: Clock) -> tuple[int, bool, float]:
+    """The audit trail is kept as long as runs are (store/retention.py)."""
+    return await _delete_below(conn, _OLD_AUDIT, before, batch, clock)
+
+
+async def _delete_below(
+    conn: Any, sql: str, before: str, batch: int, clock: Clock
+) -> tuple[int, bool, float]:
     t0 = clock.monotonic()
-    status: str = await conn.execute(_OLD_EVENTS, before, batch)
+    status: str = await conn.execute(sql, before, batch)
     n = int(status.rsplit(" ", 1)[-1])  # "DELETE n"
     return n, n >= batch, clock.monotonic() - t0

@@ -28,14 +28,18 @@ CREATE TABLE runs (
     reason            text,
     lease             bigint NOT NULL DEFAULT 0,  -- fencing token of the current claim
     owner             text,                       -- node holding the lease; NULL: claimable
-    priority          integer NOT NULL DEFAULT 0  -- the job's, for claims in priority order
+    priority          integer NOT NULL DEFAULT 0, -- the job's, for claims in priority order
+    plan                text,                     -- SPEC §7.2 (issue 15)
+    targets_rolled_back integer NOT NULL DEFAULT 0,
+    undo_from           integer
 );
+CREATE INDEX runs_apply_of ON runs (origin) WHERE trigger = 'apply';
 CREATE UNIQUE INDEX runs_idempotency ON runs (job, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
--- One run per (job, due time) for fires, whoever fires: a second leader for a split second
--- cannot make a second run.
+-- One run per (job, due time) for scheduled fires, whoever fires: a second leader for a
+-- split second cannot make a second run. (Backfills claim their fire times in `fires`.)
 CREATE UNIQUE INDEX runs_fire ON runs (job, scheduled_for)
-    WHERE trigger IN ('schedule', 'misfire', 'backfill') AND scheduled_for IS NOT NULL;
+    WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;
 CREATE INDEX runs_by_job ON runs (job, id);
 CREATE INDEX runs_live ON runs (state) WHERE state IN ('queued', 'running', 'retrying');
 CREATE INDEX runs_claimable ON runs (priority DESC, id)
@@ -79,7 +83,8 @@ CREATE TABLE dlq (
     target        text,
     error_kind    text NOT NULL,
     error_message text NOT NULL,
-    failed_at     double precision NOT NULL
+    failed_at     double precision NOT NULL,
+    phase         text NOT NULL DEFAULT 'perform'
 );
 CREATE INDEX dlq_by_job ON dlq (job, id);
 
@@ -92,7 +97,10 @@ CREATE TABLE jobs (
     last_scheduled double precision,
     run_count      integer NOT NULL DEFAULT 0,
     last_run       text COLLATE "C",
-    last_success   double precision
+    last_success   double precision,
+    revision       integer NOT NULL DEFAULT 1,
+    owner          integer,
+    override       integer NOT NULL DEFAULT 0
 );
 
 CREATE TABLE events (
@@ -106,6 +114,30 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_idempotency ON events (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_by_name ON events (name, id);
+
+-- The audit trail and backfill fire claims (issue 14; as on SQLite).
+CREATE TABLE audit (
+    id      text COLLATE "C" PRIMARY KEY,
+    at      double precision NOT NULL,
+    via     text NOT NULL,
+    uid     integer,
+    "user"  text,
+    cmd     text NOT NULL,
+    target  text,
+    job     text,
+    args    text,
+    digest  text,
+    outcome text NOT NULL,
+    error   text
+);
+CREATE INDEX audit_by_job ON audit (job, id);
+CREATE TABLE fires (
+    job     text NOT NULL,
+    fire_ms bigint NOT NULL,
+    run_id  text COLLATE "C" NOT NULL,
+    PRIMARY KEY (job, fire_ms)
+);
+CREATE INDEX fires_by_run ON fires (run_id);
 
 -- Fencing tokens: every claim of a run and every daemon's life take a new one.
 CREATE SEQUENCE lease_seq;

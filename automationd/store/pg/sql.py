@@ -43,9 +43,15 @@ RUN_COLS = (
     "origin",
     "reason",
     "lease",
+    "plan",
+    "targets_rolled_back",
+    "undo_from",
 )
 _T, _F, _I, _B = "text", "float8", "int4", "int8"
-RUN_TYPES = (_T, _T, _T, _T, _F, _F, _F, _F, _I, _T, _T, _I, _I, _I, _T, _T, _T, _I, _T, _T, _B)
+RUN_TYPES = (
+    *(_T, _T, _T, _T, _F, _F, _F, _F, _I, _T, _T, _I, _I, _I, _T, _T, _T, _I, _T, _T, _B),
+    *(_T, _I, _I),
+)
 RUN_LEASE = 20  # position of the fencing token in a RUN write's params
 
 COLUMNS: dict[Stmt, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -81,8 +87,9 @@ COLUMNS: dict[Stmt, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "error_kind",
             "error_message",
             "failed_at",
+            "phase",
         ),
-        (_T, _T, _T, _I, _T, _T, _T, _F),
+        (_T, _T, _T, _I, _T, _T, _T, _F, _T),
     ),
     Stmt.EVENT: (
         ("id", "name", "payload", "created_at", "idempotency_key", "depth"),
@@ -99,9 +106,30 @@ COLUMNS: dict[Stmt, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "run_count",
             "last_run",
             "last_success",
+            "revision",
+            "owner",
+            "override",
         ),
-        (_T, _T, _T, _I, _I, _F, _I, _T, _F),
+        (_T, _T, _T, _I, _I, _F, _I, _T, _F, _I, _I, _I),
     ),
+    Stmt.AUDIT: (
+        (
+            "id",
+            "at",
+            "via",
+            "uid",
+            '"user"',
+            "cmd",
+            "target",
+            "job",
+            "args",
+            "digest",
+            "outcome",
+            "error",
+        ),
+        (_T, _F, _T, _I, _T, _T, _T, _T, _T, _T, _T, _T),
+    ),
+    Stmt.FIRE: (("job", "fire_ms", "run_id"), (_T, _B, _T)),
 }
 COLUMNS[Stmt.JOB_STATE] = COLUMNS[Stmt.JOB]
 
@@ -113,6 +141,7 @@ RUN_ID_AT: dict[Stmt, int] = {
     Stmt.ATTEMPT_PGID: 1,
     Stmt.ATTEMPT_INTERRUPTED: 2,
     Stmt.DLQ: 1,
+    Stmt.FIRE: 2,
 }
 # Text params that may carry a NUL byte (captured output, error texts): PostgreSQL's text
 # refuses it, and one such row would fail its whole batch.
@@ -134,14 +163,15 @@ def _set(cols: tuple[str, ...]) -> str:
     return ", ".join(f"{c}=excluded.{c}" for c in cols)
 
 
-_RUN_UPDATE = RUN_COLS[2:3] + RUN_COLS[6:9] + RUN_COLS[10:17] + RUN_COLS[19:21]
+_RUN_UPDATE = RUN_COLS[2:3] + RUN_COLS[6:9] + RUN_COLS[10:17] + RUN_COLS[19:24]
 
 JOB_FULL = (
     f"INSERT INTO jobs {_unnest(*COLUMNS[Stmt.JOB])} ON CONFLICT (name) DO UPDATE SET"
     " source=excluded.source, spec=excluded.spec, paused=excluded.paused,"
     " completed=excluded.completed, last_scheduled=excluded.last_scheduled,"
     " run_count=excluded.run_count, last_run=excluded.last_run,"
-    " last_success=excluded.last_success"
+    " last_success=excluded.last_success, revision=excluded.revision,"
+    " owner=excluded.owner, override=excluded.override"
 )
 GROUPED: dict[Stmt, str] = {
     Stmt.RUN: (
@@ -169,10 +199,14 @@ GROUPED: dict[Stmt, str] = {
         " last_run=GREATEST(jobs.last_run, excluded.last_run),"
         " last_success=GREATEST(jobs.last_success, excluded.last_success)"
     ),
+    Stmt.AUDIT: f"INSERT INTO audit {_unnest(*COLUMNS[Stmt.AUDIT])} ON CONFLICT (id) DO NOTHING",
+    # Fires are claimed apart (CREATE_FIRES); this plain insert is for a batch without fencing.
+    Stmt.FIRE: f"INSERT INTO fires {_unnest(*COLUMNS[Stmt.FIRE])}",
     Stmt.JOB_STATE: (
         f"INSERT INTO jobs {_unnest(*COLUMNS[Stmt.JOB])} ON CONFLICT (name) DO UPDATE SET"
         " source=excluded.source, spec=excluded.spec, paused=excluded.paused,"
-        " completed=excluded.completed,"
+        " completed=excluded.completed, revision=excluded.revision, owner=excluded.owner,"
+        " override=excluded.override,"
         " last_scheduled=GREATEST(jobs.last_scheduled, excluded.last_scheduled),"
         " run_count=GREATEST(jobs.run_count, excluded.run_count),"
         " last_run=GREATEST(jobs.last_run, excluded.last_run),"
@@ -199,10 +233,19 @@ CREATE_RUNS = (
 CREATE_EVENTS = (
     f"INSERT INTO events {_unnest(*COLUMNS[Stmt.EVENT])} ON CONFLICT DO NOTHING RETURNING id"
 )
+# Backfill fire claims: one run per (job, fire time) in the whole fleet.
+CREATE_FIRES = (
+    f"INSERT INTO fires {_unnest(*COLUMNS[Stmt.FIRE])}"
+    " ON CONFLICT DO NOTHING RETURNING job, fire_ms"
+)
 LOCK_RUNS = "SELECT id, lease FROM runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 EVENTS_STORED = "SELECT id FROM events WHERE id = ANY($1::text[])"
 UNDO_RUNS = "DELETE FROM runs WHERE id = ANY($1::text[])"
 UNDO_EVENTS = "DELETE FROM events WHERE id = ANY($1::text[])"
+UNDO_FIRES = (
+    "DELETE FROM fires f USING unnest($1::text[], $2::int8[]) AS u(job, fire_ms)"
+    " WHERE f.job = u.job AND f.fire_ms = u.fire_ms"
+)
 NOTIFY = "SELECT pg_notify($1, $2)"
 
 WORK_CHANNEL = "automationd_work"  # claimable runs appeared

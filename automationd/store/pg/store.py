@@ -34,6 +34,7 @@ from automationd.store.api import PrunePass
 from automationd.store.pg import prune
 from automationd.store.pg.committer import PgCommitter, pg_error
 from automationd.store.pg.migrate import require_current
+from automationd.store.pg.schema_cmd import dump_database
 from automationd.store.reads import SqlReads
 from automationd.store.rows import Row
 from automationd.store.write import Then, Write
@@ -192,6 +193,18 @@ class PgStore(SqlReads):
             lambda conn: prune.runs_step(conn, prune_pass, batch, self._clock)
         )
         return result
+
+    async def prune_audit_step(self, before: str, batch: int) -> tuple[int, bool, float]:
+        result: tuple[int, bool, float] = await self.run_in_transaction(
+            lambda conn: prune.audit_step(conn, before, batch, self._clock)
+        )
+        return result
+
+    # -- backup ---------------------------------------------------------------------------
+    async def backup(self, path: str) -> int:
+        """``pg_dump --format=custom`` of the database into the new file ``path`` (a
+        consistent snapshot; the daemons go on writing). Restore with ``pg_restore``."""
+        return await dump_database(self.dsn, path)
 
     async def prune_events_step(self, before: str, batch: int) -> tuple[int, bool, float]:
         result: tuple[int, bool, float] = await self.run_in_transaction(
