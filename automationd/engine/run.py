@@ -171,7 +171,11 @@ async def _target_task(
 
 async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None:
     t = parts.attempts
-    res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts)
+    # ``tries`` counts this target's perform attempts that already ENDED (failed, or cut
+    # short by a crash); a first attempt the launcher opened with the run is counted on the
+    # target but has not run yet, so it is not one of them.
+    pending = 1 if live.first is not None and live.first.target is target else 0
+    res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts - pending)
     if not isinstance(res, RunError) and live.spec.verify is not None:
         log.debug("run.phase", run_id=live.id, phase="verify", target=target.value)
         vres = await run_phase(t, live, Phase.VERIFY, target, tries=0)
