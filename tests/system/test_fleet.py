@@ -114,6 +114,7 @@ def test_kill9_under_load_loses_nothing_and_the_others_finish_its_runs(
     assert cut, "n0 held running attempts when it was killed"
     finished = {r[0]: float(r[2]) for r in rows}
     late = max(finished[c[0]] for c in cut) - killed_at
+    print(f"kill -9: {len(cut)} runs of n0 cut, all finished {late:.2f}s after the kill")
     assert late <= TTL + 2.0, f"n0's runs finished {late:.2f}s after the kill"
     ok = collections.Counter(
         r[0] for r in fleet.psql("SELECT run_id FROM attempts WHERE outcome = 'ok'")
@@ -190,6 +191,7 @@ action = { type = "python", callable = "fleetacts:record" }
     assert max(counts.values()) == 1
     span = range(int(min(dues)), int(max(dues)) + 1)
     missing = [s for s in span if float(s) not in counts]
+    print(f"leader killed: {len(dues)} fires over {len(span)} s, {len(missing)} s without one")
     assert len(missing) <= TTL, f"seconds without a run: {missing}"
     assert len(dues) >= 6
 
