@@ -22,18 +22,25 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import uvloop
 
 from automationd import __version__
 from automationd.actions.base import HttpClients
-from automationd.admin.commands import build_table
+from automationd.admin.command import invoke
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
+from automationd.admin.fleet_cmds import FleetCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
+from automationd.admin.served import Parts, served_table
 from automationd.admin.server import serve_admin
+from automationd.admin.undo_cmds import UndoCommands
+from automationd.backend import Backend
+from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -46,18 +53,16 @@ from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.outbox import Outbox
 from automationd.engine.pool import WorkerPool
-from automationd.engine.recovery import recover
 from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
-from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
+from automationd.errors import AdminError, AutomationdError, ConfigError, LockedError, bad_request
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
 from automationd.store.retention import Retention
-from automationd.store.sqlite.store import open_sqlite
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -77,6 +82,7 @@ class Daemon:
         self._stopping = False
         self._force: asyncio.Future[None] | None = None
         self.stop_reason = "running"
+        self._hup: Callable[[], Awaitable[Any]] | None = None  # SIGHUP: the audited reload
 
     # ----------------------------------------------------------------- signals
     def _on_signal(self, signum: int) -> None:
@@ -102,16 +108,18 @@ class Daemon:
             async with contextlib.AsyncExitStack() as stack:
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
+                jobs = JobTable()
+                # issue 16: SQLite for one host, or a PostgreSQL several daemons share
+                backend = Backend(cfg.store, jobs, clock)
                 store = await stack.enter_async_context(
-                    open_sqlite(cfg.daemon.state_dir, clock=clock, on_error=metrics.store_error)
+                    backend.open_store(cfg.daemon.state_dir, metrics.store_error)
                 )
                 http = await stack.enter_async_context(HttpClients())
-                services = ServiceRegistry(cfg.services, clock, metrics)
+                services = ServiceRegistry(cfg.services, clock, metrics, backend.gates(store))
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
                 ids = IdGenerator(rng)
                 draining = asyncio.Event()
-                jobs = JobTable()
                 outbox = Outbox()
                 dlq = DlqCount(metrics, await store.dlq_count())
                 report = Report(
@@ -132,7 +140,9 @@ class Daemon:
                     rng=rng,
                     draining=draining,
                 )
-                launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
+                launcher = Launcher(
+                    clock=clock, ids=ids, attempts=attempts, report=report, leases=backend.leases
+                )
                 scheduler = Scheduler(
                     launcher=launcher,
                     report=report,
@@ -141,6 +151,7 @@ class Daemon:
                     clock=clock,
                     rng=rng,
                     metrics=metrics,
+                    unit_per_fire=backend.fleet,
                 )
                 catalog = Catalog(
                     config=cfg,
@@ -155,6 +166,14 @@ class Daemon:
                 # gc.freeze() below makes them permanent, then collection resumes.
                 gc.disable()
                 catalog.load(await store.job_rows())
+                crew = backend.crew(
+                    store,
+                    launcher=launcher,
+                    scheduler=scheduler,
+                    catalog=catalog,
+                    report=report,
+                    pool=pool,
+                )
                 bus = EventBus(
                     clock=clock,
                     ids=ids,
@@ -165,6 +184,8 @@ class Daemon:
                     metrics=metrics,
                 )
 
+                redo = Redo(launcher, jobs, store, dlq, report)
+
                 async def reload() -> dict[str, int]:
                     # A bad file is the caller's problem to fix, not an internal error.
                     try:
@@ -172,7 +193,7 @@ class Daemon:
                     except ConfigError as exc:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
-                table = build_table(
+                table = served_table(
                     [
                         DaemonCommands(
                             jobs=jobs,
@@ -184,22 +205,32 @@ class Daemon:
                             clock=clock,
                             started_at=started,
                             reload=reload,
+                            crew=crew,
                         ),
                         JobCommands(
                             catalog=catalog,
-                            intake=Intake(launcher, store, http),
+                            intake=Intake(launcher, store, report, jobs),
                             store=store,
                             clock=clock,
                         ),
                         RunCommands(
-                            store=store,
-                            launcher=launcher,
-                            report=report,
-                            redo=Redo(launcher, jobs, store, dlq),
+                            store=store, launcher=launcher, report=report, redo=redo, crew=crew
                         ),
                         EventCommands(bus=bus, store=store),
-                    ]
+                        UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
+                        FleetCommands(crew=crew),  # issue 16: workers.list
+                    ],
+                    Parts(
+                        catalog=catalog,
+                        store=store,
+                        clock=clock,
+                        ids=ids,
+                        launcher=launcher,
+                        pool=pool,
+                    ),
                 )
+                hup = Caller(via=Via.SIGNAL, user="SIGHUP")
+                self._hup = lambda: invoke(table["reload"], {}, hup)
                 retention = Retention(store, clock, cfg.retention)
 
                 def health() -> tuple[bool, str]:
@@ -210,13 +241,11 @@ class Daemon:
                 def before_scrape() -> None:
                     metrics.queue_depth.set(pool.waiting)
                     metrics.workers_busy.set(pool.busy)
-                    services.limits_list()
+                    services.observe()
 
                 async with asyncio.TaskGroup() as tg:
                     launcher.attach(tg)
-                    resumed = await recover(
-                        store=store, jobs=jobs, launcher=launcher, report=report, now=clock.time()
-                    )
+                    resumed = await crew.start()  # crash recovery; on a fleet: join it
                     scheduler.load(catch_up=True)
                     # Scheduling perf (issue 4): everything loaded so far (jobs, schedules,
                     # wheel entries) lives as long as the daemon. Freezing it moves it out of
@@ -234,6 +263,7 @@ class Daemon:
                         tg.create_task(scheduler.run(), name="scheduler"),
                         tg.create_task(retention.run(), name="retention"),
                         tg.create_task(bus.deliver_forever(), name="events:deliver"),
+                        tg.create_task(crew.run(), name="crew"),
                     ]
                     if self.notifier.watchdog_interval:
                         background.append(
@@ -245,7 +275,10 @@ class Daemon:
                     async with contextlib.AsyncExitStack() as edges:
                         await edges.enter_async_context(
                             serve_admin(
-                                cfg.daemon.admin_socket, table, group=cfg.daemon.admin_group
+                                cfg.daemon.admin_socket,
+                                table,
+                                group=cfg.daemon.admin_group,
+                                user_group=cfg.daemon.user_group,
                             )
                         )
                         addr = await edges.enter_async_context(
@@ -275,6 +308,7 @@ class Daemon:
                     await self._settle(report)
                     for task in background:
                         task.cancel()
+                    await crew.stop()  # a fleet: hand what is left to the others now
             log.info("daemon.stopped", reason=self.stop_reason)
             return 0
         finally:
@@ -286,8 +320,8 @@ class Daemon:
         while True:
             req = await self.requests.get()
             if req is Request.RELOAD:
-                with contextlib.suppress(ConfigError):
-                    await self._reload(catalog)
+                with contextlib.suppress(ConfigError, AdminError):
+                    await (self._hup() if self._hup is not None else self._reload(catalog))
                 continue
             self.stop_reason = "signal"
             return req is Request.FORCE

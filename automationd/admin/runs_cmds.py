@@ -7,18 +7,29 @@ from typing import Any
 
 from automationd.admin.args import bool_arg, int_arg, opt_str, req_str, time_arg
 from automationd.admin.command import Command
+from automationd.admin.undo_cmds import kind_arg
 from automationd.caller import Caller
 from automationd.core.runstate import RunState
 from automationd.engine.launcher import Launcher
 from automationd.engine.redo import Redo
 from automationd.engine.report import Report
 from automationd.errors import bad_request, conflict, not_found
+from automationd.fleet.api import Crew
 from automationd.records import DlqEntry, Run, Trigger
 from automationd.store.api import RunQuery, Store
 
 
 class RunCommands:
-    def __init__(self, *, store: Store, launcher: Launcher, report: Report, redo: Redo) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        launcher: Launcher,
+        report: Report,
+        redo: Redo,
+        crew: Crew | None = None,
+    ) -> None:
+        self._crew = crew
         self._store = store
         self._launcher = launcher
         self._report = report
@@ -85,6 +96,8 @@ class RunCommands:
         run = await self._run(args)
         if live is None and run.state.terminal:
             raise conflict(f"run {run_id} already ended ({run.state.value})")
+        if live is None and self._crew is not None and await self._crew.cancel_elsewhere(run_id):
+            run = await self._run(args)  # held by another daemon of the fleet, or by nobody
         return run.to_json()
 
     async def runs_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -97,10 +110,16 @@ class RunCommands:
         return [e.to_json() for e in entries]
 
     async def _dlq_pick(self, args: dict[str, Any]) -> list[DlqEntry]:
+        """One entry by ``id``; or every entry matching all filters given (``job``, ``kind``,
+        ``since``); or ``all``."""
         id_, job, all_ = opt_str(args, "id"), opt_str(args, "job"), bool_arg(args, "all")
-        if id_ is None and job is None and not all_:
-            raise bad_request("args: give one of id, job or all=true")
-        entries = await self._store.dlq_select(id=id_, job=job, all=all_)
+        kind, since = kind_arg(args), time_arg(args, "since")
+        filtered = job is not None or kind is not None or since is not None
+        if id_ is None and not filtered and not all_:
+            raise bad_request("args: give one of id, job, kind, since or all=true")
+        if id_ is not None and filtered:
+            raise bad_request("args.id: give an id alone, or filters (job, kind, since)")
+        entries = await self._store.dlq_select(id=id_, job=job, all=all_, kind=kind, since=since)
         if id_ is not None and not entries:
             raise not_found(f"no dead letter with id {id_!r}")
         return entries

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automationd.config.table import job_table
 from automationd.units import Rate
 
 
@@ -26,6 +27,16 @@ class Misfire(enum.StrEnum):
     SKIP = "skip"
     RUN_ONCE = "run_once"
     RUN_ALL = "run_all"
+
+
+class OnFailure(enum.StrEnum):
+    """What a ``partial``/``failed`` run does next (SPEC §7.2): nothing, or run ``undo``."""
+
+    NONE = "none"
+    ROLLBACK = "rollback"
+
+
+PREVIEW_TTL = 3600.0  # a preview older than this is stale when applied (job key preview_ttl)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,11 +58,23 @@ class DaemonConfig:
     state_dir: Path = Path("/var/lib/automationd")
     admin_socket: Path = Path("/run/automationd/admin.sock")
     admin_group: str = ""
+    user_group: str = ""  # members may add jobs and see/change only their own (issue 14)
     metrics_listen: str = "127.0.0.1:9464"
     timezone: str = "UTC"
     shutdown_timeout: float = 30.0
     log_format: str = "json"  # json | console
     log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """``[store]``: where runs live. SQLite (one host, in ``daemon.state_dir``) or a shared
+    PostgreSQL for several daemons (SPEC §7.4)."""
+
+    backend: str = "sqlite"  # sqlite | postgresql
+    dsn: str = "postgresql:///automationd?host=/run/postgresql"
+    lease_ttl: float = 15.0  # a daemon silent for this long is declared dead
+    node_id: str = ""  # "" = hostname:pid
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +170,10 @@ class JobRules:
     misfire_grace: float = 60.0
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
+    description: str | None = None  # free text for people (jobs show, explain)
+    undo: ActionSpec | None = None  # reverses a succeeded perform of one target
+    on_failure: OnFailure = OnFailure.NONE
+    preview_ttl: float = PREVIEW_TTL
 
 
 _set = object.__setattr__
@@ -192,6 +219,10 @@ class JobSpec:
         misfire_grace: float = 60.0,
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
+        description: str | None = None,
+        undo: ActionSpec | None = None,
+        on_failure: OnFailure = OnFailure.NONE,
+        preview_ttl: float = PREVIEW_TTL,
         source: str = "config",
         written: Mapping[str, Any] | str | None = None,
         rules: JobRules | None = None,  # given (as by dataclasses.replace): the above are unused
@@ -214,6 +245,10 @@ class JobSpec:
                 misfire_grace=misfire_grace,
                 check=check,
                 verify=verify,
+                description=description,
+                undo=undo,
+                on_failure=on_failure,
+                preview_ttl=preview_ttl,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -238,8 +273,6 @@ class JobSpec:
         (every value in effect, inherited ones included), for ``jobs.get`` and persistence."""
         w = self.written
         if w is None:
-            from automationd.config.values import job_table  # values imports this module
-
             return job_table(self)
         if isinstance(w, str):
             loaded: dict[str, Any] = json.loads(w)
@@ -311,6 +344,22 @@ class JobSpec:
     def verify(self) -> ActionSpec | None:
         return self.rules.verify
 
+    @property
+    def description(self) -> str | None:
+        return self.rules.description
+
+    @property
+    def undo(self) -> ActionSpec | None:
+        return self.rules.undo
+
+    @property
+    def on_failure(self) -> OnFailure:
+        return self.rules.on_failure
+
+    @property
+    def preview_ttl(self) -> float:
+        return self.rules.preview_ttl
+
 
 def _new(cls: type[JobSpec]) -> JobSpec:
     return object.__new__(cls)
@@ -342,3 +391,4 @@ class Config:
     defaults: Defaults = field(default_factory=Defaults)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     jobs: tuple[JobSpec, ...] = ()
+    store: StoreConfig = field(default_factory=StoreConfig)

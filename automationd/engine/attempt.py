@@ -27,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from structlog.typing import FilteringBoundLogger
 
 from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
 from automationd.actions.build import build_action
@@ -38,6 +37,7 @@ from automationd.clock import Clock
 from automationd.config.model import Backoff, JobSpec
 from automationd.core.backoff import retry_delay
 from automationd.core.runstate import RunEvent, RunState, next_run_state
+from automationd.engine.context import attempt_context
 from automationd.engine.jobs import JobRuntime
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.pool import WorkerPool
@@ -45,20 +45,17 @@ from automationd.errors import ActionError, ErrorKind, StoreError
 from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.records import Attempt, Phase, RunError
 from automationd.store.api import Store, Write
-from automationd.store.rows import (
+from automationd.store.attempt_row import (
     AttemptHead,
     attempt_head,
-    w_attempt,
     w_attempt_end,
-    w_attempt_pgid,
     w_attempt_start,
-    w_run,
-    w_target,
 )
+from automationd.store.rows import w_attempt, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
 
-_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2}
+_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2, Phase.UNDO: 3}
 _DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
 
 
@@ -106,15 +103,40 @@ class Opened:
 
 def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
     """Per-job things made once, on the job's first attempt: actions, logger, metrics."""
-    spec = job.spec
-    job.actions = (
-        build_action(spec.action, http=t.http),
-        build_action(spec.check, http=t.http) if spec.check else None,
-        build_action(spec.verify, http=t.http) if spec.verify else None,
-    )
+    job.actions = _build_actions(t, job.spec)
     job.log = structlog.get_logger("automationd.action").bind(job=job.name)
     if job.meters is None:
         job.meters = JobMetrics(t.metrics, job.name)
+
+
+Actions = tuple[Action, Action | None, Action | None, Action | None]  # by _SLOT
+
+
+def _build_actions(t: AttemptTools, spec: JobSpec) -> Actions:
+    return (
+        build_action(spec.action, http=t.http),
+        build_action(spec.check, http=t.http) if spec.check else None,
+        build_action(spec.verify, http=t.http) if spec.verify else None,
+        build_action(spec.undo, http=t.http) if spec.undo else None,
+    )
+
+
+def _actions_of(t: AttemptTools, live: LiveRun) -> Actions:
+    """The actions of the definition the run follows: its job's (built on the job's first
+    attempt), or, for a run pinned to an older definition, that one's."""
+    job = live.job
+    if job.actions is None or job.log is None:
+        prepare_job(t, job)
+    pinned = live.pinned
+    if pinned is None:
+        assert job.actions is not None
+        return job.actions
+    spec, actions = pinned
+    if actions is None:
+        actions = _build_actions(t, spec)
+        live.pinned = (spec, actions)
+    found: Actions = actions
+    return found
 
 
 def open_attempt(
@@ -125,10 +147,7 @@ def open_attempt(
     The rows returned say "attempt n started": whoever commits them may then call it.
     """
     job = live.job
-    if job.actions is None:
-        prepare_job(t, job)
-    assert job.actions is not None
-    action = job.actions[_SLOT[phase]]
+    action = _actions_of(t, live)[_SLOT[phase]]
     assert action is not None, f"job {job.name} has no {phase} action"
     now = t.clock.time()
     if live.state is RunState.QUEUED or live.state is RunState.RETRYING:
@@ -143,7 +162,7 @@ def open_attempt(
             target.attempts += 1
         if live.persist_targets:
             writes.append(w_target(target.snapshot(live.id)))
-    ctx = _context(t, live, action, n, phase, target)
+    ctx = attempt_context(t.store, live, action, n, phase, target)
     if target is None:
         head = attempt_head(live.id, n, phase, -1, None, now)
     else:
@@ -160,7 +179,7 @@ async def run_phase(
     ``tries`` is how many attempts of this phase already failed (after a crash, the
     interrupted ones).
     """
-    spec = live.job.spec
+    spec = live.spec
     opened, live.first = live.first, None
     while True:
         try:
@@ -174,7 +193,7 @@ async def run_phase(
             rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
             cap = gate.config.max_retry_after if gate is not None else 3600.0
             delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, t.rng)
-            log.info(
+            log.warning(  # a retrying job is not silent until its end
                 "attempt.failed",
                 run_id=live.id,
                 job=live.job_name,
@@ -215,7 +234,7 @@ async def _attempt(
             t.pool.release()
     gate = live.job.gate
     if gate is None:
-        await t.pool.acquire(live.job.spec.priority)
+        await t.pool.acquire(live.spec.priority)
         try:
             return await _call(t, live, await _open_durably(t, live, phase, target))
         finally:
@@ -224,7 +243,7 @@ async def _attempt(
     try:
         async with gate.slot(is_retry=is_retry):
             entered = True
-            await t.pool.acquire(live.job.spec.priority)
+            await t.pool.acquire(live.spec.priority)
             try:
                 return await _call(t, live, await _open_durably(t, live, phase, target))
             finally:
@@ -303,12 +322,22 @@ def _close(
         streams = dict(output)
         stdout, stderr = streams.get("stdout"), streams.get("stderr")
     message = error.message if error is not None else None
-    end = w_attempt_end(opened.head, t.clock.time(), outcome, message, stdout, stderr)
+    ended = t.clock.time()
+    end = w_attempt_end(opened.head, ended, outcome, message, stdout, stderr)
     if live.unposted is None:
         live.unposted = [end]
     else:
         live.unposted.append(end)
     _meters(live.job).attempt(outcome)
+    log.debug(
+        "attempt.finished",
+        run_id=live.id,
+        n=opened.n,
+        phase=opened.phase.value,
+        target=opened.target.value if opened.target is not None else None,
+        outcome=outcome,
+        duration_s=round(ended - opened.started_at, 6),
+    )
     gate = live.job.gate
     if gate is not None and (error is None or error.kind is not ErrorKind.CANCELLED):
         gate.report(
@@ -321,64 +350,3 @@ def _close(
 def _meters(job: JobRuntime) -> JobMetrics:
     meters: JobMetrics = job.meters
     return meters
-
-
-def _context(
-    t: AttemptTools,
-    live: LiveRun,
-    action: Action,
-    n: int,
-    phase: Phase,
-    target: LiveTarget | None,
-) -> ActionContext:
-    """What attempt ``n`` may know: the action's ``ctx``."""
-    job = live.job
-    run_id = live.id
-    on_spawn = None
-    if getattr(action, "spawns", False):
-
-        def on_spawn(pgid: int) -> None:
-            t.store.post([w_attempt_pgid(run_id, n, pgid)])
-
-    return ActionContext(
-        job=job.name,
-        run_id=run_id,
-        attempt=n,
-        phase=phase,
-        target=target.value if target is not None else None,
-        payload=live.payload,
-        log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
-        service=job.spec.service,
-        timeout=_timeout(job.spec, phase),
-        idempotency_key=f"{run_id}/{target.idx if target is not None else 0}",
-        on_spawn=on_spawn,
-        on_http_response=job.gate.observe_http if job.gate is not None else None,
-    )
-
-
-class _LazyLog:
-    """``ctx.log``: binds run, attempt and phase on first use, so actions that never log
-    (most of them) never pay for a bind."""
-
-    __slots__ = ("_base", "_bound", "_kw")
-
-    def __init__(self, base: Any, run_id: str, attempt: int, phase: Phase) -> None:
-        self._base = base
-        self._bound: Any = None
-        self._kw = (run_id, attempt, phase)
-
-    def __getattr__(self, name: str) -> Any:
-        if self._bound is None:
-            run_id, attempt, phase = self._kw
-            self._bound = self._base.bind(run_id=run_id, attempt=attempt, phase=phase.value)
-        return getattr(self._bound, name)
-
-
-def _timeout(spec: JobSpec, phase: Phase) -> float:
-    action = (
-        spec.action
-        if phase is Phase.PERFORM
-        else (spec.check if phase is Phase.CHECK else spec.verify)
-    )
-    timeout = getattr(action, "timeout", None)
-    return float(timeout) if timeout is not None else float(spec.timeout)

@@ -13,15 +13,19 @@ Rules:
   first step (engine/attempt.py rules):
   - a worker slot free at once: the attempt is opened in the creation unit itself (the run
     is born ``running`` with attempt 1 started);
-  - otherwise, once the creation is durable, the run waits for a slot as a pool
-    *reservation* (engine/pool.py), with no task: when a slot comes, its attempt is opened
-    and submitted (``retry``: a failed batch is tried again, holding the slot), and its
-    settlement creates the task.
+  - otherwise (one daemon), once the creation is durable, the run waits for a slot as a
+    pool *reservation* (engine/pool.py), with no task: when a slot comes, its attempt is
+    opened and submitted (``retry``: a failed batch is tried again, holding the slot), and
+    its settlement creates the task.
   Why: a run that waited for a worker as a task cost three task steps, a future and an
   awaited commit of its own; this way every such run is one task step (measured: the
   event loop's CPU per run fell by about a third with a backlog, see README Performance).
-- ``resume`` restarts a run found unfinished at start-up, under the same id.
+- ``resume`` restarts a run found unfinished at start-up (or claimed), under the same id.
 - Every run task is created in the daemon's TaskGroup, with a context of its own.
+- Several daemons (fleet/leases.py): a run that starts at once is held by this daemon from
+  birth, under its token; one that would only wait is born unowned and leaves memory once
+  durable, for whichever daemon has room to claim it. A run's lease is released once the
+  writes it left behind are durable. A run another daemon took over is ``abandon``ed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.report import Report
 from automationd.engine.run import RunParts, life
+from automationd.errors import StoreError
+from automationd.fleet.leases import Leases
 from automationd.records import Phase, Run, Trigger
 from automationd.store.api import Then, Write
 from automationd.store.rows import w_run, w_target
@@ -57,8 +63,11 @@ class Launcher:
         ids: IdGenerator,
         attempts: AttemptTools,
         report: Report,
+        leases: Leases | None = None,
     ) -> None:
         self._clock = clock
+        self._leases = leases if leases is not None else Leases("local")
+        self._fleet = self._leases.shares_work
         self._ids = ids
         self._attempts = attempts
         self._store = attempts.store
@@ -66,6 +75,7 @@ class Launcher:
         self._draining = attempts.draining
         self._parts = RunParts(attempts, report, self._leave, log.is_enabled_for(logging.DEBUG))
         self.live: dict[str, LiveRun] = {}
+        self.freed = asyncio.Event()  # a run left memory (a fleet claims again: room)
         self._tg: asyncio.TaskGroup | None = None
 
     def attach(self, tg: asyncio.TaskGroup) -> None:
@@ -83,11 +93,14 @@ class Launcher:
         scheduled_for: float | None = None,
         targets: Sequence[Any] | None = None,
         skip_check: bool = False,
+        undecided: bool = False,
         depth: int = 0,
         origin: str | None = None,
         after: tuple[asyncio.Future[None], ...] = (),
     ) -> LiveRun:
-        """A queued run in memory, counted and tracked; nothing is submitted yet."""
+        """A queued run in memory, counted and tracked; nothing is submitted yet.
+
+        ``undecided``: an apply run, whose targets its decision sets (engine/plan.py)."""
         now = self._clock.time()
         live = LiveRun(
             id=self._ids.new(now),
@@ -102,7 +115,9 @@ class Launcher:
             after=after,
         )
         explicit = targets if targets is not None else job.spec.targets
-        if job.spec.check is not None and not skip_check:
+        if undecided:
+            pass
+        elif job.spec.check is not None and not skip_check:
             live.needs_check = True  # the check decides the targets
         elif explicit is None:
             live.targets = [LiveTarget(0, None)]  # the implicit one (engine/live.py)
@@ -110,7 +125,7 @@ class Launcher:
             live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
             live.persist_targets = True
         live.direct = self._direct(live)
-        job.count_run(live.id)
+        job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)
         self.live[live.id] = live
         job.active[live.id] = live
         return live
@@ -141,7 +156,14 @@ class Launcher:
     def _creation(self, live: LiveRun) -> list[Write]:
         """The rows that create ``live``; with its first attempt when it can start at once."""
         first = self._first_step(live)
-        if first is not None and self._pool.try_acquire():
+        opened = first is not None and self._pool.try_acquire()
+        if self._fleet:
+            live.unowned = not opened and not live.after and live.cancel_reason is None
+            if not live.unowned:
+                live.lease = self._leases.token
+                self._leases.hold(live.id, live.lease)
+        if opened:
+            assert first is not None
             live.first, writes = open_attempt(self._attempts, live, *first)
         else:
             writes = [w_run(live)]
@@ -155,8 +177,12 @@ class Launcher:
         """The first attempt the launcher may open itself, decided once at ``prepare``."""
         if live.after or live.job.gate is not None:
             return None
+        if live.trigger is Trigger.APPLY:
+            return None  # its decision comes first, and may end it before any attempt
         if live.needs_check:
             return Phase.CHECK, None
+        if live.trigger is Trigger.PREVIEW:
+            return None  # a preview never performs
         if len(live.targets) == 1:
             return Phase.PERFORM, live.targets[0]
         return None
@@ -178,14 +204,15 @@ class Launcher:
             for live in lives:
                 self._unopen(live)
                 self._leave(live)  # never stored: the caller is told; nothing to run
-                log.error("run.not_stored", run_id=live.id, job=live.job_name, error=str(exc))
+                if isinstance(exc, StoreError) and exc.kind == "duplicate":
+                    log.info("run.duplicate", run_id=live.id, job=live.job_name, error=str(exc))
+                else:
+                    log.error("run.not_stored", run_id=live.id, job=live.job_name, error=str(exc))
         else:
             for live in lives:
-                if live.first is not None:
-                    self.spawn(live)
-                elif self._draining.is_set():
-                    self._leave(live)  # durable and queued: it resumes at next start
-                elif self._first_step(live) is not None:
+                if live.unowned or (live.first is None and self._draining.is_set()):
+                    self._leave(live)  # durable and queued: claimed, or resumed at next start
+                elif live.first is None and self._first_step(live) is not None:
                     prio = live.job.spec.priority
                     live.reservation = self._pool.reserve(prio, partial(self._granted, live))
                 else:
@@ -255,10 +282,29 @@ class Launcher:
             self.spawn(live)  # it ends cancelled on its first step
         return live
 
+    def abandon(self, run_id: str) -> bool:
+        """Another daemon holds the run now: stop its task without writing anything."""
+        live = self.live.get(run_id)
+        if live is None:
+            return False
+        live.abandoned = True
+        if live.task is not None and live.started:
+            live.task.cancel()
+        return True
+
     def _leave(self, live: LiveRun) -> None:
         self.live.pop(live.id, None)
         live.job.active.pop(live.id, None)
         live.leave()
+        if self._fleet:
+            self.freed.set()
+        if self._fleet and not live.unowned and not live.abandoned:
+            # the lease goes once every write the run left is durable (submission order)
+            run_id, leases = live.id, self._leases
+            try:
+                self._store.submit_then((), lambda _exc: leases.release(run_id), retry=True)
+            except StoreError:
+                leases.release(run_id)  # the store is closed: nothing more can be written
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The tasks of the runs in memory (what a shutdown drains)."""

@@ -86,7 +86,8 @@ class WorkerPool:
             raise
 
     def try_acquire(self) -> bool:
-        """A slot right now, or False; never waits (a run's first attempt opened with it)."""
+        """A slot right now, or False; never waits (a run launched with its first attempt,
+        engine/launcher.py)."""
         if self._closed or self.busy >= self.max or self._waiting:
             return False
         self.busy += 1

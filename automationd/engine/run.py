@@ -15,9 +15,14 @@ Rules:
 - A target that fails (after its retries) is dead-lettered; the run's end state aggregates
   its targets: succeeded / partial / failed.
 - Draining (shutdown) parks the run where it is (``Drained``); it resumes at next start.
-- ``runs.cancel`` cancels the task: the run ends ``cancelled``. A cancellation with no reason
-  is the daemon stopping: the run stays as it is on disk and resumes at next start.
+- ``runs.cancel`` cancels the task: the run ends ``cancelled`` (a rollback ends ``failed``:
+  what it had not undone yet is still applied). A cancellation with no reason is the daemon
+  stopping: the run stays as it is on disk and resumes at next start.
 - A bug in the engine fails that run, never the daemon.
+- Previews, applies and rollbacks take their own turns here (engine/plan.py, engine/undo.py):
+  a ``preview`` run only plans; an ``apply`` run decides whether its preview still holds
+  before its targets are performed; a ``rolling_back`` run undoes; and a job with
+  ``on_failure = "rollback"`` rolls a ``partial``/``failed`` end back in the same task.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from automationd.actions.base import ActionResult
 from automationd.core.runstate import RunEvent, RunState, TargetState, aggregate, next_run_state
 from automationd.engine.attempt import AttemptTools, Drained, run_phase
 from automationd.engine.live import LiveRun, LiveTarget
+from automationd.engine.plan import decide_apply, preview, tell_decided
 from automationd.engine.pool import PoolClosed
 from automationd.engine.report import Report
+from automationd.engine.undo import roll_back, wants_rollback
 from automationd.errors import ErrorKind
-from automationd.records import Phase, RunError
+from automationd.records import Phase, RunError, Trigger
 from automationd.store.rows import w_attempt, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
@@ -56,12 +63,22 @@ async def life(parts: RunParts, live: LiveRun) -> None:
     live.started = True
     structlog.contextvars.bind_contextvars(run_id=live.id)
     try:
+        if live.abandoned:
+            return
         for prev in live.after:
             if not prev.done():
                 await asyncio.wait([prev])
         if live.cancel_reason is not None:
             raise asyncio.CancelledError
-        await _execute(parts, live)
+        t, report = parts.attempts, parts.report
+        if live.state is RunState.ROLLING_BACK:
+            await roll_back(t, report, live)
+        elif live.trigger is Trigger.PREVIEW:
+            await preview(t, report, live)
+        else:
+            await _execute(parts, live)
+            if wants_rollback(live):
+                await roll_back(t, report, live)
     except (Drained, PoolClosed):
         log.info("run.parked", run_id=live.id, job=live.job_name)
     except asyncio.CancelledError:
@@ -71,7 +88,10 @@ async def life(parts: RunParts, live: LiveRun) -> None:
         if task is not None:
             task.uncancel()
         _unopen(parts, live)
-        parts.report.end(live, RunEvent.CANCEL, reason=live.cancel_reason)
+        err = None
+        if live.state is RunState.ROLLING_BACK:
+            err = RunError(kind=ErrorKind.CANCELLED, message="rollback cancelled: not all undone")
+        parts.report.end(live, RunEvent.CANCEL, error=err, reason=live.cancel_reason)
     except Exception as exc:  # a bug must not take the daemon down: fail this run only
         log.exception("run.internal_error", run_id=live.id, job=live.job_name)
         _unopen(parts, live)
@@ -84,6 +104,7 @@ async def life(parts: RunParts, live: LiveRun) -> None:
             live.first = None
         if live.unposted:  # a parked run's last attempt end: stored before it leaves
             parts.attempts.store.post(live.riding([]))
+        tell_decided(live)
         parts.leave(live)
 
 
@@ -93,7 +114,10 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
         live.state = next_run_state(live.state, RunEvent.RESUME)
     if parts.debug:
         log.debug("run.started", run_id=live.id, job=live.job_name, resumed=live.resumed)
-    if live.needs_check:
+    if live.basis is not None:  # an apply not decided yet
+        if not await decide_apply(t, report, live):
+            return
+    elif live.needs_check:
         if parts.debug:
             log.debug("run.phase", run_id=live.id, phase="check")
         res = await run_phase(t, live, Phase.CHECK, None, tries=live.check_tries)
@@ -128,7 +152,7 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
 
 def _apply_check(parts: RunParts, live: LiveRun, res: ActionResult) -> None:
     """The check decided: its targets (or the job's), its payload, its value as the result."""
-    explicit = res.targets if res.targets is not None else live.job.spec.targets
+    explicit = res.targets if res.targets is not None else live.spec.targets
     values = list(explicit) if explicit is not None else [None]
     live.targets = [LiveTarget(i, v) for i, v in enumerate(values)]
     live.persist_targets = explicit is not None
@@ -153,8 +177,13 @@ async def _target_task(
 
 async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None:
     t = parts.attempts
-    res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts)
-    if not isinstance(res, RunError) and live.job.spec.verify is not None:
+    # ``tries`` counts this target's perform attempts that already ENDED (failed, or cut
+    # short by a crash); a first attempt the launcher opened with the run is counted on the
+    # target but has not run yet, so it is not one of them.
+    pending = 1 if live.first is not None and live.first.target is target else 0
+    res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts - pending)
+    if not isinstance(res, RunError) and live.spec.verify is not None:
+        log.debug("run.phase", run_id=live.id, phase="verify", target=target.value)
         vres = await run_phase(t, live, Phase.VERIFY, target, tries=0)
         if isinstance(vres, RunError):
             res = vres

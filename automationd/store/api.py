@@ -31,11 +31,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from automationd.records import Attempt, DlqEntry, Event, Run, Target
+from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
 from automationd.store.jobs import StoredJobs
 from automationd.store.write import Stmt, Then, Write
 
-__all__ = ["OpenAttempt", "PrunePass", "RunQuery", "Stmt", "Store", "Then", "Write"]
+__all__ = [
+    "AuditQuery",
+    "OpenAttempt",
+    "PrunePass",
+    "RunQuery",
+    "Stmt",
+    "Store",
+    "Then",
+    "Write",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +59,16 @@ class RunQuery:
     before: str | None = None  # only ids below this one (keyset pagination)
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditQuery:
+    """An ``audit.list``: newest first, optionally one job's, one uid's, or since a time."""
+
+    job: str | None = None
+    uid: int | None = None
+    since: float | None = None
+    limit: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,9 @@ class Store(Protocol):
 
     async def runs(self, query: RunQuery) -> list[Run]: ...
 
+    async def apply_of(self, preview_id: str) -> Run | None:
+        """The run that applied preview ``preview_id``, if one was made (SPEC §7.2)."""
+
     async def live_runs(self) -> list[Run]:
         """Runs left queued, running or retrying (crash recovery), oldest first."""
 
@@ -120,8 +142,23 @@ class Store(Protocol):
     # -- dead letters ---------------------------------------------------------------------
     async def dlq(self, *, job: str | None, limit: int) -> list[DlqEntry]: ...
 
-    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
-        """One entry by id, a job's entries, or all of them (oldest first)."""
+    async def dlq_select(
+        self,
+        *,
+        id: str | None,
+        job: str | None,
+        all: bool,
+        kind: str | None = None,
+        since: float | None = None,
+    ) -> list[DlqEntry]:
+        """One entry by id; or those matching every given filter (job, error kind, failed at
+        or after ``since``); or all of them. Oldest first."""
+
+    async def dlq_summary(
+        self, *, job: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """``[{job, kind, count, oldest, newest, sample, messages}]`` (times as epoch
+        seconds), the largest groups first."""
 
     async def dlq_count(self) -> int: ...
 
@@ -145,6 +182,20 @@ class Store(Protocol):
     # -- jobs -----------------------------------------------------------------------------
     async def job_rows(self) -> StoredJobs:
         """Every job's durable state (and API jobs' specs), as read at start-up."""
+
+    # -- fires, the audit trail, backups (issue 14) ----------------------------------------
+    async def fired(self, job: str, since: float, until: float) -> set[int]:
+        """Fire times in [since, until) of ``job`` that already have a run, as ``fire_ms``
+        (store/rows.py): claimed in the fires table or the ``scheduled_for`` of a run."""
+
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]: ...
+
+    async def backup(self, path: str) -> int:
+        """Write a consistent copy of the store to the new file ``path`` while serving;
+        returns its size in bytes."""
+
+    async def prune_audit_step(self, before: str, batch: int) -> tuple[int, bool, float]:
+        """Delete up to ``batch`` audit entries with ids below ``before``; as below."""
 
     # -- retention ------------------------------------------------------------------------
     async def prune_runs_step(self, prune: PrunePass, batch: int) -> tuple[int, bool, float]:

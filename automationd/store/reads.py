@@ -18,14 +18,16 @@ from typing import Any, cast
 from automationd.core.ids import id_floor
 from automationd.core.match import glob_match
 from automationd.core.runstate import LIVE, RunState, TargetState
-from automationd.records import Attempt, DlqEntry, Event, Run, Target
-from automationd.store.api import OpenAttempt, RunQuery
+from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
+from automationd.store.api import AuditQuery, OpenAttempt, RunQuery
 from automationd.store.jobs import JOB_COLUMNS, StoredJobs
 from automationd.store.rows import (
     Row,
     attempt_from_row,
+    audit_from_row,
     dlq_from_row,
     event_from_row,
+    fire_ms,
     loads,
     run_from_row,
     target_from_row,
@@ -36,9 +38,11 @@ Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 RUN_COLS = (
     "id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,"
     " idempotency_key, payload, targets_total, targets_succeeded, targets_failed, error_kind,"
-    " error_message, result, depth, origin, reason, lease"
+    " error_message, result, depth, origin, reason, lease, plan, targets_rolled_back,"
+    " undo_from"
 )
 _PAGE = 500  # events read per page while a name glob is filtered in Python
+_TOP_MESSAGES = 3  # most common messages shown per (job, kind) in the DLQ summary
 
 
 def ms_id(ts: float, plus: int = 0) -> str:
@@ -66,6 +70,13 @@ class SqlReads:
     async def run_by_key(self, job: str, key: str) -> Run | None:
         row = await self._one(
             f"SELECT {RUN_COLS} FROM runs WHERE job=? AND idempotency_key=?", (job, key)
+        )
+        return run_from_row(row) if row else None
+
+    async def apply_of(self, preview_id: str) -> Run | None:
+        row = await self._one(
+            f"SELECT {RUN_COLS} FROM runs WHERE origin=? AND trigger='apply' ORDER BY id LIMIT 1",
+            (preview_id,),
         )
         return run_from_row(row) if row else None
 
@@ -173,16 +184,61 @@ class SqlReads:
             )
         return [dlq_from_row(r) for r in rows]
 
-    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
+    async def dlq_select(
+        self,
+        *,
+        id: str | None,
+        job: str | None,
+        all: bool,
+        kind: str | None = None,
+        since: float | None = None,
+    ) -> list[DlqEntry]:
         if id is not None:
             rows = await self._fetch("SELECT * FROM dlq WHERE id=?", (id,))
-        elif job is not None:
-            rows = await self._fetch("SELECT * FROM dlq WHERE job=? ORDER BY id", (job,))
+        elif job is not None or kind is not None or since is not None:
+            clause, params = _dlq_where(job, kind, since)
+            rows = await self._fetch(f"SELECT * FROM dlq {clause} ORDER BY id", params)
         elif all:
             rows = await self._fetch("SELECT * FROM dlq ORDER BY id", ())
         else:
             rows = []
         return [dlq_from_row(r) for r in rows]
+
+    async def dlq_summary(
+        self, *, job: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Dead letters by (job, error kind): count, oldest and newest ``failed_at``, and the
+        messages that come up most (``messages``, the first of them as ``sample``)."""
+        clause, params = _dlq_where(job, kind, since)
+        groups = await self._fetch(
+            "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
+            f" MAX(failed_at) AS newest FROM dlq {clause} GROUP BY job, error_kind",
+            params,
+        )
+        texts = await self._fetch(
+            "SELECT job, error_kind, error_message, COUNT(*) AS n FROM dlq"
+            f" {clause} GROUP BY job, error_kind, error_message",
+            params,
+        )
+        top: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for r in texts:
+            top.setdefault((r["job"], r["error_kind"]), []).append((r["n"], r["error_message"]))
+        out: list[dict[str, Any]] = []
+        for g in groups:
+            common = sorted(top.get((g["job"], g["error_kind"]), []), key=lambda m: (-m[0], m[1]))
+            out.append(
+                {
+                    "job": g["job"],
+                    "kind": g["error_kind"],
+                    "count": g["n"],
+                    "oldest": g["oldest"],
+                    "newest": g["newest"],
+                    "sample": common[0][1] if common else None,
+                    "messages": [{"message": m, "count": n} for n, m in common[:_TOP_MESSAGES]],
+                }
+            )
+        out.sort(key=lambda x: (-x["count"], x["job"], x["kind"]))
+        return out
 
     async def dlq_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM dlq", ())
@@ -250,3 +306,53 @@ class SqlReads:
     async def job_rows(self) -> StoredJobs:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
         return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too
+
+    # -- fires and the audit trail (issue 14) ---------------------------------------------
+    async def fired(self, job: str, since: float, until: float) -> set[int]:
+        """Fire times (``fire_ms``) in [since, until) that already have a run: claimed in the
+        fires table, or the ``scheduled_for`` of any stored run of the job."""
+        lo, hi = fire_ms(since), fire_ms(until)
+        claimed = await self._fetch(
+            "SELECT fire_ms FROM fires WHERE job=? AND fire_ms >= ? AND fire_ms < ?",
+            (job, lo, hi),
+        )
+        runs = await self._fetch(
+            "SELECT scheduled_for FROM runs WHERE job=? AND scheduled_for >= ?"
+            " AND scheduled_for < ?",
+            (job, lo / 1000 - 0.0005, hi / 1000 - 0.0005),
+        )
+        return {r["fire_ms"] for r in claimed} | {fire_ms(r["scheduled_for"]) for r in runs}
+
+    async def audit(self, q: AuditQuery) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if q.job is not None:
+            where.append("job=?")
+            params.append(q.job)
+        if q.uid is not None:
+            where.append("uid=?")
+            params.append(q.uid)
+        if q.since is not None:
+            where.append("id >= ?")
+            params.append(ms_id(q.since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ?", (*params, q.limit)
+        )
+        return [audit_from_row(r) for r in rows]
+
+
+def _dlq_where(job: str | None, kind: str | None, since: float | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a dead-letter filter (every given part must hold)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if job is not None:
+        where.append("job=?")
+        params.append(job)
+    if kind is not None:
+        where.append("error_kind=?")
+        params.append(kind)
+    if since is not None:
+        where.append("failed_at >= ?")
+        params.append(since)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params

@@ -7,13 +7,16 @@ every backend's SQL for that ``Stmt`` binds:
 
     RUN      id, job, state, trigger, scheduled_for, created_at, started_at, finished_at,
              attempts, idempotency_key, payload, targets_total, targets_succeeded,
-             targets_failed, error_kind, error_message, result, depth, origin, reason, lease
+             targets_failed, error_kind, error_message, result, depth, origin, reason, lease,
+             plan, targets_rolled_back, undo_from
     TARGET   run_id, idx, target, state, attempts, error_kind, error_message, result
     ATTEMPT  run_id, n, phase, target_idx, target, started_at, finished_at, outcome, error,
              stdout, stderr, pgid
     ATTEMPT_PGID  pgid, run_id, n          ATTEMPT_INTERRUPTED  finished_at, error, run_id, n
-    DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at
+    DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at, phase
     DLQ_DELETE  id                         EVENT  id, name, payload, created_at, key, depth
+    AUDIT    id, at, via, uid, user, cmd, target, job, args, digest, outcome, error
+    FIRE     job, fire_ms, run_id
 
 Every row write is a full-row upsert keyed by the row's primary key, so the writer may
 collapse several writes of one row inside a batch to the last one. Times are epoch seconds;
@@ -29,7 +32,17 @@ from typing import Any, Protocol
 
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
-from automationd.records import Attempt, DlqEntry, Event, Phase, Run, RunError, Target, Trigger
+from automationd.records import (
+    Attempt,
+    AuditEntry,
+    DlqEntry,
+    Event,
+    Phase,
+    Run,
+    RunError,
+    Target,
+    Trigger,
+)
 from automationd.store.write import Stmt, Write
 
 Row = Mapping[str, Any]
@@ -93,6 +106,12 @@ class RunView(Protocol):
     def reason(self) -> str | None: ...
     @property
     def lease(self) -> int: ...
+    @property
+    def plan(self) -> Any: ...
+    @property
+    def targets_rolled_back(self) -> int: ...
+    @property
+    def undo_from(self) -> int | None: ...
 
 
 # The plain str of each enum member: SQLite binds a str subclass about 4x slower.
@@ -125,6 +144,9 @@ def w_run(run: RunView) -> Write:
             run.origin,
             run.reason,
             run.lease,
+            dumps(run.plan),
+            run.targets_rolled_back,
+            run.undo_from,
         ),
         key=run.id,
     )
@@ -190,6 +212,7 @@ def w_dlq(e: DlqEntry) -> Write:
             e.error.kind.value,
             e.error.message,
             e.failed_at,
+            _TEXT[e.phase],
         ),
         key=e.id,
     )
@@ -213,38 +236,6 @@ def w_event_row(
 ) -> Write:
     """An event's row from its parts, the payload already JSON (the ``run.*`` events)."""
     return Write(Stmt.EVENT, (event_id, name, payload_json, created_at, key, depth), key=event_id)
-
-
-AttemptHead = tuple[str, int, str, int, str | None, float]
-_NO_END = (None, None, None, None, None, None)
-
-
-def attempt_head(
-    run_id: str, n: int, phase: Phase, target_idx: int, target: Any, started_at: float
-) -> AttemptHead:
-    """The first six ATTEMPT params (which attempt, of what, since when), made once per
-    attempt: its start and its end rows share them, with no ``Attempt`` record for either."""
-    return (run_id, n, _TEXT[phase], target_idx, dumps(target), started_at)
-
-
-def w_attempt_start(head: AttemptHead) -> Write:
-    """ "Attempt n started": its row with no outcome (what recovery closes as interrupted)."""
-    return Write(Stmt.ATTEMPT, head + _NO_END, key=(head[0], head[1]))
-
-
-def w_attempt_end(
-    head: AttemptHead,
-    finished_at: float,
-    outcome: str,
-    error: str | None,
-    stdout: str | None = None,
-    stderr: str | None = None,
-) -> Write:
-    return Write(
-        Stmt.ATTEMPT,
-        (*head, finished_at, outcome, error, stdout, stderr, None),
-        key=(head[0], head[1]),
-    )
 
 
 # --- reading rows back ---------------------------------------------------------------------
@@ -281,6 +272,9 @@ def run_from_row(r: Row) -> Run:
         origin=r["origin"],
         reason=r["reason"],
         lease=r["lease"],
+        plan=loads(r["plan"]),
+        targets_rolled_back=r["targets_rolled_back"],
+        undo_from=r["undo_from"],
     )
 
 
@@ -320,6 +314,7 @@ def dlq_from_row(r: Row) -> DlqEntry:
         error=_error(r["error_kind"], r["error_message"])
         or RunError(kind=ErrorKind.FATAL, message=""),
         failed_at=r["failed_at"],
+        phase=Phase(r["phase"]),
     )
 
 
@@ -332,3 +327,61 @@ def event_from_row(r: Row) -> Event:
         idempotency_key=r["idempotency_key"],
         depth=r["depth"],
     )
+
+
+# --- the audit trail and fire claims (issue 14) ----------------------------------------------
+
+
+def w_audit(e: AuditEntry) -> Write:
+    return w_audit_row(
+        (
+            e.id,
+            e.at,
+            e.via,
+            e.uid,
+            e.user,
+            e.cmd,
+            e.target,
+            e.job,
+            dumps(e.args),
+            e.digest,
+            e.outcome,
+            e.error,
+        )
+    )
+
+
+def w_audit_row(params: tuple[Any, ...]) -> Write:
+    """An audit entry's row from its AUDIT parameters (the arguments already JSON text):
+    the trail writes one per manual trigger, without a record in between."""
+    return Write(Stmt.AUDIT, params, key=params[0])
+
+
+def audit_from_row(r: Row) -> AuditEntry:
+    return AuditEntry(
+        id=r["id"],
+        at=r["at"],
+        via=r["via"],
+        uid=r["uid"],
+        user=r["user"],
+        cmd=r["cmd"],
+        target=r["target"],
+        job=r["job"],
+        args=loads(r["args"]),
+        digest=r["digest"],
+        outcome=r["outcome"],
+        error=r["error"],
+    )
+
+
+def fire_ms(due: float) -> int:
+    """A fire time as the fires table keys it: whole milliseconds (a float's last bits must
+    not make one fire two)."""
+    return round(due * 1000)
+
+
+def w_fire(job: str, due: float, run_id: str) -> Write:
+    """Claim fire ``due`` of ``job`` for ``run_id``: written in the unit that creates the run,
+    so a run and its claim are durable together. The table's primary key (job, fire_ms) is
+    what makes "one run per (job, fire time)" hold on every backend; a second claim fails."""
+    return Write(Stmt.FIRE, (job, fire_ms(due), run_id), key=(job, fire_ms(due)))

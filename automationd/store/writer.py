@@ -12,30 +12,22 @@ Rules:
 1. Callers never touch the connection. A submission appends one *entry* (a caller's list of
    ``Write``s, or one function) to ``pending`` and schedules a kick for the end of the loop
    turn; it does not await, so everything submitted in one turn lands in the same batch.
-   A *deferrable* entry (``post``, ``submit_then(…, defer=True)``: nobody is held up until
-   it is durable, e.g. a run's end) schedules no kick of its own: it rides with the next
-   entry someone waits for, or goes after ``DEFER`` seconds, or once ``DEFER_WRITES`` writes
-   wait. Why: a synchronous client's next trigger arrives a fraction of a millisecond after
-   its answer; the previous run's end then shares that trigger's commit instead of taking a
-   commit of its own just before it (one fsync per run instead of two, and the trigger no
-   longer waits behind the end's). Order is unchanged: a kick takes ``pending`` in order.
+   A *deferrable* entry (``post``, ``submit_then(…, defer=True)``: nobody waits for it, e.g.
+   a run's end) kicks nothing: it rides with the next entry someone waits for, or goes after
+   ``DEFER`` s or once ``DEFER_WRITES`` wait. Why: a synchronous client's next trigger comes
+   a fraction of a millisecond after its answer, and the previous run's end then shares its
+   commit (one fsync per run, not two). Order is unchanged: a kick takes ``pending`` in order.
 2. A kick takes EVERYTHING pending (whole entries, up to ``max_batch`` writes; an entry is
    never split) and hands it to the backend's ``Committer`` as one batch = one transaction.
-   At most ``PIPELINE`` batches are in the committer at once; while they are, new entries
-   accumulate and become the next batch: that is the natural group commit. No task, no
-   timer: a batch's completion (a done callback, in completion order) settles its callers and
-   kicks the next one at the end of that turn, so the runs it started have taken their first
-   step and what they wrote (the next attempts of the workers they freed) rides along
-   (measured: +12-20 % runs/s when the worker pool is the bound).
-   ``PIPELINE`` is 1: a second batch queued behind the first waits for the same thread
-   anyway, so it bought no latency, only smaller batches (measured with 4 synchronous
-   clients: 15 % less CPU per run, more runs/s, the same trigger latency).
-   Two exceptions to "at the end of the turn": an idle writer starts a batch at once when
-   ``EARLY_WRITES`` wait for it, and batches stop at ``MAX_BATCH`` (1,000) writes. Both make
-   a herd (2,000 scheduled runs made in one turn, in units of 128) durable in pieces: the
-   first piece commits while the rest is still being made, and its runs start as soon as
-   it is durable (measured: action-start lateness p50 ~40 % lower), at the cost of a few
-   more fsyncs, which group commit makes cheap.
+   At most ``PIPELINE`` (1) batch is in the committer; meanwhile new entries accumulate and
+   become the next batch: the natural group commit (a second batch in flight waited for the
+   same thread anyway; measured: 15 % less CPU per run, same latency). No task, no timer: a
+   batch's completion settles its callers and kicks the next batch at the end of that turn,
+   once the runs it started took their first step, so the next attempts of the workers they
+   freed ride along (+12-20 % runs/s when the worker pool is the bound). Exceptions: an idle
+   writer starts a batch at once when ``EARLY_WRITES`` wait, and batches stop at ``MAX_BATCH``
+   writes, so a herd (2,000 runs made in one turn, in units of 128) is durable in pieces:
+   its first runs start while the rest is still being made (action-start p50 ~40 % lower).
 3. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier`` or a
    function); segments execute in order. Inside a segment writes are grouped by statement,
    each group one multi-row statement, groups in order of first appearance (store/batch.py).
@@ -69,7 +61,8 @@ import structlog
 
 from automationd.clock import Clock
 from automationd.errors import StoreError
-from automationd.store.batch import Step, TxnFn, keys_of, plan_batch
+from automationd.store.batch import Settlement, Step, TxnFn, keys_of, plan_batch
+from automationd.store.episode import Episode
 from automationd.store.write import Then, Write
 
 log = structlog.get_logger("automationd.store")
@@ -80,11 +73,13 @@ DEFER = 0.002  # seconds a deferrable entry may wait for company (rule 1)
 DEFER_WRITES = 256  # ... or until this many writes wait
 EARLY_WRITES = 256  # an idle writer starts a batch this big at once, mid-turn (rule 2)
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
-STILL_FAILING_EVERY = 60.0
 
 
 class Committer(Protocol):
-    """Runs one batch's steps as one transaction (the backend's connection and thread)."""
+    """Runs one batch's steps as one transaction (the backend's connection and thread).
+
+    A committer may instead offer ``start_entries(entries) -> Future[Settlement]``: it then
+    plans the batch itself and may refuse whole entries (store/pg/committer.py: fencing)."""
 
     def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
         """Begin the transaction; the future gives the functions' results, in step order, or
@@ -127,6 +122,9 @@ class Writer:
         on_health: Callable[[], None] | None = None,
     ) -> None:
         self._committer = committer
+        self._by_entry: Callable[[list[_Entry]], asyncio.Future[Any]] | None = getattr(
+            committer, "start_entries", None
+        )
         self._on_health = on_health
         self._clock = clock
         self._max_batch = max_batch
@@ -143,11 +141,8 @@ class Writer:
         self._retry_delay = RETRY_FIRST
         self._closing = False
         self._drained: asyncio.Future[None] = self._loop.create_future()
-        self.failing: str | None = None  # the kind, while batches fail
+        self._episode = Episode(clock)
         self.last_error: str | None = None
-        self._failed_since = 0.0
-        self._failed_count = 0
-        self._told = 0.0
         self.batches = self.writes = self.statements = self.collapsed = 0
         self.failed_batches = self.failed_writes = 0
         self.last_batch_size = self.max_batch_size = 0
@@ -228,8 +223,12 @@ class Writer:
             batch = self._take()
             started = self._clock.monotonic()
             try:
-                steps, statements, collapsed = plan_batch(batch)
-                fut = self._committer.start(steps)
+                if self._by_entry is not None:
+                    fut: asyncio.Future[Any] = self._by_entry(batch)
+                    statements = collapsed = 0
+                else:
+                    steps, statements, collapsed = plan_batch(batch)
+                    fut = self._committer.start(steps)
             except Exception as exc:  # an unhashable key, or the committer is gone
                 self._failed(batch, exc, started)
                 continue
@@ -262,14 +261,19 @@ class Writer:
         started: float,
         statements: int,
         collapsed: int,
-        fut: asyncio.Future[list[Any]],
+        fut: asyncio.Future[Any],
     ) -> None:
         self._inflight.remove(batch)
         exc = StoreError("batch abandoned", kind="closed") if fut.cancelled() else fut.exception()
         if exc is None:
+            result = fut.result()
+            refused: dict[int, Exception] = {}
+            if type(result) is Settlement:
+                statements, collapsed, refused = result.statements, result.collapsed, result.refused
+                result = result.results
             self.statements += statements
             self.collapsed += collapsed
-            self._succeeded(batch, fut.result(), started)
+            self._succeeded(batch, result, started, refused)
         else:
             self._failed(batch, exc, started)
         # The next batch at the end of this turn, not now: the runs this batch started take
@@ -289,10 +293,12 @@ class Writer:
         self.commit_seconds += elapsed
         return size
 
-    def _succeeded(self, batch: list[_Entry], results: list[Any], started: float) -> None:
+    def _succeeded(
+        self, batch: list[_Entry], results: list[Any], started: float, refused: dict[int, Exception]
+    ) -> None:
         self.writes += self._account(batch, started)
         if self._held:  # rule 6: a row this batch stored is newer than the held write of it
-            stored = keys_of(batch)
+            stored = keys_of([e for i, e in enumerate(batch) if i not in refused])
             for entry in self._held:
                 entry.writes = [
                     w for w in entry.writes if w.key is None or (w.stmt, w.key) not in stored
@@ -300,7 +306,11 @@ class Writer:
         elif self.failing is not None:
             self._recovered()
         fn_results = iter(results)
-        for entry in batch:
+        for i, entry in enumerate(batch):
+            if refused and i in refused:  # stored nothing; never retried (it cannot land)
+                err = refused[i]
+                _tell(entry, err if isinstance(err, StoreError) else StoreError(str(err)))
+                continue
             value = next(fn_results) if entry.fn is not None else None
             if entry.future is not None:
                 if not entry.future.done():
@@ -339,39 +349,21 @@ class Writer:
                 self._urgent += 1
         self._kick(deferred=True)
 
-    # -- failure episodes (rule 7) --------------------------------------------------------
+    # -- failure episodes (rule 7, told by store/episode.py) -------------------------------
+    @property
+    def failing(self) -> str | None:
+        """The kind of failure while batches fail, else None."""
+        return self._episode.kind
+
     def _note_failure(self, err: StoreError) -> None:
-        now = self._clock.monotonic()
         self.last_error = str(err)
         if self._on_error is not None:
             self._on_error(err.kind)
-        if self.failing is None:
-            self.failing = err.kind
-            self._failed_since = self._told = now
-            self._failed_count = 1
-            log.error("store.write_failed", kind=err.kind, error=str(err))
-            if self._on_health is not None:
-                self._on_health()
-            return
-        self.failing = err.kind
-        self._failed_count += 1
-        if now - self._told >= STILL_FAILING_EVERY:
-            self._told = now
-            log.error(
-                "store.still_failing",
-                kind=err.kind,
-                failed_batches=self._failed_count,
-                for_s=round(now - self._failed_since, 1),
-            )
+        if self._episode.failed(err) and self._on_health is not None:
+            self._on_health()
 
     def _recovered(self) -> None:
-        log.info(
-            "store.write_recovered",
-            kind=self.failing,
-            failed_batches=self._failed_count,
-            after_s=round(self._clock.monotonic() - self._failed_since, 3),
-        )
-        self.failing = None
+        self._episode.recovered()
         self._retry_delay = RETRY_FIRST
         if self._on_health is not None:
             self._on_health()

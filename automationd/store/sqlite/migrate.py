@@ -35,6 +35,58 @@ MIGRATIONS: tuple[Step, ...] = (
     # 2: the fencing token of the daemon owning a run (several daemons share PostgreSQL; on
     # SQLite it stays 0, but the row has one shape on every backend).
     (2, "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"),
+    # 3: previews, apply and undo (SPEC §7.2): a run's plan, its rolled-back target count, the
+    # attempt count its latest rollback began after (recovery counts that pass's undo tries),
+    # the phase a dead letter failed in (an undo failure is retried by undoing again), and the
+    # apply run of a preview found by its origin (partial: only apply runs are indexed).
+    (
+        3,
+        "ALTER TABLE runs ADD COLUMN plan TEXT;"
+        " ALTER TABLE runs ADD COLUMN targets_rolled_back INTEGER NOT NULL DEFAULT 0;"
+        " ALTER TABLE runs ADD COLUMN undo_from INTEGER;"
+        " ALTER TABLE dlq ADD COLUMN phase TEXT NOT NULL DEFAULT 'perform';"
+        " CREATE INDEX IF NOT EXISTS runs_apply_of ON runs (origin) WHERE trigger = 'apply';",
+    ),
+    # 4 (issue 14): a job's revision, owner (uid) and override flag; the audit trail; and the
+    # fires table, one row per (job, fire time) claimed by a backfill run, whose primary key
+    # makes "one run per fire" a constraint any backend (and any fire source) can reuse.
+    (
+        4,
+        """
+        ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE jobs ADD COLUMN owner INTEGER;
+        ALTER TABLE jobs ADD COLUMN override INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE IF NOT EXISTS audit (
+            id      TEXT PRIMARY KEY,
+            at      REAL NOT NULL,
+            via     TEXT NOT NULL,
+            uid     INTEGER,
+            user    TEXT,
+            cmd     TEXT NOT NULL,
+            target  TEXT,
+            job     TEXT,
+            args    TEXT,
+            digest  TEXT,
+            outcome TEXT NOT NULL,
+            error   TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job, id);
+        CREATE TABLE IF NOT EXISTS fires (
+            job     TEXT NOT NULL,
+            fire_ms INTEGER NOT NULL,
+            run_id  TEXT NOT NULL,
+            PRIMARY KEY (job, fire_ms)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS fires_by_run ON fires (run_id);
+        """,
+    ),
+    # 5 (issue 16): one run per (job, due time) for scheduled fires, as on PostgreSQL, where
+    # two leaders for a split second must not make two runs (backfills: the fires table).
+    (
+        5,
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_fire ON runs (job, scheduled_for)"
+        " WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;",
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
