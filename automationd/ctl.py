@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(top, "limits", "limits.list", "limits", help="rate limits per service")
     _leaf(top, "breakers", "breakers.list", "breakers", help="circuit breakers per service")
     _leaf(top, "reload", "reload", "reload", help="reload the config file")
+    _leaf(top, "web-login", "web.login", "web_login", help="print a one-time web console login URL")
 
     jobs = _group(top, "jobs", "list and manage jobs")
     _leaf(jobs, "list", "jobs.list", "jobs", ["state"]).add_argument("--state")

@@ -334,6 +334,7 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("OPENED AT", "opened_at"),
         ],
     ),
+    "web_login": lambda r: f"{r['url']}\n",
     "reload": lambda r: (
         f"reloaded: {_count(r.get('jobs_added'))} added, {_count(r.get('jobs_updated'))} "
         f"updated, {_count(r.get('jobs_removed'))} removed\n"

@@ -34,6 +34,7 @@ from automationd.admin.events_cmds import EventCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.server import serve_admin
+from automationd.admin.web_cmds import WebCommands
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -58,6 +59,8 @@ from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
 from automationd.store.retention import Retention
 from automationd.store.sqlite.store import open_sqlite
+from automationd.web.app import serve_web, web_console
+from automationd.web.auth import WebAuth, load_token
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -172,6 +175,11 @@ class Daemon:
                     except ConfigError as exc:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
+                # The web console (issue 13): its token is made at first start, its login links
+                # come from the socket's web.login, and it serves the same command table.
+                web_auth = None
+                if cfg.web.listen:
+                    web_auth = WebAuth(load_token(cfg.daemon.state_dir), clock)
                 table = build_table(
                     [
                         DaemonCommands(
@@ -198,7 +206,17 @@ class Daemon:
                             redo=Redo(launcher, jobs, store, dlq),
                         ),
                         EventCommands(bus=bus, store=store),
+                        WebCommands(login_url=web_auth.login_url if web_auth else None),
                     ]
+                )
+                console = web_console(
+                    cfg.web,
+                    web_auth,
+                    table=table,
+                    jobs=jobs,
+                    store=store,
+                    clock=clock,
+                    gauges=(pool, launcher, dlq),
                 )
                 retention = Retention(store, clock, cfg.retention)
 
@@ -235,6 +253,8 @@ class Daemon:
                         tg.create_task(retention.run(), name="retention"),
                         tg.create_task(bus.deliver_forever(), name="events:deliver"),
                     ]
+                    if console is not None:
+                        background.append(tg.create_task(console.feed.run(), name="web:feed"))
                     if self.notifier.watchdog_interval:
                         background.append(
                             tg.create_task(
@@ -253,6 +273,11 @@ class Daemon:
                                 cfg.daemon.metrics_listen, metrics.registry, health, before_scrape
                             )
                         )
+                        web_addr = None
+                        if console is not None:
+                            web_addr = await edges.enter_async_context(
+                                serve_web(cfg.web.listen, console)
+                            )
                         self.notifier.ready(f"running: {len(jobs)} jobs")
                         log.info(
                             "daemon.ready",
@@ -261,6 +286,7 @@ class Daemon:
                             jobs=len(jobs),
                             resumed_runs=resumed,
                             metrics=addr,
+                            web=web_addr,
                             socket=str(cfg.daemon.admin_socket),
                             startup_s=round(clock.time() - started, 3),
                         )

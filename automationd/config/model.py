@@ -67,6 +67,14 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebConfig:
+    """The web console and HTTP API (SPEC §7.3): off unless ``listen`` is set."""
+
+    listen: str = ""  # "HOST:PORT"; "" disables the console
+    read_only: bool = False  # hide and refuse every state-changing request
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Defaults:
     timeout: float = 300.0
     retries: int = 3
@@ -342,3 +350,4 @@ class Config:
     defaults: Defaults = field(default_factory=Defaults)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     jobs: tuple[JobSpec, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)

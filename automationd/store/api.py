@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from automationd.records import Attempt, DlqEntry, Event, Run, Target
 from automationd.store.jobs import StoredJobs
-from automationd.store.write import Stmt, Then, Write
+from automationd.store.write import Observer, Stmt, Then, Write
 
-__all__ = ["OpenAttempt", "PrunePass", "RunQuery", "Stmt", "Store", "Then", "Write"]
+__all__ = ["Observer", "OpenAttempt", "PrunePass", "RunQuery", "Stmt", "Store", "Then", "Write"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,12 +87,26 @@ class Store(Protocol):
 
     async def commit(self, writes: Sequence[Write]) -> None: ...
 
+    def watch(self, observer: Observer | None) -> None:
+        """Tell ``observer`` the writes of every batch once it is durable (None: stop).
+
+        For live views (the web console): called in the event loop, from the batch's
+        settlement, with each entry's writes; it must be quick and must not raise. Nobody
+        watching costs nothing per batch.
+        """
+
     # -- runs -----------------------------------------------------------------------------
     async def run(self, run_id: str) -> Run | None: ...
 
     async def run_by_key(self, job: str, key: str) -> Run | None: ...
 
     async def runs(self, query: RunQuery) -> list[Run]: ...
+
+    async def runs_window(self, query: RunQuery, scan: int) -> tuple[list[Run], str | None]:
+        """``runs`` looking at no more than ``scan`` candidate rows (store/reads.py)."""
+
+    async def recent_states(self, jobs: Sequence[str], per_job: int) -> dict[str, list[str]]:
+        """Each job's newest outcome states (succeeded/partial/failed), newest first."""
 
     async def live_runs(self) -> list[Run]:
         """Runs left queued, running or retrying (crash recovery), oldest first."""
@@ -118,6 +132,9 @@ class Store(Protocol):
 
     async def dlq_count(self) -> int: ...
 
+    async def dlq_summary(self, limit: int = 500) -> list[dict[str, Any]]:
+        """``[{job, kind, count, oldest, newest, sample}]``, largest groups first."""
+
     # -- events ---------------------------------------------------------------------------
     async def event_by_key(self, key: str) -> Event | None: ...
 
@@ -132,6 +149,7 @@ class Store(Protocol):
         limit: int | None,
         newest_first: bool,
         name: str | None = None,
+        before: str | None = None,
     ) -> list[Event]:
         """Events created in [since, until] (whole milliseconds) whose name matches the glob."""
 

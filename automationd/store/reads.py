@@ -39,6 +39,18 @@ RUN_COLS = (
     " error_message, result, depth, origin, reason, lease"
 )
 _PAGE = 500  # events read per page while a name glob is filtered in Python
+# States the partial indexes hold (schema v1 ``runs_live``, migration 3 ``runs_unsuccessful``):
+# a state filter repeats the index's own condition so the planner can use it.
+LIVE_STATES = ("queued", "running", "retrying")
+UNSUCCESSFUL = ("failed", "partial", "cancelled", "skipped", "previewed", "stale", "rolled_back")
+_STATE_INDEX = {
+    **{s: "state IN ('queued', 'running', 'retrying')" for s in LIVE_STATES},
+    **{
+        s: "state IN ('failed', 'partial', 'cancelled', 'skipped', 'previewed', 'stale',"
+        " 'rolled_back')"
+        for s in UNSUCCESSFUL
+    },
+}
 
 
 def ms_id(ts: float, plus: int = 0) -> str:
@@ -70,27 +82,64 @@ class SqlReads:
         return run_from_row(row) if row else None
 
     async def runs(self, q: RunQuery) -> list[Run]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("job", q.job), ("state", q.state), ("trigger", q.trigger)):
-            if value is not None:
-                where.append(f"{column}=?")
-                params.append(value)
-        if q.since is not None:
-            where.append("id >= ?")
-            params.append(ms_id(q.since))
-        if q.until is not None:
-            where.append("id < ?")
-            params.append(ms_id(q.until, 1))
-        if q.before is not None:
-            where.append("id < ?")
-            params.append(q.before)
+        where, params = _run_filters(q)
+        hint = _STATE_INDEX.get(q.state or "")
+        if hint is not None and q.job is None:
+            where.append(hint)  # implies nothing new; lets the partial index serve the filter
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
             f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
             (*params, q.limit, q.offset),
         )
         return [run_from_row(r) for r in rows]
+
+    async def runs_window(self, q: RunQuery, scan: int) -> tuple[list[Run], str | None]:
+        """Like ``runs``, but looks at no more than the ``scan`` newest runs that the id range
+        and the job allow (the indexed part), filtering state and trigger among them: a
+        filter no index serves costs at most ``scan`` row reads, at any table size.
+
+        Returns the matches and, when fewer than ``q.limit`` matched because the window ran
+        out, the lowest id looked at (continue with ``before`` = it); else None.
+        """
+        ranged = RunQuery(job=q.job, since=q.since, until=q.until, before=q.before)
+        where, params = _run_filters(ranged)
+        rest, rest_params = _run_filters(RunQuery(state=q.state, trigger=q.trigger))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        inner = f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ?"
+        outer = f" WHERE {' AND '.join(rest)}" if rest else ""
+        rows = await self._fetch(
+            f"SELECT * FROM ({inner}){outer} ORDER BY id DESC LIMIT ?",
+            (*params, scan, *rest_params, q.limit),
+        )
+        runs = [run_from_row(r) for r in rows]
+        if len(runs) >= q.limit:
+            return runs, None
+        last = await self._one(
+            f"SELECT COUNT(*) AS n, MIN(id) AS low FROM"
+            f" (SELECT id FROM runs {clause} ORDER BY id DESC LIMIT ?)",
+            (*params, scan),
+        )
+        if last is None or int(last["n"]) < scan:
+            return runs, None  # the window held every candidate: nothing older is left
+        return runs, str(last["low"])
+
+    async def recent_states(self, jobs: Sequence[str], per_job: int) -> dict[str, list[str]]:
+        """The states of each job's ``per_job`` newest runs that ended with an outcome
+        (succeeded, partial, failed), newest first: one indexed query for a page of jobs."""
+        if not jobs:
+            return {}
+        part = (
+            "SELECT * FROM (SELECT job, state FROM runs WHERE job=?"
+            " AND state IN ('succeeded', 'partial', 'failed') ORDER BY id DESC LIMIT ?)"
+        )
+        params: list[Any] = []
+        for name in jobs:
+            params += [name, per_job]
+        rows = await self._fetch(" UNION ALL ".join([part] * len(jobs)), params)
+        out: dict[str, list[str]] = {name: [] for name in jobs}
+        for r in rows:
+            out[r["job"]].append(r["state"])
+        return out
 
     async def live_runs(self) -> list[Run]:
         states = sorted(s.value for s in LIVE)
@@ -188,6 +237,37 @@ class SqlReads:
         row = await self._one("SELECT COUNT(*) AS n FROM dlq", ())
         return int(row["n"]) if row else 0
 
+    async def dlq_summary(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Dead letters grouped by job and error kind, largest groups first:
+        ``[{job, kind, count, oldest, newest, sample}]`` (times epoch seconds; ``sample``
+        the newest entry's message)."""
+        rows = await self._fetch(
+            "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
+            " MAX(failed_at) AS newest, MAX(id) AS last FROM dlq GROUP BY job, error_kind"
+            " ORDER BY n DESC, job, error_kind LIMIT ?",
+            (limit,),
+        )
+        samples: dict[str, str] = {}
+        ids = [r["last"] for r in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = await self._fetch(
+                f"SELECT id, error_message FROM dlq WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            samples.update((r["id"], r["error_message"]) for r in found)
+        return [
+            {
+                "job": r["job"],
+                "kind": r["error_kind"],
+                "count": int(r["n"]),
+                "oldest": r["oldest"],
+                "newest": r["newest"],
+                "sample": samples.get(r["last"], ""),
+            }
+            for r in rows
+        ]
+
     # -- events ---------------------------------------------------------------------------
     async def event_by_key(self, key: str) -> Event | None:
         row = await self._one("SELECT * FROM events WHERE idempotency_key=?", (key,))
@@ -210,12 +290,17 @@ class SqlReads:
         limit: int | None,
         newest_first: bool,
         name: str | None = None,
+        before: str | None = None,
     ) -> list[Event]:
         """A ``name`` glob is pushed into SQL where the backend's glob means ours (no
         ``[...]`` classes, whose negation differs) and every row is re-checked with
-        ``core.match.glob_match`` either way, in pages, so no filter loads the whole history."""
+        ``core.match.glob_match`` either way, in pages, so no filter loads the whole history.
+        ``before``: only ids below it (keyset paging, newest first)."""
         where: list[str] = []
         params: list[Any] = []
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
         if since is not None:
             where.append("id >= ?")
             params.append(ms_id(since))
@@ -250,3 +335,22 @@ class SqlReads:
     async def job_rows(self) -> StoredJobs:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
         return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too
+
+
+def _run_filters(q: RunQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("job", q.job), ("state", q.state), ("trigger", q.trigger)):
+        if value is not None:
+            where.append(f"{column}=?")
+            params.append(value)
+    if q.since is not None:
+        where.append("id >= ?")
+        params.append(ms_id(q.since))
+    if q.until is not None:
+        where.append("id < ?")
+        params.append(ms_id(q.until, 1))
+    if q.before is not None:
+        where.append("id < ?")
+        params.append(q.before)
+    return where, params

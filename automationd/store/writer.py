@@ -52,7 +52,7 @@ import structlog
 from automationd.clock import Clock
 from automationd.errors import StoreError
 from automationd.store.batch import Step, TxnFn, keys_of, plan_batch
-from automationd.store.write import Then, Write
+from automationd.store.write import Observer, Then, Write
 
 log = structlog.get_logger("automationd.store")
 
@@ -127,6 +127,7 @@ class Writer:
         self.failed_batches = self.failed_writes = 0
         self.last_batch_size = self.max_batch_size = 0
         self.commit_seconds = self.last_commit_seconds = 0.0
+        self.observer: Observer | None = None  # Store.watch: told each durable batch
 
     # -- submitting -----------------------------------------------------------------------
     @property
@@ -245,6 +246,12 @@ class Writer:
                 ]
         elif self.failing is not None:
             self._recovered()
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer([e.writes for e in batch if e.writes])
+            except Exception:  # a live view must never cost a caller its answer
+                log.exception("store.observer_failed")
         fn_results = iter(results)
         for entry in batch:
             value = next(fn_results) if entry.fn is not None else None

@@ -35,6 +35,14 @@ MIGRATIONS: tuple[Step, ...] = (
     # 2: the fencing token of the daemon owning a run (several daemons share PostgreSQL; on
     # SQLite it stays 0, but the row has one shape on every backend).
     (2, "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"),
+    # 3: runs that did not succeed, by state (newest first within one): the web console's
+    # "last failures" and a state filter stay index reads among a million succeeded runs.
+    # Partial, so the common succeeded run never touches it (store/reads.py UNSUCCESSFUL).
+    (
+        3,
+        "CREATE INDEX IF NOT EXISTS runs_unsuccessful ON runs (state) WHERE state IN"
+        " ('failed', 'partial', 'cancelled', 'skipped', 'previewed', 'stale', 'rolled_back');",
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

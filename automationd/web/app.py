@@ -1,0 +1,138 @@
+"""The web console's aiohttp application and its listener on ``[web] listen``.
+
+Like the metrics endpoint (obs/web.py): an ``AppRunner`` that leaves signals to daemon.py
+(``handle_signals=False``) and writes no access log; :func:`serve_web` is an async context
+manager the daemon enters into its exit stack. Leaving it ends every live stream first
+(they would otherwise hold the shutdown for ``_SHUTDOWN_TIMEOUT``), then closes the
+listener. The feed's task runs in the daemon's TaskGroup (daemon.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from automationd.admin.command import CommandTable
+from automationd.clock import Clock
+from automationd.config.model import WebConfig
+from automationd.engine.jobs import JobTable
+from automationd.engine.launcher import Launcher
+from automationd.engine.pool import WorkerPool
+from automationd.engine.report import DlqCount
+from automationd.errors import AutomationdError
+from automationd.obs.web import format_address, parse_listen
+from automationd.store.api import Store
+from automationd.web.api import make_api
+from automationd.web.auth import WebAuth
+from automationd.web.console import Console, make_templates
+from automationd.web.feed import Feed
+from automationd.web.forms import make_forms
+from automationd.web.guard import add_headers, make_guard
+from automationd.web.job_pages import make_job_pages
+from automationd.web.pages import make_pages
+from automationd.web.run_pages import make_run_pages
+from automationd.web.stream import make_streams
+
+log = structlog.get_logger("automationd.web")
+
+_SHUTDOWN_TIMEOUT = 1.0
+MAX_BODY = 1 << 20  # like the socket's request line: 1 MiB
+
+
+def web_console(
+    config: WebConfig,
+    auth: WebAuth | None,
+    *,
+    table: CommandTable,
+    jobs: JobTable,
+    store: Store,
+    clock: Clock,
+    gauges: tuple[WorkerPool, Launcher, DlqCount],
+) -> Console | None:
+    """The console's parts, or None when it is off (``auth`` is made only when it is on)."""
+    if auth is None:
+        return None
+    pool, launcher, dlq = gauges
+
+    def counters() -> dict[str, Any]:
+        """The overview's live numbers, sent with every burst of run changes."""
+        return {
+            "queue_depth": pool.waiting,
+            "workers_busy": pool.busy,
+            "workers_max": pool.max,
+            "runs_in_flight": len(launcher.live),
+            "dlq_size": dlq.value,
+            "store": "healthy" if store.healthy else "unhealthy",
+        }
+
+    return Console(
+        table=table,
+        jobs=jobs,
+        store=store,
+        feed=Feed(store.watch, clock, counters),
+        auth=auth,
+        clock=clock,
+        read_only=config.read_only,
+        templates=make_templates(clock.time),
+    )
+
+
+def make_app(console: Console) -> web.Application:
+    app = web.Application(middlewares=[make_guard(console)], client_max_size=MAX_BODY)
+    for routes in (
+        make_pages(console),
+        make_job_pages(console),
+        make_run_pages(console),
+        make_forms(console),
+        make_streams(console),
+        make_api(console),
+    ):
+        app.router.add_routes(routes)
+    static = resources.files("automationd.web").joinpath("static")
+    app.router.add_static("/static/", str(static), append_version=False)
+    app.on_response_prepare.append(add_headers)
+    return app
+
+
+def url_host(address: str) -> str:
+    """The bound address as a browser should be sent to it (a wildcard means this host)."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "[::]":
+        host = "[::1]"
+    return f"{host}:{port}"
+
+
+@asynccontextmanager
+async def serve_web(listen: str, console: Console) -> AsyncIterator[str]:
+    """Serve the console on ``listen`` until the block exits; yields the bound address."""
+    host, port = parse_listen(listen)
+    runner = web.AppRunner(
+        make_app(console),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=_SHUTDOWN_TIMEOUT,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise AutomationdError(f"web.listen {listen!r}: cannot listen: {reason}") from exc
+        address = format_address(runner.addresses[0]) if runner.addresses else listen
+        console.auth.base_url = f"http://{url_host(address)}"
+        log.info("web.listening", address=address, read_only=console.read_only)
+        try:
+            yield address
+        finally:
+            console.feed.close()
+    finally:
+        await runner.cleanup()
