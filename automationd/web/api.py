@@ -63,6 +63,13 @@ def error(code: str, message: str, status: int | None = None) -> web.Response:
 def make_api(console: Console) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
+    @routes.get("/api/v1/")
+    @routes.get("/api/v1")
+    async def listing(request: web.Request) -> web.Response:
+        """The commands there are, and which change state (POST only)."""
+        result = [{"cmd": c.name, "writes": c.writes} for c in console.table.values()]
+        return answer(200, {"ok": True, "result": result})
+
     @routes.route("*", "/api/v1/{cmd}")
     async def api(request: web.Request) -> web.Response:
         name = request.match_info["cmd"]

@@ -60,6 +60,7 @@ def make_templates(now: Callable[[], float]) -> jinja2.Environment:
     env.filters["ago"] = lambda t: ago(t, now())
     env.filters["dur"] = duration
     env.filters["pretty"] = pretty
+    env.filters["compact"] = compact
     env.filters["epoch"] = epoch
     return env
 
@@ -155,6 +156,11 @@ def duration(seconds: Any, coarse: bool = False) -> str:
     if s < 86400:
         return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
     return f"{int(s // 86400)}d{int(s % 86400 // 3600)}h"
+
+
+def compact(value: Any) -> str:
+    """JSON on one line, as readable text (autoescape makes it safe in the page)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def pretty(value: Any) -> str:

@@ -185,7 +185,13 @@ def _login_form(
     console: Console, request: web.Request, target: str, problem: str, status: int = 200
 ) -> web.Response:
     return render(
-        console, request, "login.html", http_status=status, stream=None, next=target, problem=problem
+        console,
+        request,
+        "login.html",
+        http_status=status,
+        stream=None,
+        next=target,
+        problem=problem,
     )
 
 

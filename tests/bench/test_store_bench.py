@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import uvloop
-
-from automationd.core.ids import IdGenerator
 from automationd.store.db import DB_NAME, open_database
 from automationd.store.migrate import migrate
+
+from automationd.core.ids import IdGenerator
 from automationd.store.writer import Write
 
 pytestmark = pytest.mark.bench

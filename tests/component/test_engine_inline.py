@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automationd.engine.dispatcher import Engine
+from automationd.store.db import Database, open_database
+from automationd.store.events import EventStore
+from automationd.store.runs import RunStore
+
 from automationd.actions.base import ActionContext, HttpClients
 from automationd.clock import SystemClock
 from automationd.config.model import Backoff, JobSpec, PythonAction
-from automationd.engine.dispatcher import Engine
 from automationd.engine.eventbus import EventBus
 from automationd.engine.intake import Intake
 from automationd.engine.jobs import JobRuntime, JobTable
@@ -23,9 +27,6 @@ from automationd.engine.pool import WorkerPool
 from automationd.errors import RetryableError
 from automationd.obs.metrics import Metrics
 from automationd.records import Trigger
-from automationd.store.db import Database, open_database
-from automationd.store.events import EventStore
-from automationd.store.runs import RunStore
 
 FAST = Backoff(base=0.001, max=0.001, multiplier=1.0, jitter=0.0)
 

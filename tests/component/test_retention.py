@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import structlog
+from automationd.store.db import Database, Write, open_database
+from automationd.store.events import w_event
+from automationd.store.runs import w_attempt, w_dlq, w_dlq_delete, w_run, w_target
 
 from automationd.config.load import load_config
 from automationd.config.model import RetentionConfig
@@ -16,10 +19,7 @@ from automationd.core.ids import IdGenerator, id_floor
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ConfigError, ErrorKind
 from automationd.records import Attempt, DlqEntry, Event, Phase, Run, RunError, Target, Trigger
-from automationd.store.db import Database, Write, open_database
-from automationd.store.events import w_event
 from automationd.store.retention import MIN_BATCH, Retention
-from automationd.store.runs import w_attempt, w_dlq, w_dlq_delete, w_run, w_target
 from tests.support.clock import FakeClock
 
 DAY = 86400.0

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from automationd.store.db import DB_NAME, open_database
+from automationd.store.migrate import LATEST_VERSION, MIGRATIONS, migrate
 from structlog.testing import capture_logs
 
 from automationd.errors import LockedError, StoreError
-from automationd.store.db import DB_NAME, open_database
-from automationd.store.migrate import LATEST_VERSION, MIGRATIONS, migrate
 from automationd.store.writer import Write
 
 INSERT_JOB = "INSERT INTO jobs (name, source, run_count) VALUES (?, 'api', ?)"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from automationd.store.db import open_database
+
 from automationd.store.writer import Write
 
 INSERT = "INSERT INTO events (id, name, created_at) VALUES (?, 'crash', 0)"

@@ -13,6 +13,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
+from automationd.store.db import Write
 
 from automationd.cli import describe_job
 from automationd.config.model import JobSpec as Spec
@@ -24,7 +25,6 @@ from automationd.engine.jobs import JobRuntime, JobTable, next_fires, schedule_f
 from automationd.engine.scheduler import MARK, Scheduler
 from automationd.obs.metrics import Metrics
 from automationd.records import Trigger
-from automationd.store.db import Write
 from automationd.units import rfc3339
 from tests.support.clock import FakeClock
 
