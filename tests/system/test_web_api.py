@@ -57,6 +57,13 @@ burst = 10
 breaker = { failures = 50, reset = "60s" }
 """
 RUN_END = ("succeeded", "partial", "failed", "skipped", "cancelled")
+STATUS = {
+    "bad_request": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "forbidden": 403,
+    "unavailable": 503,
+}
 
 
 @pytest.fixture
@@ -129,8 +136,7 @@ async def test_every_command_answers_the_same_over_http(daemon: DaemonProcess) -
         ) -> dict[str, Any]:
             a, b, status = await both(d, w, cmd, socket_args, api_args, names)
             assert a == b, (cmd, a, b)
-            assert status == (200 if a["ok"] else {"bad_request": 400, "not_found": 404,
-                "conflict": 409, "forbidden": 403, "unavailable": 503}[a["error"]["code"]])  # fmt: skip
+            assert status == (200 if a["ok"] else STATUS[a["error"]["code"]])
             covered.add(cmd)
             return a
 

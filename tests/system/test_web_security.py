@@ -196,7 +196,7 @@ async def test_wrong_tokens_are_rate_limited(
             f"{w.base}/api/v1/status", headers={"Authorization": f"Bearer {web_token(d)}"}
         ) as resp:
             assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
-        status, page = await w.page("/login?token=guessed")
+        status, _ = await w.page("/login?token=guessed")
         assert status == 429
 
 

@@ -172,7 +172,7 @@ def test_resume_from_last_event_id() -> None:
     assert resumed[0][2]["attempts"][0]["run_id"] == "a1"
     for stale in (n - 1_000_000, feed.seq + 5):
         late = feed.subscribe(["runs"], after=stale)
-        assert [topic for _, topic, _ in _messages(late.take())][0] == "reload"
+        assert next(topic for _, topic, _ in _messages(late.take())) == "reload"
 
 
 def test_close_ends_every_stream_and_the_watch() -> None:
