@@ -155,8 +155,9 @@ async def test_runs_page_filters_and_keyset_pages(
         status, html = await w.page("/runs?trigger=manual&job=fails")
         assert re.findall(r'id="run-([0-9a-f]+)"', html) == [failed["id"]]
         status, html = await w.page("/runs?trigger=schedule")
-        assert re.findall(r'id="run-([0-9a-f]+)"', html) == []
+        assert status == 200 and re.findall(r'id="run-([0-9a-f]+)"', html) == []
         status, html = await w.page("/runs?state=bogus&since=yesterday")
+        assert status == 200
         assert "unknown state" in html or "expected RFC 3339" in html
 
 
@@ -186,7 +187,7 @@ async def test_run_stream_sends_changes_and_resumes_by_last_event_id(
         second = await d.call("jobs.trigger", {"name": "quick"})
         await asyncio.to_thread(d.wait_run, second["id"], ENDED)
         async with w.http.get(w.base + "/runs/stream", headers={"Last-Event-ID": seq}) as resp:
-            _, event, data = await wait_for(
+            _, event, _data = await wait_for(
                 resp,
                 lambda e, data: (
                     e == "reload"
@@ -234,9 +235,9 @@ async def test_dead_letters_grouped_and_retried_from_the_page(
         resp = await w.form("/dlq/retry", {"id": entry})
         assert resp.status == 303 and resp.headers["Location"] == "/dlq"
         status, html = await w.page("/dlq")
-        assert "Requeued 1 dead letter(s)." in html
+        assert status == 200 and "Requeued 1 dead letter(s)." in html
         resp = await w.form("/dlq/purge", {"job": "fails"})
-        status, html = await w.page("/dlq")
+        _status, html = await w.page("/dlq")
         assert "Purged" in html
     for r in await d.call("runs.list", {"job": "fails"}):
         await asyncio.to_thread(d.wait_run, r["id"], ENDED)

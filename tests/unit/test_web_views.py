@@ -59,9 +59,9 @@ def test_timeline_groups_attempts_by_target_in_first_try_order() -> None:
 def test_runs_filter_reads_times_and_refuses_unknowns() -> None:
     """Durations mean "ago", RFC 3339 is taken as is, unknown states are dropped with a note."""
     now = _utc(2026, 1, 1, 12)
-    q, given, problem = runs_filter({"since": "1h", "until": "2026-01-01T11:30:00Z"}, now)
+    q, _, problem = runs_filter({"since": "1h", "until": "2026-01-01T11:30:00Z"}, now)
     assert q.since == now - 3600 and q.until == _utc(2026, 1, 1, 11, 30) and problem == ""
-    q, given, problem = runs_filter({"state": "nope", "job": "a"}, now)
+    q, _, problem = runs_filter({"state": "nope", "job": "a"}, now)
     assert q.state is None and q.job == "a" and "unknown state" in problem
 
 
