@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	mkdir -p var/run
+	@# once the daemon answers, print the web console's one-time login link (issue 13)
+	@(for i in $$(seq 100); do sleep 0.2; url=$$($(BIN)/automationctl --socket var/run/admin.sock \
+	  web-login 2>/dev/null) && { echo "web console: $$url"; break; }; done &)
 	$(BIN)/automationd run --config $(CONFIG)
 
 test: $(STAMP)
