@@ -3,9 +3,10 @@ and the headers every answer carries.
 
 Rules (checked in this order, for every request but ``/static/`` and the login page):
 1. A state-changing request (any method but GET/HEAD/OPTIONS) must come from this origin:
-   a browser's ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``: typed by the user),
-   and an ``Origin`` header, when sent, must be this server's own. Clients that send
-   neither (curl, scripts) are not browsers and pass. Refused: 403.
+   a browser's ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``: typed by the user);
+   without it, an ``Origin`` header must be this server's own (as Go's CrossOriginProtection
+   and Sidekiq 8.1 do). Clients that send neither (curl, scripts) are not browsers and
+   pass. Refused: 403.
 2. Authentication: ``Authorization: Bearer TOKEN`` (the API's way), else the session cookie.
    A wrong token counts against the sender (web/auth.py), which then waits (429). Nobody:
    the API and the streams answer 401, a page redirects to ``/login``.
@@ -41,10 +42,14 @@ _ANSWER_401 = ("/api/", "/runs/stream", "/events/stream")
 
 
 def same_origin(request: web.Request) -> bool:
-    """Rule 1: True unless a browser says the request comes from another site."""
+    """Rule 1: True unless a browser says the request comes from another site.
+
+    ``Sec-Fetch-Site`` is set by the browser itself (page scripts cannot), so when present it
+    decides alone; only older browsers without it are judged by ``Origin`` (which some send
+    as ``null`` for a same-origin form, depending on the referrer policy)."""
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("Origin")
     if origin is None:
         return True
@@ -131,7 +136,7 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
     h.setdefault("Content-Security-Policy", CSP)
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("Referrer-Policy", "same-origin")  # nothing leaves for other sites
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
     if not request.path.startswith("/static/"):

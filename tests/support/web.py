@@ -89,8 +89,9 @@ class WebClient:
             return resp.status, await resp.text()
 
     async def form(self, path: str, fields: dict[str, str], **kw: Any) -> aiohttp.ClientResponse:
-        """POST a form as the page would (same origin, the CSRF token)."""
-        headers = {"Origin": self.base, "Sec-Fetch-Site": "same-origin", **kw.pop("headers", {})}
+        """POST a form as the page would (same origin, the CSRF token); ``headers`` given
+        replace the browser's own."""
+        headers = kw.pop("headers", None) or {"Origin": self.base, "Sec-Fetch-Site": "same-origin"}
         data = {"csrf": self.csrf, **fields}
         async with self.http.post(
             self.base + path, data=data, headers=headers, allow_redirects=False, **kw
