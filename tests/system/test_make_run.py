@@ -3,8 +3,8 @@
 The test runs exactly what the Makefile's `run` target runs (`mkdir -p var/run`, then
 `.venv/bin/automationd run --config etc/automationd.toml`) from a copy of the repo's etc/ in a
 temp dir, so ./var is temporary. The one change to the copy: the metrics and web ports become 0,
-so a developer's own `make run` on 9464/9465 cannot make the test fail. `make` itself is not run: it may
-pip install.
+so a developer's own `make run` on 9464/9465 cannot make the test fail. `make` itself is not
+run: it may pip install.
 """
 
 from __future__ import annotations
