@@ -107,11 +107,12 @@ class SqlReads:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         inner = f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ?"
         outer = f" WHERE {' AND '.join(rest)}" if rest else ""
+        # No ORDER BY outside: it would make SQLite read the whole window and sort it; the
+        # window is read in its own order and the scan stops at the limit'th match.
         rows = await self._fetch(
-            f"SELECT * FROM ({inner}){outer} ORDER BY id DESC LIMIT ?",
-            (*params, scan, *rest_params, q.limit),
+            f"SELECT * FROM ({inner}){outer} LIMIT ?", (*params, scan, *rest_params, q.limit)
         )
-        runs = [run_from_row(r) for r in rows]
+        runs = sorted((run_from_row(r) for r in rows), key=lambda r: r.id, reverse=True)
         if len(runs) >= q.limit:
             return runs, None
         last = await self._one(

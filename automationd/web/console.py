@@ -3,8 +3,8 @@
 Rendering rules: Jinja2 with autoescape on and undefined names an error, so a job name, a
 payload or a log line is always text, never markup. Templates carry no script and no
 inline style (the Content-Security-Policy forbids both); behaviour lives in
-``static/app.js``. Every page says how long it took to render (``Server-Timing``), which is
-also what the render bench measures.
+``static/app.js``. Every answer says how long the server took to make it (``Server-Timing:
+app;dur=MS``, set by web/guard.py), which is also what the render bench measures.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def make_templates(now: Callable[[], float]) -> jinja2.Environment:
     env.filters["pretty"] = pretty
     env.filters["compact"] = compact
     env.filters["epoch"] = epoch
+    for name in env.list_templates():  # compiled now, not on some visitor's first request
+        env.get_template(name)
     return env
 
 
@@ -75,7 +77,6 @@ def render(
     **context: Any,
 ) -> web.Response:
     """The page ``template`` with the context every page has (session, flash, live stream)."""
-    started = console.clock.monotonic()
     session: Session | None = request.get(SESSION_KEY)
     flash: list[tuple[str, str]] = []
     if session is not None:
@@ -91,13 +92,7 @@ def render(
         path=request.path,
         **context,
     )
-    took = (console.clock.monotonic() - started) * 1000
-    return web.Response(
-        text=text,
-        status=http_status,
-        content_type="text/html",
-        headers={"Server-Timing": f"render;dur={took:.2f}"},
-    )
+    return web.Response(text=text, status=http_status, content_type="text/html")
 
 
 def flash(request: web.Request, kind: str, text: str) -> None:

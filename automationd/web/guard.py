@@ -108,7 +108,12 @@ def make_guard(console: Console) -> Middleware:
             return refuse(request, 403, "forbidden", "the web console is read-only")
         request[CALLER_KEY] = caller
         request[SESSION_KEY] = session
-        return await handler(request)
+        started = console.clock.monotonic()
+        response = await handler(request)
+        if not response.prepared:  # (a stream's headers are long gone)
+            took = (console.clock.monotonic() - started) * 1000
+            response.headers["Server-Timing"] = f"app;dur={took:.2f}"
+        return response
 
     return guard
 

@@ -22,6 +22,8 @@ from automationd.web.console import SESSION_KEY, Console, render
 from automationd.web.job_pages import fire_rows
 
 EVENTS_PER_PAGE = 50
+DLQ_GROUPS = 50  # the largest (job, kind) groups shown
+DLQ_ENTRIES = 50  # the newest entries shown
 FAILURES = 10
 _ZONES = sorted(zoneinfo.available_timezones())
 
@@ -80,14 +82,14 @@ def make_pages(console: Console) -> web.RouteTableDef:
     @routes.get("/dlq")
     async def dlq(request: web.Request) -> web.Response:
         job = request.query.get("job") or None
-        args: dict[str, Any] = {"limit": 100} | ({"job": job} if job else {})
+        args: dict[str, Any] = {"limit": DLQ_ENTRIES} | ({"job": job} if job else {})
         entries = await console.call(request, "dlq.list", args)
         status = await console.call(request, "status", {})
         return render(
             console,
             request,
             "dlq.html",
-            groups=await console.store.dlq_summary(),
+            groups=await console.store.dlq_summary(DLQ_GROUPS),
             entries=entries,
             job=job,
             size=status["dlq_size"],

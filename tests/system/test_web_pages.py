@@ -92,7 +92,7 @@ async def test_every_page_renders_with_its_render_time(
             async with w.http.get(w.base + path, allow_redirects=False) as resp:
                 html = await resp.text()
                 assert resp.status == 200, path
-                assert re.fullmatch(r"render;dur=\d+\.\d\d", resp.headers["Server-Timing"]), path
+                assert re.fullmatch(r"app;dur=\d+\.\d\d", resp.headers["Server-Timing"]), path
             for text in texts:
                 assert text in html, (path, text)
         status, html = await w.page("/jobs/none-such")
