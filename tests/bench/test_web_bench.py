@@ -217,7 +217,7 @@ def test_throughput_with_20_live_pages_vs_none(short_tmp: Path) -> None:
             t0 = time.perf_counter()
             async with asyncio.timeout(300):
                 await asyncio.gather(*(_client(d.socket, n // 4, WINDOW) for _ in range(4)))
-                while d.call_sync("status")["runs_in_flight"]:
+                while d.call_sync("status")["runs_in_flight"]:  # noqa: ASYNC110 - another process
                     await asyncio.sleep(0.005)
             return (n // 4) * 4 / (time.perf_counter() - t0)
 
@@ -248,7 +248,7 @@ def test_throughput_with_20_live_pages_vs_none(short_tmp: Path) -> None:
             median(none),
             "runs/s",
             "same daemon, no page open",
-        ),  # fmt: skip
+        ),
         *(
             Row(f"  round {i + 1}", lv, nn, "runs/s", "no page open")
             for i, (lv, nn) in enumerate(zip(live, none, strict=True))
