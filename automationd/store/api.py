@@ -132,8 +132,11 @@ class Store(Protocol):
 
     async def dlq_count(self) -> int: ...
 
-    async def dlq_summary(self, limit: int = 500) -> list[dict[str, Any]]:
-        """``[{job, kind, count, oldest, newest, sample}]``, largest groups first."""
+    async def dlq_summary(
+        self, limit: int = 500, newest: int | None = None
+    ) -> list[dict[str, Any]]:
+        """``[{job, kind, count, oldest, newest, sample}]``, largest groups first (of the
+        ``newest`` entries only, when given)."""
 
     # -- events ---------------------------------------------------------------------------
     async def event_by_key(self, key: str) -> Event | None: ...

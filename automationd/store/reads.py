@@ -238,15 +238,23 @@ class SqlReads:
         row = await self._one("SELECT COUNT(*) AS n FROM dlq", ())
         return int(row["n"]) if row else 0
 
-    async def dlq_summary(self, limit: int = 500) -> list[dict[str, Any]]:
+    async def dlq_summary(
+        self, limit: int = 500, newest: int | None = None
+    ) -> list[dict[str, Any]]:
         """Dead letters grouped by job and error kind, largest groups first:
         ``[{job, kind, count, oldest, newest, sample}]`` (times epoch seconds; ``sample``
-        the newest entry's message)."""
+        the newest entry's message). ``newest``: group only that many newest entries (a
+        grouping costs a pass over what it groups)."""
+        source = "dlq"
+        params: list[Any] = []
+        if newest is not None:
+            source = "(SELECT job, error_kind, failed_at, id FROM dlq ORDER BY id DESC LIMIT ?)"
+            params.append(newest)
         rows = await self._fetch(
             "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
-            " MAX(failed_at) AS newest, MAX(id) AS last FROM dlq GROUP BY job, error_kind"
+            f" MAX(failed_at) AS newest, MAX(id) AS last FROM {source} GROUP BY job, error_kind"
             " ORDER BY n DESC, job, error_kind LIMIT ?",
-            (limit,),
+            (*params, limit),
         )
         samples: dict[str, str] = {}
         ids = [r["last"] for r in rows]
@@ -308,7 +316,10 @@ class SqlReads:
         if until is not None:
             where.append("id < ?")
             params.append(ms_id(until, 1))
-        if name is not None and self._glob and "[" not in name and "]" not in name:
+        if name is not None and not any(c in name for c in "*?[]"):
+            where.append("name = ?")  # a plain name: read its index backwards, no sort
+            params.append(name)
+        elif name is not None and self._glob and "[" not in name and "]" not in name:
             where.append("name GLOB ?")
             params.append(name)
         order = "DESC" if newest_first else "ASC"

@@ -79,6 +79,7 @@ def web_console(
         clock=clock,
         read_only=config.read_only,
         templates=make_templates(clock.time),
+        counters=counters,
     )
 
 

@@ -41,6 +41,7 @@ class Console:
     clock: Clock
     read_only: bool
     templates: jinja2.Environment
+    counters: Callable[[], dict[str, Any]]  # the live numbers (workers, queue, dead letters)
 
     async def call(self, request: web.Request, cmd: str, args: Mapping[str, Any]) -> Any:
         """Run one command of THE command table as this request's caller."""

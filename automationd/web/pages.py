@@ -24,6 +24,7 @@ from automationd.web.job_pages import fire_rows
 EVENTS_PER_PAGE = 50
 DLQ_GROUPS = 50  # the largest (job, kind) groups shown
 DLQ_ENTRIES = 50  # the newest entries shown
+DLQ_WINDOW = 5000  # a bigger queue is grouped over its newest entries (and says so)
 FAILURES = 10
 _ZONES = sorted(zoneinfo.available_timezones())
 
@@ -84,15 +85,17 @@ def make_pages(console: Console) -> web.RouteTableDef:
         job = request.query.get("job") or None
         args: dict[str, Any] = {"limit": DLQ_ENTRIES} | ({"job": job} if job else {})
         entries = await console.call(request, "dlq.list", args)
-        status = await console.call(request, "status", {})
+        size = int(console.counters()["dlq_size"])
+        window = DLQ_WINDOW if size > DLQ_WINDOW else None
         return render(
             console,
             request,
             "dlq.html",
-            groups=await console.store.dlq_summary(DLQ_GROUPS),
+            groups=await console.store.dlq_summary(DLQ_GROUPS, window),
+            window=window,
             entries=entries,
             job=job,
-            size=status["dlq_size"],
+            size=size,
         )
 
     @routes.get("/limits")
