@@ -42,7 +42,8 @@ from automationd.store.write import Observer, Stmt, Write
 from automationd.units import rfc3339
 
 FLUSH_EVERY = 0.2  # seconds: changes are gathered this long into one message per topic
-PER_FLUSH = 300  # runs / attempts / events per message; more are counted as dropped
+PER_FLUSH = 200  # runs / attempts / events per message (more than a page shows); the rest
+# is counted as dropped
 CLIENT_BUFFER = 32  # messages a client may fall behind before it is told to reload
 RING = 1024  # messages kept for Last-Event-ID resumes
 IDLE_GRACE = 30.0  # seconds the store stays watched after the last page was rendered or closed
@@ -51,6 +52,25 @@ PAYLOAD_CAP = 4096  # characters of an event payload sent live (the page links t
 RUNS, ATTEMPTS, EVENTS, COUNTERS, RELOAD = "runs", "attempts", "events", "counters", "reload"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """The runs a page shows (None: any), so a page gets only what it can use: a job's page
+    its job's runs, a run's page that run and its attempts."""
+
+    jobs: frozenset[str] | None = None
+    states: frozenset[str] | None = None
+    trigger: str | None = None
+    run: str | None = None
+
+    def __call__(self, run: dict[str, Any]) -> bool:
+        return (
+            (self.run is None or run["id"] == self.run)
+            and (self.jobs is None or run["job"] in self.jobs)
+            and (self.states is None or run["state"] in self.states)
+            and (self.trigger is None or run["trigger"] == self.trigger)
+        )
 
 
 def sse(seq: int | None, topic: str, data: Any) -> bytes:
@@ -65,6 +85,7 @@ class Client:
 
     topics: frozenset[str]
     glob: str | None = None  # event-name filter (events topic)
+    runs: RunFilter | None = None  # which runs (and their attempts) this page shows
     pending: list[bytes] = field(default_factory=list)
     overflowed: bool = False
     closed: bool = False
@@ -117,9 +138,14 @@ class Feed:
         return self.seq
 
     def subscribe(
-        self, topics: Iterable[str], *, after: int | None = None, glob: str | None = None
+        self,
+        topics: Iterable[str],
+        *,
+        after: int | None = None,
+        glob: str | None = None,
+        runs: RunFilter | None = None,
     ) -> Client:
-        client = Client(frozenset(topics), glob)
+        client = Client(frozenset(topics), glob, runs)
         if after is not None:
             self._resume(client, after)  # before watching anew: a gap means reload
         self.keep_watching()
@@ -230,6 +256,18 @@ class Feed:
             if not kept:
                 return
             raw = sse(seq, topic, {"events": kept, "dropped": data["dropped"]})
+        elif topic == RUNS and client.runs is not None:
+            wanted = client.runs
+            runs = [r for r in data["runs"] if wanted(r)]
+            if not runs:
+                return
+            raw = sse(seq, topic, {"runs": runs, "dropped": data["dropped"]})
+        elif topic == ATTEMPTS and client.runs is not None and client.runs.run is not None:
+            run_id = client.runs.run
+            attempts = [a for a in data["attempts"] if a["run_id"] == run_id]
+            if not attempts:
+                return
+            raw = sse(seq, topic, {"attempts": attempts})
         if len(client.pending) >= CLIENT_BUFFER:
             client.overflowed = True  # rule 3
             client.pending = [sse(seq, RELOAD, {"reason": "too far behind"})]

@@ -29,6 +29,7 @@ PER_PAGE = 50
 RATE_OF = 20  # success rate over the last 20 runs with an outcome
 FIRES = 10
 _STATES = ("enabled", "paused", "completed")
+ENDED = ("succeeded", "failed", "partial", "skipped", "cancelled", "stale", "rolled_back")
 
 
 def local_time(t: float, zone: str) -> str:
@@ -80,10 +81,12 @@ def make_job_pages(console: Console) -> web.RouteTableDef:
             params["page"] = str(n)
             return f"/jobs?{urlencode(params)}"
 
+        live = {"job": ",".join(j.name for j in shown), "state": ",".join(ENDED)}
         return render(
             console,
             request,
             "jobs.html",
+            stream=f"/runs/stream?{urlencode(live)}",  # the listed jobs' runs as they end
             rows=rows,
             q=q,
             state_filter=state,
@@ -114,6 +117,7 @@ def make_job_pages(console: Console) -> web.RouteTableDef:
             console,
             request,
             "job.html",
+            stream=f"/runs/stream?{urlencode({'job': name})}",
             job=job.to_json(),
             words=schedule_words(job.spec.schedule, job.spec.timezone),
             zone=job.spec.timezone,

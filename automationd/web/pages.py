@@ -24,6 +24,7 @@ from automationd.web.job_pages import fire_rows
 EVENTS_PER_PAGE = 50
 DLQ_GROUPS = 50  # the largest (job, kind) groups shown
 DLQ_ENTRIES = 50  # the newest entries shown
+COUNTERS_ONLY = "/runs/stream?runs=none"
 DLQ_WINDOW = 5000  # a bigger queue is grouped over its newest entries (and says so)
 FAILURES = 10
 _ZONES = sorted(zoneinfo.available_timezones())
@@ -45,6 +46,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             console,
             request,
             "overview.html",
+            stream="/runs/stream?state=failed,partial",  # its live table: the failures
             status=status,
             store_ok=store.get("healthy", True),
             store_reason=store.get("reason") or "",
@@ -91,6 +93,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             console,
             request,
             "dlq.html",
+            stream=COUNTERS_ONLY,
             groups=await console.store.dlq_summary(DLQ_GROUPS, window),
             window=window,
             entries=entries,
@@ -104,6 +107,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             console,
             request,
             "limits.html",
+            stream=COUNTERS_ONLY,
             limits=await console.call(request, "limits.list", {}),
             breakers=await console.call(request, "breakers.list", {}),
         )

@@ -98,6 +98,11 @@ def make_run_pages(console: Console) -> web.RouteTableDef:
             console,
             request,
             "runs.html",
+            stream=(
+                f"/runs/stream?{urlencode({k: v for k, v in base.items() if k in _LIVE_FILTERS})}"
+                if not q.before
+                else "/runs/stream?runs=none"  # an older page does not grow
+            ),
             runs=[r.to_json() for r in runs],
             f=given,
             problem=problem,
@@ -135,6 +140,7 @@ def make_run_pages(console: Console) -> web.RouteTableDef:
             console,
             request,
             "run_body.html" if fragment else "run.html",
+            stream=None if fragment else f"/runs/stream?{urlencode({'run': run_id})}",
             run=run,
             logs=logs,
             live=run["state"] in LIVE_STATES,

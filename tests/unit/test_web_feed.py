@@ -10,7 +10,7 @@ from automationd.core.runstate import RunState
 from automationd.records import Attempt, Event, Phase, Run, Trigger
 from automationd.store.rows import w_attempt, w_event, w_run
 from automationd.store.write import Observer
-from automationd.web.feed import CLIENT_BUFFER, IDLE_GRACE, PER_FLUSH, Feed
+from automationd.web.feed import CLIENT_BUFFER, IDLE_GRACE, PER_FLUSH, Feed, RunFilter
 from tests.support.clock import FakeClock
 
 
@@ -182,3 +182,34 @@ def test_close_ends_every_stream_and_the_watch() -> None:
     feed.close()
     assert all(c.closed and c.wake.is_set() for c in clients)
     assert store.observer is None
+
+
+def test_a_page_gets_only_the_runs_it_shows() -> None:
+    """A job's page gets its job's runs; a run's page that run and its attempts only; an
+    unfiltered page everything."""
+    feed, store, _ = _feed()
+    job_page = feed.subscribe(["runs"], runs=RunFilter(jobs=frozenset({"a"})))
+    run_page = feed.subscribe(["runs", "attempts"], runs=RunFilter(run="r2"))
+    everything = feed.subscribe(["runs"])
+    for c in (job_page, run_page, everything):
+        c.take()
+    assert store.observer is not None
+    attempts = [
+        w_attempt(Attempt(run_id=r, n=1, phase=Phase.PERFORM, target=None, target_idx=-1,
+                          started_at=1.0))
+        for r in ("r1", "r2")
+    ]  # fmt: skip
+    store.observer([[w_run(_run("r1", RunState.RUNNING, job="a"))],
+                    [w_run(_run("r2", RunState.RUNNING, job="b")), *attempts]])  # fmt: skip
+    feed.flush()
+
+    def seen(client: Any) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for _, topic, data in _messages(client.take()):
+            rows = data.get("runs") or data.get("attempts") or []
+            out[topic] = [r.get("id") or r.get("run_id") for r in rows]
+        return out
+
+    assert seen(job_page) == {"runs": ["r1"]}
+    assert seen(run_page) == {"runs": ["r2"], "attempts": ["r2"]}
+    assert seen(everything) == {"runs": ["r1", "r2"]}

@@ -178,6 +178,11 @@
     });
     source.addEventListener("runs", (m) => {
       const data = JSON.parse(m.data);
+      const table = document.getElementById("runs-table");
+      if (data.dropped && table && "livePrepend" in table.dataset) {
+        const hint = document.getElementById("dropped-hint");
+        if (hint) hint.hidden = false;
+      }
       for (const run of data.runs) {
         upsertRun(run);
         if (runLive && run.id === runLive.dataset.run) refreshRun();
