@@ -14,9 +14,10 @@ Rules:
    after it is rendered; a browser reconnects after a blip). Otherwise the store has no
    observer at all.
 2. The engine never waits for a browser. Observing a batch only notes, per run / attempt,
-   the newest row (and the new events), bounded by ``PER_FLUSH``; the rest is counted as
-   dropped. One feed task turns what was noted into messages at most every ``FLUSH_EVERY``:
-   each message is encoded once and appended to every interested client's buffer.
+   the newest row (and the new events) that some open stream wants, bounded by
+   ``PER_FLUSH``; the rest is counted as dropped. One feed task turns what was noted into
+   messages at most every ``FLUSH_EVERY``: each message is encoded once and appended to
+   every interested client's buffer (re-encoded only for a client that filters).
 3. A client's buffer holds at most ``CLIENT_BUFFER`` messages. A client that falls that far
    behind (its socket does not drain) is cut off with a ``reload`` message: its page is
    stale and reloads, while everyone else goes on.
@@ -50,6 +51,7 @@ IDLE_GRACE = 30.0  # seconds the store stays watched after the last page was ren
 PAYLOAD_CAP = 4096  # characters of an event payload sent live (the page links to the rest)
 
 RUNS, ATTEMPTS, EVENTS, COUNTERS, RELOAD = "runs", "attempts", "events", "counters", "reload"
+_ALL = frozenset({RUNS, ATTEMPTS, EVENTS, COUNTERS})
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -122,6 +124,7 @@ class Feed:
         self._events: list[tuple[Any, ...]] = []
         self._dropped = {RUNS: 0, ATTEMPTS: 0, EVENTS: 0}
         self._counters_due = False
+        self._wanted: frozenset[str] = frozenset()  # topics some open stream wants
 
     # -- who listens --------------------------------------------------------------------
     @property
@@ -150,6 +153,7 @@ class Feed:
             self._resume(client, after)  # before watching anew: a gap means reload
         self.keep_watching()
         self._clients.add(client)
+        self._wanted = self._wanted | client.topics
         client.pending.append(sse(None, COUNTERS, self._counters()))
         client.wake.set()
         return client
@@ -157,6 +161,7 @@ class Feed:
     def unsubscribe(self, client: Client) -> None:
         self._clients.discard(client)
         client.closed = True
+        self._wanted = frozenset().union(*(c.topics for c in self._clients))
         if not self._clients:
             self._idle_until = self._clock.monotonic() + IDLE_GRACE
 
@@ -190,22 +195,25 @@ class Feed:
             self._unwatch()  # rule 1: the last page is long gone
             return
         runs, attempts, events, dropped = self._runs, self._attempts, self._events, self._dropped
+        # a page just rendered (no stream yet) may want anything; open streams say what
+        wanted = self._wanted if self._clients else _ALL
+        want_runs, want_attempts, want_events = (t in wanted for t in (RUNS, ATTEMPTS, EVENTS))
         for writes in batches:
             for w in writes:
                 stmt = w.stmt
-                if stmt is Stmt.RUN:
+                if stmt is Stmt.RUN and want_runs:
                     p = w.params
                     if p[0] in runs or len(runs) < PER_FLUSH:
                         runs[p[0]] = p
                     else:
                         dropped[RUNS] += 1
-                elif stmt is Stmt.ATTEMPT:
+                elif stmt is Stmt.ATTEMPT and want_attempts:
                     p = w.params
                     if len(attempts) < PER_FLUSH:
                         attempts[(p[0], p[1])] = p
                     else:
                         dropped[ATTEMPTS] += 1
-                elif stmt is Stmt.EVENT:
+                elif stmt is Stmt.EVENT and want_events:
                     if len(events) < PER_FLUSH:
                         events.append(w.params)
                     else:
