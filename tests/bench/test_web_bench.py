@@ -191,6 +191,12 @@ def test_every_page_at_100k_jobs_and_1m_runs(short_tmp: Path) -> None:
     assert worst <= 50.0, f"slowest page p99 {worst:.1f} ms"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (from /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 READERS = textwrap.dedent("""
     import asyncio, signal, sys
     import aiohttp
@@ -231,7 +237,7 @@ def test_throughput_with_20_live_pages_vs_none(short_tmp: Path) -> None:
         pid = d.proc.pid
 
         async def burst() -> tuple[float, float]:
-            """(runs/s, the daemon's CPU µs per run)."""
+            """(runs/s, the daemon's CPU microseconds per run)."""
             cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
             async with asyncio.timeout(300):
                 await asyncio.gather(*(_client(d.socket, n // 4, WINDOW) for _ in range(4)))
@@ -263,13 +269,32 @@ def test_throughput_with_20_live_pages_vs_none(short_tmp: Path) -> None:
     rows = [
         Row(
             "no-op runs/s, 20 live pages vs none, median",
-            median(live),
-            median(none),
+            median(r for r, _ in live),
+            median(r for r, _ in none),
             "runs/s",
             "same daemon, no page open",
         ),
+        Row(
+            "daemon CPU us per run, 20 pages vs none, median",
+            median(c for _, c in live),
+            median(c for _, c in none),
+            "us/run",
+            "same daemon, no page open",
+            higher_is_better=False,
+        ),
         *(
-            Row(f"  round {i + 1}", lv, nn, "runs/s", "no page open")
+            Row(f"  round {i + 1} runs/s", lv[0], nn[0], "runs/s", "no page open")
+            for i, (lv, nn) in enumerate(zip(live, none, strict=True))
+        ),
+        *(
+            Row(
+                f"  round {i + 1} CPU us/run",
+                lv[1],
+                nn[1],
+                "us/run",
+                "no page open",
+                higher_is_better=False,
+            )
             for i, (lv, nn) in enumerate(zip(live, none, strict=True))
         ),
         Row("bytes streamed to each page (least), last round", seen[-1][0], None, "bytes"),
