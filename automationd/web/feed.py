@@ -43,8 +43,8 @@ from automationd.store.write import Observer, Stmt, Write
 from automationd.units import rfc3339
 
 FLUSH_EVERY = 0.2  # seconds: changes are gathered this long into one message per topic
-PER_FLUSH = 200  # runs / attempts / events per message (more than a page shows); the rest
-# is counted as dropped
+PER_FLUSH = 100  # runs / attempts / events per message (two pages' worth); the rest is
+# counted as dropped
 CLIENT_BUFFER = 32  # messages a client may fall behind before it is told to reload
 RING = 1024  # messages kept for Last-Event-ID resumes
 IDLE_GRACE = 30.0  # seconds the store stays watched after the last page was rendered or closed
@@ -295,7 +295,6 @@ def _run(p: tuple[Any, ...]) -> dict[str, Any]:
         "started_at": rfc3339(p[6]),
         "finished_at": rfc3339(p[7]),
         "attempts": p[8],
-        "targets": {"total": p[11], "succeeded": p[12], "failed": p[13]},
         "error": {"kind": p[14], "message": p[15]} if p[14] else None,
     }
 

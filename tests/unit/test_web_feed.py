@@ -89,7 +89,6 @@ def test_run_changes_are_coalesced_per_flush() -> None:
                     "started_at": None,
                     "finished_at": None,
                     "attempts": 0,
-                    "targets": {"total": 0, "succeeded": 0, "failed": 0},
                     "error": None,
                 }
             ],
