@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automationd.config.table import job_table
 from automationd.units import Rate
 
 
@@ -26,6 +27,16 @@ class Misfire(enum.StrEnum):
     SKIP = "skip"
     RUN_ONCE = "run_once"
     RUN_ALL = "run_all"
+
+
+class OnFailure(enum.StrEnum):
+    """What a ``partial``/``failed`` run does next (SPEC §7.2): nothing, or run ``undo``."""
+
+    NONE = "none"
+    ROLLBACK = "rollback"
+
+
+PREVIEW_TTL = 3600.0  # a preview older than this is stale when applied (job key preview_ttl)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +166,9 @@ class JobRules:
     misfire_grace: float = 60.0
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
+    undo: ActionSpec | None = None  # reverses a succeeded perform of one target
+    on_failure: OnFailure = OnFailure.NONE
+    preview_ttl: float = PREVIEW_TTL
 
 
 _set = object.__setattr__
@@ -200,6 +214,9 @@ class JobSpec:
         misfire_grace: float = 60.0,
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
+        undo: ActionSpec | None = None,
+        on_failure: OnFailure = OnFailure.NONE,
+        preview_ttl: float = PREVIEW_TTL,
         source: str = "config",
         written: Mapping[str, Any] | str | None = None,
         rules: JobRules | None = None,  # given (as by dataclasses.replace): the above are unused
@@ -222,6 +239,9 @@ class JobSpec:
                 misfire_grace=misfire_grace,
                 check=check,
                 verify=verify,
+                undo=undo,
+                on_failure=on_failure,
+                preview_ttl=preview_ttl,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -246,8 +266,6 @@ class JobSpec:
         (every value in effect, inherited ones included), for ``jobs.get`` and persistence."""
         w = self.written
         if w is None:
-            from automationd.config.values import job_table  # values imports this module
-
             return job_table(self)
         if isinstance(w, str):
             loaded: dict[str, Any] = json.loads(w)
@@ -318,6 +336,18 @@ class JobSpec:
     @property
     def verify(self) -> ActionSpec | None:
         return self.rules.verify
+
+    @property
+    def undo(self) -> ActionSpec | None:
+        return self.rules.undo
+
+    @property
+    def on_failure(self) -> OnFailure:
+        return self.rules.on_failure
+
+    @property
+    def preview_ttl(self) -> float:
+        return self.rules.preview_ttl
 
 
 def _new(cls: type[JobSpec]) -> JobSpec:

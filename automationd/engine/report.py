@@ -9,12 +9,15 @@ Rules:
   through the outbox) only once that unit is durable, from the write's settlement.
 - One owner per counter: the dead-letter count lives in ``DlqCount`` and changes only there;
   a job's counters change only through ``JobRuntime``'s own methods.
+- A run publishes its ``run.<state>`` event once, when its work ends: a rollback that ends
+  it again (``rolled_back``, or ``failed`` when something could not be undone) publishes none.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -27,7 +30,16 @@ from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.outbox import Outbox
 from automationd.obs.metrics import JobMetrics, Metrics
-from automationd.records import DlqEntry, Event, Run, RunError, Trigger, json_id, json_name
+from automationd.records import (
+    DlqEntry,
+    Event,
+    Phase,
+    Run,
+    RunError,
+    Trigger,
+    json_id,
+    json_name,
+)
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_dlq, w_event_row, w_run, w_target
 
@@ -87,6 +99,7 @@ class Report:
     ) -> Run:
         """End the run; it is reported once its end (and its event) is durable."""
         now = self._clock.time()
+        was = live.state
         live.state = next_run_state(live.state, event)
         live.finished_at = now
         live.error = error
@@ -98,7 +111,7 @@ class Report:
         run = live.snapshot()
         writes = [w_run(run), w_job_of(job)]
         event_id = None
-        if run.state in _OUTCOMES:
+        if run.state in _OUTCOMES and was is not RunState.ROLLING_BACK:
             event_id = self._ids.new(now)
             writes.append(self._event_row(run, event_id, now))
         try:
@@ -107,6 +120,36 @@ class Report:
             # the next start, since recovery resumes runs whose end was never stored
             log.error("run.end_not_stored", run_id=run.id, error=str(exc))
         return run
+
+    def end_jobless(self, run: Run, error: RunError) -> None:
+        """A stored run whose job no longer exists (found by recovery) fails like any other
+        run: its end row and ``run.failed`` event as one unit that must land. There is no
+        job to count it on, so no job metrics; the event reaches its listeners."""
+        now = self._clock.time()
+        ended = replace(
+            run,
+            state=next_run_state(run.state, RunEvent.FAIL),
+            finished_at=now,
+            error=error,
+        )
+        event_id = self._ids.new(now)
+        writes = [w_run(ended), self._event_row(ended, event_id, now)]
+        self._store.submit_then(writes, partial(self._jobless_settled, ended, event_id), retry=True)
+
+    def _jobless_settled(self, run: Run, event_id: str, exc: BaseException | None) -> None:
+        log.warning("run.failed_jobless", run_id=run.id, job=run.job, error=str(run.error))
+        self._metrics.events_published_total.inc()
+        if self._listening("run.failed"):
+            payload = {"job": run.job, "run_id": run.id, "state": run.state.value}
+            self._outbox.put(
+                Event(
+                    id=event_id,
+                    name="run.failed",
+                    payload=payload,
+                    created_at=run.finished_at or 0.0,
+                    depth=run.depth + 1,
+                )
+            )
 
     def skipped(
         self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
@@ -129,8 +172,11 @@ class Report:
         meters(job, self._metrics).run_ended("skipped", None, now)
         return run
 
-    def dead_letter(self, live: LiveRun, target: LiveTarget, err: RunError) -> None:
-        """A target that exhausted its retries or failed fatally goes to the DLQ."""
+    def dead_letter(
+        self, live: LiveRun, target: LiveTarget, err: RunError, phase: Phase = Phase.PERFORM
+    ) -> None:
+        """A target that exhausted its retries or failed fatally goes to the DLQ (``phase``
+        undo: its rollback did; retrying that entry undoes it again)."""
         now = self._clock.time()
         entry = DlqEntry(
             id=self._ids.new(now),
@@ -140,6 +186,7 @@ class Report:
             target_idx=target.idx if live.persist_targets else -1,
             error=err,
             failed_at=now,
+            phase=phase,
         )
         writes = [w_dlq(entry)]
         if live.persist_targets:
@@ -153,6 +200,7 @@ class Report:
             target=target.value,
             kind=err.kind.value,
             error=err.message,
+            phase=phase.value,
         )
 
     async def settle(self) -> None:

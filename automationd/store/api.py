@@ -108,6 +108,9 @@ class Store(Protocol):
     async def recent_states(self, jobs: Sequence[str], per_job: int) -> dict[str, list[str]]:
         """Each job's newest outcome states (succeeded/partial/failed), newest first."""
 
+    async def apply_of(self, preview_id: str) -> Run | None:
+        """The run that applied preview ``preview_id``, if one was made (SPEC §7.2)."""
+
     async def live_runs(self) -> list[Run]:
         """Runs left queued, running or retrying (crash recovery), oldest first."""
 
@@ -127,16 +130,30 @@ class Store(Protocol):
     # -- dead letters ---------------------------------------------------------------------
     async def dlq(self, *, job: str | None, limit: int) -> list[DlqEntry]: ...
 
-    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
-        """One entry by id, a job's entries, or all of them (oldest first)."""
-
-    async def dlq_count(self) -> int: ...
+    async def dlq_select(
+        self,
+        *,
+        id: str | None,
+        job: str | None,
+        all: bool,
+        kind: str | None = None,
+        since: float | None = None,
+    ) -> list[DlqEntry]:
+        """One entry by id; or those matching every given filter (job, error kind, failed at
+        or after ``since``); or all of them. Oldest first."""
 
     async def dlq_summary(
-        self, limit: int = 500, newest: int | None = None
+        self,
+        *,
+        job: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        newest: int | None = None,
     ) -> list[dict[str, Any]]:
-        """``[{job, kind, count, oldest, newest, sample}]``, largest groups first (of the
-        ``newest`` entries only, when given)."""
+        """``[{job, kind, count, oldest, newest, sample, messages}]`` (times as epoch
+        seconds), the largest groups first; of the ``newest`` entries only, when given."""
+
+    async def dlq_count(self) -> int: ...
 
     # -- events ---------------------------------------------------------------------------
     async def event_by_key(self, key: str) -> Event | None: ...

@@ -36,10 +36,11 @@ Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 RUN_COLS = (
     "id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,"
     " idempotency_key, payload, targets_total, targets_succeeded, targets_failed, error_kind,"
-    " error_message, result, depth, origin, reason, lease"
+    " error_message, result, depth, origin, reason, lease, plan, targets_rolled_back,"
+    " undo_from"
 )
 _PAGE = 500  # events read per page while a name glob is filtered in Python
-# States the partial indexes hold (schema v1 ``runs_live``, migration 3 ``runs_unsuccessful``):
+# States the partial indexes hold (schema v1 ``runs_live``, migration 4 ``runs_unsuccessful``):
 # a state filter repeats the index's own condition so the planner can use it.
 LIVE_STATES = ("queued", "running", "retrying")
 UNSUCCESSFUL = ("failed", "partial", "cancelled", "skipped", "previewed", "stale", "rolled_back")
@@ -51,6 +52,7 @@ _STATE_INDEX = {
         for s in UNSUCCESSFUL
     },
 }
+_TOP_MESSAGES = 3  # most common messages shown per (job, kind) in the DLQ summary
 
 
 def ms_id(ts: float, plus: int = 0) -> str:
@@ -78,6 +80,13 @@ class SqlReads:
     async def run_by_key(self, job: str, key: str) -> Run | None:
         row = await self._one(
             f"SELECT {RUN_COLS} FROM runs WHERE job=? AND idempotency_key=?", (job, key)
+        )
+        return run_from_row(row) if row else None
+
+    async def apply_of(self, preview_id: str) -> Run | None:
+        row = await self._one(
+            f"SELECT {RUN_COLS} FROM runs WHERE origin=? AND trigger='apply' ORDER BY id LIMIT 1",
+            (preview_id,),
         )
         return run_from_row(row) if row else None
 
@@ -223,59 +232,76 @@ class SqlReads:
             )
         return [dlq_from_row(r) for r in rows]
 
-    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
+    async def dlq_select(
+        self,
+        *,
+        id: str | None,
+        job: str | None,
+        all: bool,
+        kind: str | None = None,
+        since: float | None = None,
+    ) -> list[DlqEntry]:
         if id is not None:
             rows = await self._fetch("SELECT * FROM dlq WHERE id=?", (id,))
-        elif job is not None:
-            rows = await self._fetch("SELECT * FROM dlq WHERE job=? ORDER BY id", (job,))
+        elif job is not None or kind is not None or since is not None:
+            clause, params = _dlq_where(job, kind, since)
+            rows = await self._fetch(f"SELECT * FROM dlq {clause} ORDER BY id", params)
         elif all:
             rows = await self._fetch("SELECT * FROM dlq ORDER BY id", ())
         else:
             rows = []
         return [dlq_from_row(r) for r in rows]
 
+    async def dlq_summary(
+        self,
+        *,
+        job: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        newest: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Dead letters by (job, error kind): count, oldest and newest ``failed_at``, and the
+        messages that come up most (``messages``, the first of them as ``sample``).
+        ``newest``: only that many newest entries are grouped (the web console's bound: a
+        grouping costs a pass over all it groups)."""
+        clause, params = _dlq_where(job, kind, since)
+        source = "dlq"
+        if newest is not None:
+            source = f"(SELECT * FROM dlq {clause} ORDER BY id DESC LIMIT ?)"
+            params, clause = [*params, newest], ""
+        groups = await self._fetch(
+            "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
+            f" MAX(failed_at) AS newest FROM {source} {clause} GROUP BY job, error_kind",
+            params,
+        )
+        texts = await self._fetch(
+            "SELECT job, error_kind, error_message, COUNT(*) AS n FROM"
+            f" {source} {clause} GROUP BY job, error_kind, error_message",
+            params,
+        )
+        top: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for r in texts:
+            top.setdefault((r["job"], r["error_kind"]), []).append((r["n"], r["error_message"]))
+        out: list[dict[str, Any]] = []
+        for g in groups:
+            common = sorted(top.get((g["job"], g["error_kind"]), []), key=lambda m: (-m[0], m[1]))
+            out.append(
+                {
+                    "job": g["job"],
+                    "kind": g["error_kind"],
+                    "count": g["n"],
+                    "oldest": g["oldest"],
+                    "newest": g["newest"],
+                    "sample": common[0][1] if common else None,
+                    "messages": [{"message": m, "count": n} for n, m in common[:_TOP_MESSAGES]],
+                }
+            )
+        out.sort(key=lambda x: (-x["count"], x["job"], x["kind"]))
+        return out
+
     async def dlq_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM dlq", ())
         return int(row["n"]) if row else 0
-
-    async def dlq_summary(
-        self, limit: int = 500, newest: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Dead letters grouped by job and error kind, largest groups first:
-        ``[{job, kind, count, oldest, newest, sample}]`` (times epoch seconds; ``sample``
-        the newest entry's message). ``newest``: group only that many newest entries (a
-        grouping costs a pass over what it groups)."""
-        source = "dlq"
-        params: list[Any] = []
-        if newest is not None:
-            source = "(SELECT job, error_kind, failed_at, id FROM dlq ORDER BY id DESC LIMIT ?)"
-            params.append(newest)
-        rows = await self._fetch(
-            "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
-            f" MAX(failed_at) AS newest, MAX(id) AS last FROM {source} GROUP BY job, error_kind"
-            " ORDER BY n DESC, job, error_kind LIMIT ?",
-            (*params, limit),
-        )
-        samples: dict[str, str] = {}
-        ids = [r["last"] for r in rows]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found = await self._fetch(
-                f"SELECT id, error_message FROM dlq WHERE id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            samples.update((r["id"], r["error_message"]) for r in found)
-        return [
-            {
-                "job": r["job"],
-                "kind": r["error_kind"],
-                "count": int(r["n"]),
-                "oldest": r["oldest"],
-                "newest": r["newest"],
-                "sample": samples.get(r["last"], ""),
-            }
-            for r in rows
-        ]
 
     # -- events ---------------------------------------------------------------------------
     async def event_by_key(self, key: str) -> Event | None:
@@ -366,3 +392,19 @@ def _run_filters(q: RunQuery) -> tuple[list[str], list[Any]]:
         where.append("id < ?")
         params.append(q.before)
     return where, params
+
+
+def _dlq_where(job: str | None, kind: str | None, since: float | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a dead-letter filter (every given part must hold)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if job is not None:
+        where.append("job=?")
+        params.append(job)
+    if kind is not None:
+        where.append("error_kind=?")
+        params.append(kind)
+    if since is not None:
+        where.append("failed_at >= ?")
+        params.append(since)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params

@@ -94,7 +94,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             request,
             "dlq.html",
             stream=COUNTERS_ONLY,
-            groups=await console.store.dlq_summary(DLQ_GROUPS, window),
+            groups=(await console.store.dlq_summary(newest=window))[:DLQ_GROUPS],
             window=window,
             entries=entries,
             job=job,
