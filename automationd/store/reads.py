@@ -11,7 +11,6 @@ window is a primary-key range and the run and event listings never scan their ta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -30,6 +29,7 @@ from automationd.store.rows import (
     run_from_row,
     target_from_row,
 )
+from automationd.store.runfilter import STATE_INDEX, ms_id, run_filters
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 
@@ -40,25 +40,7 @@ RUN_COLS = (
     " undo_from"
 )
 _PAGE = 500  # events read per page while a name glob is filtered in Python
-# States the partial indexes hold (schema v1 ``runs_live``, migration 4 ``runs_unsuccessful``):
-# a state filter repeats the index's own condition so the planner can use it.
-LIVE_STATES = ("queued", "running", "retrying")
-UNSUCCESSFUL = ("failed", "partial", "cancelled", "skipped", "previewed", "stale", "rolled_back")
-_STATE_INDEX = {
-    **{s: "state IN ('queued', 'running', 'retrying')" for s in LIVE_STATES},
-    **{
-        s: "state IN ('failed', 'partial', 'cancelled', 'skipped', 'previewed', 'stale',"
-        " 'rolled_back')"
-        for s in UNSUCCESSFUL
-    },
-}
 _TOP_MESSAGES = 3  # most common messages shown per (job, kind) in the DLQ summary
-
-
-def ms_id(ts: float, plus: int = 0) -> str:
-    """The id prefix of ``ts``'s millisecond (+ ``plus``): bounds are whole milliseconds, as
-    listed (RFC 3339 with ms), and the small bias undoes float error in ``.123`` → 0.12299…"""
-    return f"{max(0, math.floor(ts * 1000 + 0.01) + plus):012x}"
 
 
 class SqlReads:
@@ -91,8 +73,8 @@ class SqlReads:
         return run_from_row(row) if row else None
 
     async def runs(self, q: RunQuery) -> list[Run]:
-        where, params = _run_filters(q)
-        hint = _STATE_INDEX.get(q.state or "")
+        where, params = run_filters(q)
+        hint = STATE_INDEX.get(q.state or "")
         if hint is not None and q.job is None:
             where.append(hint)  # implies nothing new; lets the partial index serve the filter
         clause = f"WHERE {' AND '.join(where)}" if where else ""
@@ -111,8 +93,8 @@ class SqlReads:
         out, the lowest id looked at (continue with ``before`` = it); else None.
         """
         ranged = RunQuery(job=q.job, since=q.since, until=q.until, before=q.before)
-        where, params = _run_filters(ranged)
-        rest, rest_params = _run_filters(RunQuery(state=q.state, trigger=q.trigger))
+        where, params = run_filters(ranged)
+        rest, rest_params = run_filters(RunQuery(state=q.state, trigger=q.trigger))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         inner = f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ?"
         outer = f" WHERE {' AND '.join(rest)}" if rest else ""
@@ -373,25 +355,6 @@ class SqlReads:
     async def job_rows(self) -> StoredJobs:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
         return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too
-
-
-def _run_filters(q: RunQuery) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("job", q.job), ("state", q.state), ("trigger", q.trigger)):
-        if value is not None:
-            where.append(f"{column}=?")
-            params.append(value)
-    if q.since is not None:
-        where.append("id >= ?")
-        params.append(ms_id(q.since))
-    if q.until is not None:
-        where.append("id < ?")
-        params.append(ms_id(q.until, 1))
-    if q.before is not None:
-        where.append("id < ?")
-        params.append(q.before)
-    return where, params
 
 
 def _dlq_where(job: str | None, kind: str | None, since: float | None) -> tuple[str, list[Any]]:

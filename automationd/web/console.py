@@ -14,9 +14,8 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from aiohttp import web
 
 from automationd.admin.command import CommandTable, invoke
@@ -26,6 +25,9 @@ from automationd.engine.jobs import JobTable
 from automationd.store.api import Store
 from automationd.web.auth import Session, WebAuth
 from automationd.web.feed import Feed
+
+if TYPE_CHECKING:
+    import jinja2
 
 SESSION_KEY = "session"  # request[...]: the Session, for cookie logins
 CALLER_KEY = "caller"  # request[...]: the Caller every command runs as
@@ -50,6 +52,8 @@ class Console:
 
 
 def make_templates(now: Callable[[], float]) -> jinja2.Environment:
+    import jinja2  # here: a daemon without the console never pays for importing it (30 ms)
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("automationd.web", "templates"),
         autoescape=True,

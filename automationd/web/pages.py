@@ -8,6 +8,7 @@ events below an id, the last failures).
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from typing import Any
 from urllib.parse import urlencode
@@ -27,7 +28,12 @@ DLQ_ENTRIES = 50  # the newest entries shown
 COUNTERS_ONLY = "/runs/stream?runs=none"
 DLQ_WINDOW = 5000  # a bigger queue is grouped over its newest entries (and says so)
 FAILURES = 10
-_ZONES = sorted(zoneinfo.available_timezones())
+
+
+@functools.cache
+def _zones() -> list[str]:
+    """Zone names for the cron page's list (read from the tz database on first use)."""
+    return sorted(zoneinfo.available_timezones())
 
 
 def make_pages(console: Console) -> web.RouteTableDef:
@@ -137,7 +143,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             stream=None,
             schedule=text,
             tz=tz,
-            zones=_ZONES,
+            zones=_zones(),
             problem=problem,
             words=words,
             fires=fires,

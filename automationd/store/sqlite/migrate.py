@@ -49,7 +49,7 @@ MIGRATIONS: tuple[Step, ...] = (
     ),
     # 4: runs that did not succeed, by state (newest first within one): the web console's
     # "last failures" and a state filter stay index reads among a million succeeded runs.
-    # Partial, so the common succeeded run never touches it (store/reads.py UNSUCCESSFUL).
+    # Partial, so the common succeeded run never touches it (store/runfilter.py UNSUCCESSFUL).
     (
         4,
         "CREATE INDEX IF NOT EXISTS runs_unsuccessful ON runs (state) WHERE state IN"
