@@ -21,7 +21,6 @@ import aiohttp
 import pytest
 import uvloop
 
-from automationd.store.reads import RUN_COLS
 from automationd.store.sqlite.migrate import migrate
 from tests.bench.harness import Row, print_table, scaled
 from tests.bench.test_throughput_bench import WINDOW, _client
@@ -43,6 +42,14 @@ def _web() -> tuple[str, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f'[web]\nlisten = "127.0.0.1:{port}"\n', f"http://127.0.0.1:{port}"
+
+
+# the columns the bench fills (later ones take their defaults)
+_RUN_COLS = (
+    "id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,"
+    " idempotency_key, payload, targets_total, targets_succeeded, targets_failed, error_kind,"
+    " error_message, result, depth, origin, reason, lease"
+)
 
 
 def _jobs_toml(n: int) -> str:
@@ -109,8 +116,8 @@ def _flush(
     dead: list[tuple[object, ...]],
     events: list[tuple[object, ...]],
 ) -> None:
-    marks = ",".join("?" * len(RUN_COLS.split(",")))
-    conn.executemany(f"INSERT INTO runs ({RUN_COLS}) VALUES ({marks})", runs)
+    marks = ",".join("?" * len(_RUN_COLS.split(",")))
+    conn.executemany(f"INSERT INTO runs ({_RUN_COLS}) VALUES ({marks})", runs)
     conn.executemany("INSERT INTO dlq VALUES (?,?,?,?,?,?,?,?)", dead)
     conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", events)
     runs.clear()
