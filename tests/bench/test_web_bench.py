@@ -118,8 +118,16 @@ def _flush(
 ) -> None:
     marks = ",".join("?" * len(_RUN_COLS.split(",")))
     conn.executemany(f"INSERT INTO runs ({_RUN_COLS}) VALUES ({marks})", runs)
-    conn.executemany("INSERT INTO dlq VALUES (?,?,?,?,?,?,?,?)", dead)
-    conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", events)
+    conn.executemany(
+        "INSERT INTO dlq (id, run_id, job, target_idx, target, error_kind, error_message,"
+        " failed_at) VALUES (?,?,?,?,?,?,?,?)",
+        dead,
+    )
+    conn.executemany(
+        "INSERT INTO events (id, name, payload, created_at, idempotency_key, depth)"
+        " VALUES (?,?,?,?,?,?)",
+        events,
+    )
     runs.clear()
     dead.clear()
     events.clear()
