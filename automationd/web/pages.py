@@ -26,7 +26,7 @@ EVENTS_PER_PAGE = 50
 DLQ_GROUPS = 50  # the largest (job, kind) groups shown
 DLQ_ENTRIES = 50  # the newest entries shown
 COUNTERS_ONLY = "/runs/stream?runs=none"
-DLQ_WINDOW = 5000  # a bigger queue is grouped over its newest entries (and says so)
+DLQ_WINDOW = 2000  # a bigger queue is grouped over its newest entries (and says so)
 FAILURES = 10
 
 
