@@ -47,7 +47,8 @@ PER_FLUSH = 100  # runs / attempts / events per message (two pages' worth); the 
 # counted as dropped
 CLIENT_BUFFER = 32  # messages a client may fall behind before it is told to reload
 RING = 1024  # messages kept for Last-Event-ID resumes
-IDLE_GRACE = 30.0  # seconds the store stays watched after the last page was rendered or closed
+IDLE_GRACE = 10.0  # seconds the store stays watched after the last page was rendered or
+# closed: long enough for a page's stream to connect, or a browser to reconnect (after 2 s)
 PAYLOAD_CAP = 4096  # characters of an event payload sent live (the page links to the rest)
 
 RUNS, ATTEMPTS, EVENTS, COUNTERS, RELOAD = "runs", "attempts", "events", "counters", "reload"
