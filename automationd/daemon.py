@@ -22,20 +22,24 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import uvloop
 
 from automationd import __version__
 from automationd.actions.base import HttpClients
-from automationd.admin.commands import build_table
+from automationd.admin.command import invoke
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
+from automationd.admin.served import Parts, served_table
 from automationd.admin.server import serve_admin
 from automationd.admin.undo_cmds import UndoCommands
 from automationd.admin.web_cmds import WebCommands
+from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -53,15 +57,14 @@ from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
-from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
+from automationd.errors import AdminError, AutomationdError, ConfigError, LockedError, bad_request
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
 from automationd.store.retention import Retention
 from automationd.store.sqlite.store import open_sqlite
-from automationd.web.app import serve_web, web_console
-from automationd.web.auth import WebAuth, load_token
+from automationd.web.app import serve_web, web_auth, web_console
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -81,6 +84,7 @@ class Daemon:
         self._stopping = False
         self._force: asyncio.Future[None] | None = None
         self.stop_reason = "running"
+        self._hup: Callable[[], Awaitable[Any]] | None = None  # SIGHUP: the audited reload
 
     # ----------------------------------------------------------------- signals
     def _on_signal(self, signum: int) -> None:
@@ -178,12 +182,16 @@ class Daemon:
                     except ConfigError as exc:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
-                # The web console (issue 13): its token is made at first start, its login links
-                # come from the socket's web.login, and it serves the same command table.
-                web_auth = None
-                if cfg.web.listen:
-                    web_auth = WebAuth(load_token(cfg.daemon.state_dir), clock)
-                table = build_table(
+                web = web_auth(cfg, clock)  # the web console's door (issue 13), if it is on
+                parts = Parts(
+                    catalog=catalog,
+                    store=store,
+                    clock=clock,
+                    ids=ids,
+                    launcher=launcher,
+                    pool=pool,
+                )
+                table = served_table(
                     [
                         DaemonCommands(
                             jobs=jobs,
@@ -205,18 +213,13 @@ class Daemon:
                         RunCommands(store=store, launcher=launcher, report=report, redo=redo),
                         EventCommands(bus=bus, store=store),
                         UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
-                        WebCommands(login_url=web_auth.login_url if web_auth else None),
-                    ]
+                        WebCommands(login_url=web.login_url if web else None),
+                    ],
+                    parts,
                 )
-                console = web_console(
-                    cfg.web,
-                    web_auth,
-                    table=table,
-                    jobs=jobs,
-                    store=store,
-                    clock=clock,
-                    gauges=(pool, launcher, dlq),
-                )
+                console = web_console(cfg, web, table, parts, dlq)
+                hup = Caller(via=Via.SIGNAL, user="SIGHUP")
+                self._hup = lambda: invoke(table["reload"], {}, hup)
                 retention = Retention(store, clock, cfg.retention)
 
                 def health() -> tuple[bool, str]:
@@ -252,8 +255,6 @@ class Daemon:
                         tg.create_task(retention.run(), name="retention"),
                         tg.create_task(bus.deliver_forever(), name="events:deliver"),
                     ]
-                    if console is not None:
-                        background.append(tg.create_task(console.feed.run(), name="web:feed"))
                     if self.notifier.watchdog_interval:
                         background.append(
                             tg.create_task(
@@ -264,7 +265,10 @@ class Daemon:
                     async with contextlib.AsyncExitStack() as edges:
                         await edges.enter_async_context(
                             serve_admin(
-                                cfg.daemon.admin_socket, table, group=cfg.daemon.admin_group
+                                cfg.daemon.admin_socket,
+                                table,
+                                group=cfg.daemon.admin_group,
+                                user_group=cfg.daemon.user_group,
                             )
                         )
                         addr = await edges.enter_async_context(
@@ -272,11 +276,7 @@ class Daemon:
                                 cfg.daemon.metrics_listen, metrics.registry, health, before_scrape
                             )
                         )
-                        web_addr = None
-                        if console is not None:
-                            web_addr = await edges.enter_async_context(
-                                serve_web(cfg.web.listen, console)
-                            )
+                        web_addr = await edges.enter_async_context(serve_web(console, tg))
                         self.notifier.ready(f"running: {len(jobs)} jobs")
                         log.info(
                             "daemon.ready",
@@ -311,8 +311,8 @@ class Daemon:
         while True:
             req = await self.requests.get()
             if req is Request.RELOAD:
-                with contextlib.suppress(ConfigError):
-                    await self._reload(catalog)
+                with contextlib.suppress(ConfigError, AdminError):
+                    await (self._hup() if self._hup is not None else self._reload(catalog))
                 continue
             self.stop_reason = "signal"
             return req is Request.FORCE

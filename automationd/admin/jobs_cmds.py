@@ -63,10 +63,12 @@ class JobCommands:
         return out
 
     async def jobs_add(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.add(args.get("job"))).to_json()
+        # the owner is the uid that added it (SO_PEERCRED); admin/scope.py acts on it
+        return (await self._catalog.add(args.get("job"), owner=caller.uid)).to_json()
 
     async def jobs_remove(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.remove(req_str(args, "name"))).to_json()
+        name, override = req_str(args, "name"), bool_arg(args, "override")
+        return (await self._catalog.remove(name, override=override)).to_json()
 
     async def jobs_pause(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self._catalog.set_paused(req_str(args, "name"), True)).to_json()

@@ -103,7 +103,9 @@ class AdminServer:
             w.close()
             return
         self._count += 1
-        caller = Caller(via=Via.SOCKET, uid=peer.uid, pid=peer.pid, user=user_name(peer.uid))
+        caller = Caller(
+            via=Via.SOCKET, uid=peer.uid, pid=peer.pid, user=user_name(peer.uid), admin=peer.admin
+        )
         conn = Connection(self, self._count, caller, reader, w)
         self._conns.add(conn)
         conn.task = self._tg.create_task(conn.run(), name=f"admin-conn:{self._count}")
@@ -162,6 +164,7 @@ async def serve_admin(
     commands: CommandTable,
     *,
     group: str = "",
+    user_group: str = "",
     idle_timeout: float = 300.0,
     max_connections: int = 64,
     max_inflight_per_conn: int = 1024,
@@ -178,10 +181,15 @@ async def serve_admin(
         idle_timeout=idle_timeout,
         max_connections=max_connections,
         max_inflight=max_inflight_per_conn,
-        peers=PeerPolicy(own_uid=os.geteuid(), admin_gid=resolve_group(group)),
+        peers=PeerPolicy(
+            own_uid=os.geteuid(),
+            admin_gid=resolve_group(group),
+            user_gid=resolve_group(user_group, "user_group"),
+        ),
     )
     clear_path(path, settings.peers.own_uid)
-    sock, ident = bind_socket(path, settings.peers.admin_gid)
+    mode, gid = settings.peers.socket_mode
+    sock, ident = bind_socket(path, gid, mode)
     # The group is entered and left by hand, not with ``async with`` around the ``yield``: an
     # exception from the caller's block must reach the caller as itself, not wrapped in an
     # ExceptionGroup. Connection tasks never fail (they log), so exiting clean loses nothing.

@@ -17,19 +17,22 @@ from typing import Any, cast
 from automationd.core.ids import id_floor
 from automationd.core.match import glob_match
 from automationd.core.runstate import LIVE, RunState, TargetState
-from automationd.records import Attempt, DlqEntry, Event, Run, Target
-from automationd.store.api import OpenAttempt, RunQuery
+from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
+from automationd.store import runpages
+from automationd.store.api import AuditQuery, OpenAttempt, RunQuery
 from automationd.store.jobs import JOB_COLUMNS, StoredJobs
 from automationd.store.rows import (
     Row,
     attempt_from_row,
+    audit_from_row,
     dlq_from_row,
     event_from_row,
+    fire_ms,
     loads,
     run_from_row,
     target_from_row,
 )
-from automationd.store.runfilter import STATE_INDEX, ms_id, run_filters
+from automationd.store.runpages import STATE_INDEX, ms_id, run_filters
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 
@@ -85,53 +88,10 @@ class SqlReads:
         return [run_from_row(r) for r in rows]
 
     async def runs_window(self, q: RunQuery, scan: int) -> tuple[list[Run], str | None]:
-        """Like ``runs``, but looks at no more than the ``scan`` newest runs that the id range
-        and the job allow (the indexed part), filtering state and trigger among them: a
-        filter no index serves costs at most ``scan`` row reads, at any table size.
-
-        Returns the matches and, when fewer than ``q.limit`` matched because the window ran
-        out, the lowest id looked at (continue with ``before`` = it); else None.
-        """
-        ranged = RunQuery(job=q.job, since=q.since, until=q.until, before=q.before)
-        where, params = run_filters(ranged)
-        rest, rest_params = run_filters(RunQuery(state=q.state, trigger=q.trigger))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        inner = f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ?"
-        outer = f" WHERE {' AND '.join(rest)}" if rest else ""
-        # No ORDER BY outside: it would make SQLite read the whole window and sort it; the
-        # window is read in its own order and the scan stops at the limit'th match.
-        rows = await self._fetch(
-            f"SELECT * FROM ({inner}){outer} LIMIT ?", (*params, scan, *rest_params, q.limit)
-        )
-        runs = sorted((run_from_row(r) for r in rows), key=lambda r: r.id, reverse=True)
-        if len(runs) >= q.limit:
-            return runs, None
-        last = await self._one(
-            f"SELECT COUNT(*) AS n, MIN(id) AS low FROM"
-            f" (SELECT id FROM runs {clause} ORDER BY id DESC LIMIT ?)",
-            (*params, scan),
-        )
-        if last is None or int(last["n"]) < scan:
-            return runs, None  # the window held every candidate: nothing older is left
-        return runs, str(last["low"])
+        return await runpages.runs_window(self._fetch, RUN_COLS, q, scan)
 
     async def recent_states(self, jobs: Sequence[str], per_job: int) -> dict[str, list[str]]:
-        """The states of each job's ``per_job`` newest runs that ended with an outcome
-        (succeeded, partial, failed), newest first: one indexed query for a page of jobs."""
-        if not jobs:
-            return {}
-        part = (
-            "SELECT * FROM (SELECT job, state FROM runs WHERE job=?"
-            " AND state IN ('succeeded', 'partial', 'failed') ORDER BY id DESC LIMIT ?)"
-        )
-        params: list[Any] = []
-        for name in jobs:
-            params += [name, per_job]
-        rows = await self._fetch(" UNION ALL ".join([part] * len(jobs)), params)
-        out: dict[str, list[str]] = {name: [] for name in jobs}
-        for r in rows:
-            out[r["job"]].append(r["state"])
-        return out
+        return await runpages.recent_states(self._fetch, jobs, per_job)
 
     async def live_runs(self) -> list[Run]:
         states = sorted(s.value for s in LIVE)
@@ -355,6 +315,40 @@ class SqlReads:
     async def job_rows(self) -> StoredJobs:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
         return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too
+
+    # -- fires and the audit trail (issue 14) ---------------------------------------------
+    async def fired(self, job: str, since: float, until: float) -> set[int]:
+        """Fire times (``fire_ms``) in [since, until) that already have a run: claimed in the
+        fires table, or the ``scheduled_for`` of any stored run of the job."""
+        lo, hi = fire_ms(since), fire_ms(until)
+        claimed = await self._fetch(
+            "SELECT fire_ms FROM fires WHERE job=? AND fire_ms >= ? AND fire_ms < ?",
+            (job, lo, hi),
+        )
+        runs = await self._fetch(
+            "SELECT scheduled_for FROM runs WHERE job=? AND scheduled_for >= ?"
+            " AND scheduled_for < ?",
+            (job, lo / 1000 - 0.0005, hi / 1000 - 0.0005),
+        )
+        return {r["fire_ms"] for r in claimed} | {fire_ms(r["scheduled_for"]) for r in runs}
+
+    async def audit(self, q: AuditQuery) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if q.job is not None:
+            where.append("job=?")
+            params.append(q.job)
+        if q.uid is not None:
+            where.append("uid=?")
+            params.append(q.uid)
+        if q.since is not None:
+            where.append("id >= ?")
+            params.append(ms_id(q.since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ?", (*params, q.limit)
+        )
+        return [audit_from_row(r) for r in rows]
 
 
 def _dlq_where(job: str | None, kind: str | None, since: float | None) -> tuple[str, list[Any]]:

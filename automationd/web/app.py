@@ -9,6 +9,7 @@ listener. The feed's task runs in the daemon's TaskGroup (daemon.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -18,17 +19,14 @@ import structlog
 from aiohttp import web
 
 from automationd.admin.command import CommandTable
+from automationd.admin.served import Parts
 from automationd.clock import Clock
-from automationd.config.model import WebConfig
-from automationd.engine.jobs import JobTable
-from automationd.engine.launcher import Launcher
-from automationd.engine.pool import WorkerPool
+from automationd.config.model import Config
 from automationd.engine.report import DlqCount
 from automationd.errors import AutomationdError
 from automationd.obs.web import format_address, parse_listen
-from automationd.store.api import Store
 from automationd.web.api import make_api
-from automationd.web.auth import WebAuth
+from automationd.web.auth import WebAuth, load_token
 from automationd.web.console import Console, make_templates
 from automationd.web.feed import Feed
 from automationd.web.forms import make_forms
@@ -44,20 +42,20 @@ _SHUTDOWN_TIMEOUT = 1.0
 MAX_BODY = 1 << 20  # like the socket's request line: 1 MiB
 
 
+def web_auth(config: Config, clock: Clock) -> WebAuth | None:
+    """The console's door (its token made at the first start), or None when it is off."""
+    if not config.web.listen:
+        return None
+    return WebAuth(load_token(config.daemon.state_dir), clock)
+
+
 def web_console(
-    config: WebConfig,
-    auth: WebAuth | None,
-    *,
-    table: CommandTable,
-    jobs: JobTable,
-    store: Store,
-    clock: Clock,
-    gauges: tuple[WorkerPool, Launcher, DlqCount],
+    config: Config, auth: WebAuth | None, table: CommandTable, parts: Parts, dlq: DlqCount
 ) -> Console | None:
     """The console's parts, or None when it is off (``auth`` is made only when it is on)."""
     if auth is None:
         return None
-    pool, launcher, dlq = gauges
+    store, clock, pool, launcher = parts.store, parts.clock, parts.pool, parts.launcher
 
     def counters() -> dict[str, Any]:
         """The overview's live numbers, sent with every burst of run changes."""
@@ -71,13 +69,14 @@ def web_console(
         }
 
     return Console(
+        listen=config.web.listen,
         table=table,
-        jobs=jobs,
+        jobs=parts.catalog.jobs,
         store=store,
         feed=Feed(store.watch, clock, counters),
         auth=auth,
         clock=clock,
-        read_only=config.read_only,
+        read_only=config.web.read_only,
         templates=make_templates(clock.time),
         counters=counters,
     )
@@ -111,8 +110,13 @@ def url_host(address: str) -> str:
 
 
 @asynccontextmanager
-async def serve_web(listen: str, console: Console) -> AsyncIterator[str]:
-    """Serve the console on ``listen`` until the block exits; yields the bound address."""
+async def serve_web(console: Console | None, tg: asyncio.TaskGroup) -> AsyncIterator[str | None]:
+    """Serve the console until the block exits, its feed's task in ``tg``; yields the bound
+    address (None, serving nothing, when the console is off)."""
+    if console is None:
+        yield None
+        return
+    listen = console.listen
     host, port = parse_listen(listen)
     runner = web.AppRunner(
         make_app(console),
@@ -131,9 +135,11 @@ async def serve_web(listen: str, console: Console) -> AsyncIterator[str]:
         address = format_address(runner.addresses[0]) if runner.addresses else listen
         console.auth.base_url = f"http://{url_host(address)}"
         log.info("web.listening", address=address, read_only=console.read_only)
+        feed = tg.create_task(console.feed.run(), name="web:feed")
         try:
             yield address
         finally:
+            feed.cancel()
             console.feed.close()
     finally:
         await runner.cleanup()

@@ -35,6 +35,7 @@ CALLER_KEY = "caller"  # request[...]: the Caller every command runs as
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Console:
+    listen: str  # [web] listen
     table: CommandTable
     jobs: JobTable
     store: Store

@@ -21,7 +21,7 @@ from automationd.core.runstate import RunState
 from automationd.errors import AdminError
 from automationd.records import Trigger
 from automationd.store.api import RunQuery
-from automationd.store.runfilter import LIVE_STATES, UNSUCCESSFUL
+from automationd.store.runpages import LIVE_STATES, UNSUCCESSFUL
 from automationd.units import parse_duration, parse_rfc3339
 from automationd.web.console import Console, render
 

@@ -79,7 +79,9 @@ async def socket_answer(d: DaemonProcess, cmd: str, args: dict[str, Any]) -> dic
     return resp
 
 
-_VOLATILE = {"uptime_s", "tokens"}
+# clock-driven numbers; and who added a job (``owner`` is the socket peer's uid, none for
+# the web, which has no uid: by design, not a difference in the command)
+_VOLATILE = {"uptime_s", "tokens", "owner"}
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
