@@ -123,6 +123,9 @@ async def test_cross_site_and_csrf_less_changes_are_refused(
         ok = await w.form("/jobs/quick/pause", {})
         assert ok.status == 303 and ok.headers["Location"] == "/jobs/quick"
         assert (await d.call("jobs.get", {"name": "quick"}))["state"] == "paused"
+        (entry, *_) = await d.call("audit.list", {"job": "quick"})  # newest first
+        assert (entry["cmd"], entry["via"], entry["outcome"]) == ("jobs.pause", "web", "ok")
+        assert re.fullmatch(r"[0-9a-f]{8}", entry["user"])  # the session, by its short name
         status, page = await w.page("/jobs/quick")
         assert "Job quick is paused." in page
 
