@@ -299,6 +299,18 @@ def test_throughput_with_20_live_pages_vs_none(short_tmp: Path) -> None:
             "same daemon, no page open",
             higher_is_better=False,
         ),
+        Row(
+            "median of the rounds' paired ratios: runs/s",
+            median(lv[0] / nn[0] for lv, nn in zip(live, none, strict=True)),
+            None,
+            "live/none",
+        ),
+        Row(
+            "median of the rounds' paired ratios: CPU/run",
+            median(lv[1] / nn[1] for lv, nn in zip(live, none, strict=True)),
+            None,
+            "live/none",
+        ),
         *(
             Row(f"  round {i + 1} runs/s", lv[0], nn[0], "runs/s", "no page open")
             for i, (lv, nn) in enumerate(zip(live, none, strict=True))
