@@ -209,7 +209,7 @@ class SqlReads:
         clause, params = _dlq_where(job, kind, since)
         source = "dlq"
         if newest is not None:
-            source = f"(SELECT * FROM dlq {clause} ORDER BY id DESC LIMIT ?)"
+            source = f"(SELECT * FROM dlq {clause} ORDER BY id DESC LIMIT ?) AS d"
             params, clause = [*params, newest], ""
         groups = await self._fetch(
             "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"

@@ -77,14 +77,14 @@ async def runs_window(
     # No ORDER BY outside: it would make SQLite read the whole window and sort it; the
     # window is read in its own order and the scan stops at the limit'th match.
     rows = await fetch(
-        f"SELECT * FROM ({inner}){outer} LIMIT ?", (*params, scan, *rest_params, q.limit)
+        f"SELECT * FROM ({inner}) AS w{outer} LIMIT ?", (*params, scan, *rest_params, q.limit)
     )
     runs = sorted((run_from_row(r) for r in rows), key=lambda r: r.id, reverse=True)
     if len(runs) >= q.limit:
         return runs, None
     (last,) = await fetch(
         "SELECT COUNT(*) AS n, MIN(id) AS low FROM"
-        f" (SELECT id FROM runs {clause} ORDER BY id DESC LIMIT ?)",
+        f" (SELECT id FROM runs {clause} ORDER BY id DESC LIMIT ?) AS w",
         (*params, scan),
     )
     if int(last["n"]) < scan:
@@ -99,7 +99,7 @@ async def recent_states(fetch: Fetch, jobs: Sequence[str], per_job: int) -> dict
         return {}
     part = (
         "SELECT * FROM (SELECT job, state FROM runs WHERE job=?"
-        " AND state IN ('succeeded', 'partial', 'failed') ORDER BY id DESC LIMIT ?)"
+        " AND state IN ('succeeded', 'partial', 'failed') ORDER BY id DESC LIMIT ?) AS r"
     )
     params: list[Any] = []
     for name in jobs:

@@ -1,4 +1,5 @@
-"""The web console's aiohttp application and its listener on ``[web] listen``.
+"""The web console's aiohttp application and its listener on ``[web] listen``
+(web/wiring.py is how the daemon starts it).
 
 Like the metrics endpoint (obs/web.py): an ``AppRunner`` that leaves signals to daemon.py
 (``handle_signals=False``) and writes no access log; :func:`serve_web` is an async context
@@ -13,22 +14,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
 
 import structlog
 from aiohttp import web
 
-from automationd.admin.command import CommandTable
-from automationd.admin.served import Parts
-from automationd.clock import Clock
-from automationd.config.model import Config
-from automationd.engine.report import DlqCount
 from automationd.errors import AutomationdError
 from automationd.obs.web import format_address, parse_listen
 from automationd.web.api import make_api
-from automationd.web.auth import WebAuth, load_token
-from automationd.web.console import Console, make_templates
-from automationd.web.feed import Feed
+from automationd.web.console import Console
 from automationd.web.forms import make_forms
 from automationd.web.guard import add_headers, make_guard
 from automationd.web.job_pages import make_job_pages
@@ -40,46 +33,6 @@ log = structlog.get_logger("automationd.web")
 
 _SHUTDOWN_TIMEOUT = 1.0
 MAX_BODY = 1 << 20  # like the socket's request line: 1 MiB
-
-
-def web_auth(config: Config, clock: Clock) -> WebAuth | None:
-    """The console's door (its token made at the first start), or None when it is off."""
-    if not config.web.listen:
-        return None
-    return WebAuth(load_token(config.daemon.state_dir), clock)
-
-
-def web_console(
-    config: Config, auth: WebAuth | None, table: CommandTable, parts: Parts, dlq: DlqCount
-) -> Console | None:
-    """The console's parts, or None when it is off (``auth`` is made only when it is on)."""
-    if auth is None:
-        return None
-    store, clock, pool, launcher = parts.store, parts.clock, parts.pool, parts.launcher
-
-    def counters() -> dict[str, Any]:
-        """The overview's live numbers, sent with every burst of run changes."""
-        return {
-            "queue_depth": pool.waiting,
-            "workers_busy": pool.busy,
-            "workers_max": pool.max,
-            "runs_in_flight": len(launcher.live),
-            "dlq_size": dlq.value,
-            "store": "healthy" if store.healthy else "unhealthy",
-        }
-
-    return Console(
-        listen=config.web.listen,
-        table=table,
-        jobs=parts.catalog.jobs,
-        store=store,
-        feed=Feed(store.watch, clock, counters),
-        auth=auth,
-        clock=clock,
-        read_only=config.web.read_only,
-        templates=make_templates(clock.time),
-        counters=counters,
-    )
 
 
 def make_app(console: Console) -> web.Application:
@@ -110,12 +63,9 @@ def url_host(address: str) -> str:
 
 
 @asynccontextmanager
-async def serve_web(console: Console | None, tg: asyncio.TaskGroup) -> AsyncIterator[str | None]:
+async def serve_web(console: Console, tg: asyncio.TaskGroup) -> AsyncIterator[str]:
     """Serve the console until the block exits, its feed's task in ``tg``; yields the bound
-    address (None, serving nothing, when the console is off)."""
-    if console is None:
-        yield None
-        return
+    address."""
     listen = console.listen
     host, port = parse_listen(listen)
     runner = web.AppRunner(

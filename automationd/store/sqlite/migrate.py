@@ -80,11 +80,18 @@ MIGRATIONS: tuple[Step, ...] = (
         CREATE INDEX IF NOT EXISTS fires_by_run ON fires (run_id);
         """,
     ),
-    # 5: runs that did not succeed, by state (newest first within one): the web console's
+    # 5 (issue 16): one run per (job, due time) for scheduled fires, as on PostgreSQL, where
+    # two leaders for a split second must not make two runs (backfills: the fires table).
+    (
+        5,
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_fire ON runs (job, scheduled_for)"
+        " WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;",
+    ),
+    # 6: runs that did not succeed, by state (newest first within one): the web console's
     # "last failures" and a state filter stay index reads among a million succeeded runs.
     # Partial, so the common succeeded run never touches it (store/runpages.py UNSUCCESSFUL).
     (
-        5,
+        6,
         "CREATE INDEX IF NOT EXISTS runs_unsuccessful ON runs (state) WHERE state IN"
         " ('failed', 'partial', 'cancelled', 'skipped', 'previewed', 'stale', 'rolled_back');",
     ),

@@ -78,6 +78,7 @@ SQL: dict[Stmt, str] = {
     # batch rather than create a second run silently (engine/backfill.py checks first).
     Stmt.FIRE: "INSERT INTO fires (job, fire_ms, run_id) VALUES (?,?,?)",
 }
+SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 
 _CHUNKS = (1024, 256, 64, 16, 4)
