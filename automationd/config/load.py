@@ -28,10 +28,10 @@ from automationd.config.model import (
     RetentionConfig,
     ServiceConfig,
     StoreConfig,
-    WebConfig,
     WorkersConfig,
 )
 from automationd.config.shared import Shared
+from automationd.config.web import WebConfig
 from automationd.errors import ConfigError
 
 try:  # tomli is the same parser as the stdlib's tomllib, compiled: 3x faster on big files

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from automationd.config.table import job_table
+from automationd.config.web import WebConfig
 from automationd.units import Rate
 
 
@@ -87,14 +88,6 @@ class RetentionConfig:
     runs_max_age: float = 30 * 86400.0
     events_max_age: float = 7 * 86400.0
     prune_interval: float = 300.0  # seconds between prune passes (the first is sooner)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WebConfig:
-    """The web console and HTTP API (SPEC §7.3): off unless ``listen`` is set."""
-
-    listen: str = ""  # "HOST:PORT"; "" disables the console
-    read_only: bool = False  # hide and refuse every state-changing request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from automationd.config.load import load_config
-from automationd.config.model import WebConfig
+from automationd.config.web import WebConfig
 from automationd.errors import ConfigError
 
 
