@@ -38,6 +38,9 @@ run: $(VENV)/.run
 	@echo "  export AUTOMATIOND_SOCKET=$$PWD/var/run/admin.sock"
 	@echo "  $(BIN)/automationctl status    # jobs list, runs list, limits, breakers, --help"
 	@echo
+	@# once the daemon answers, print the web console's one-time login link (issue 13)
+	@(for i in $$(seq 100); do sleep 0.2; url=$$($(BIN)/automationctl --socket var/run/admin.sock \
+	  web-login 2>/dev/null) && { echo "web console: $$url"; break; }; done &)
 	$(BIN)/automationd run --config $(CONFIG)
 
 test: $(VENV)/.dev

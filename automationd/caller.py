@@ -29,10 +29,12 @@ class Caller:
     # is only in user_group sees and changes just the jobs it owns.
     admin: bool = True
     session: str | None = None  # the web session (a short, non-secret id), for the audit trail
+    remote: str | None = None  # the web client's address (``127.0.0.1``)
 
     @property
     def label(self) -> str:
-        """How logs and the audit trail name the caller: ``uid 1000 (alice)``, ``web:3f2a``."""
+        """How logs and the audit trail name the caller: ``uid 1000 (alice)``, ``web:3f2a``
+        (a browser session), ``web:token`` (the API with the bearer token)."""
         if self.via is Via.WEB:
             return f"web:{self.session or '?'}"
         if self.uid is None:

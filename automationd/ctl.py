@@ -57,6 +57,7 @@ _HELP = {
     "breakers.list": "circuit breakers per service: state, failures, when opened",
     "reload": "re-read the config file (as SIGHUP); a bad file is refused, the old one stays",
     "workers.list": "daemons sharing the store (a PostgreSQL fleet): heartbeat, load, leader",
+    "web.login": "print a one-time login link for the web console (it works once, for 10 min)",
     "jobs.list": "list jobs with their next and last run",
     "jobs.get": "one job, its next 5 fire times and last 5 runs",
     "jobs.add": "add a job (persisted; kept across restarts and reloads)",
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(top, "breakers", "breakers.list", "breakers")
     _leaf(top, "reload", "reload", "reload")
     _leaf(top, "workers", "workers.list", "workers")
+    _leaf(top, "web-login", "web.login", "web_login")
 
     jobs = _group(top, "jobs", "list and manage jobs")
     p = _leaf(jobs, "list", "jobs.list", "jobs", ["state"])

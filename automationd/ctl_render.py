@@ -222,6 +222,7 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("OPENED AT", "opened_at"),
         ],
     ),
+    "web_login": lambda r: f"{r['url']}\n",
     "workers": lambda rows: rows_of(
         [{**w, "leader": "yes" if w.get("leader") else ""} for w in rows],
         [

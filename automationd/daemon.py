@@ -63,6 +63,7 @@ from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
 from automationd.store.retention import Retention
+from automationd.web.wiring import WebConsole
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -219,6 +220,7 @@ class Daemon:
                         EventCommands(bus=bus, store=store),
                         UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
                         FleetCommands(crew=crew),  # issue 16: workers.list
+                        (web := WebConsole(cfg, clock, store, jobs, (pool, launcher, dlq))),
                     ],
                     Parts(
                         catalog=catalog,
@@ -272,7 +274,7 @@ class Daemon:
                                 name="watchdog",
                             )
                         )
-                    async with contextlib.AsyncExitStack() as edges:
+                    async with contextlib.AsyncExitStack() as edges, web.serve(table, tg):
                         await edges.enter_async_context(
                             serve_admin(
                                 cfg.daemon.admin_socket,

@@ -31,6 +31,7 @@ from automationd.config.model import (
     WorkersConfig,
 )
 from automationd.config.shared import Shared
+from automationd.config.web import WebConfig
 from automationd.errors import ConfigError
 
 try:  # tomli is the same parser as the stdlib's tomllib, compiled: 3x faster on big files
@@ -40,7 +41,9 @@ except ImportError:  # pragma: no cover - tomli is optional; same behaviour, onl
 
 __all__ = ["gc_paused", "load_config", "parse_job", "parsed_schedule"]
 
-_TOP_KEYS = frozenset({"daemon", "workers", "retention", "defaults", "services", "jobs", "store"})
+_TOP_KEYS = frozenset(
+    {"daemon", "workers", "retention", "defaults", "services", "jobs", "store", "web"}
+)
 _DAEMON_KEYS = frozenset(
     {
         "state_dir",
@@ -207,6 +210,7 @@ def build_config(raw: Mapping[str, Any], *, path: Path, pieces: Iterable[list[An
         defaults=defaults,
         services=services,
         jobs=_jobs(pieces or (raw.get("jobs", []),), defaults, services, base_dir, daemon.timezone),
+        web=_web(_section(raw, "web")),
         store=_store(_section(raw, "store")),
     )
 
@@ -269,11 +273,23 @@ def _daemon(raw: Mapping[str, Any], base_dir: Path) -> DaemonConfig:
     )
 
 
-def _check_listen(listen: str) -> None:
+def _check_listen(listen: str, where: str = "daemon", key: str = "metrics_listen") -> None:
     """``HOST:PORT`` with a numeric port; IPv6 hosts in brackets (``[::1]:9464``)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        v.fail("daemon", "metrics_listen", f'expected HOST:PORT or "", got {listen!r}')
+        v.fail(where, key, f'expected HOST:PORT or "", got {listen!r}')
+
+
+def _web(raw: Mapping[str, Any]) -> WebConfig:
+    """``[web]``: the console's address (``""`` = off, the default) and read-only mode."""
+    v.check_keys(raw, "web", frozenset({"listen", "read_only"}))
+    d = WebConfig()
+    listen = v.string(raw.get("listen", d.listen), "web", "listen")
+    if listen:
+        _check_listen(listen, "web", "listen")
+    return WebConfig(
+        listen=listen, read_only=v.boolean(raw.get("read_only", d.read_only), "web", "read_only")
+    )
 
 
 def _defaults(raw: Mapping[str, Any]) -> Defaults:

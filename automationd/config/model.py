@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from automationd.config.table import job_table
+from automationd.config.web import WebConfig
 from automationd.units import Rate
 
 
@@ -392,3 +393,4 @@ class Config:
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     jobs: tuple[JobSpec, ...] = ()
     store: StoreConfig = field(default_factory=StoreConfig)
+    web: WebConfig = field(default_factory=WebConfig)

@@ -83,6 +83,7 @@ class ServiceGate:
         self._in_flight = 0
         self._waiting = 0
         self._paused = -math.inf
+        self._pause_reason: str | None = None
         self._rl_streak = 0  # consecutive 429s without Retry-After, for the pause backoff
         self._slot_free: asyncio.Future[None] | None = None
         self._bucket: TokenBucket | None = None
@@ -307,6 +308,7 @@ class ServiceGate:
         if delay <= 0 or until <= self._pause_end():
             return
         self._paused = until
+        self._pause_reason = reason  # shown with the pause (web console's limits page)
         if self._bucket is not None:
             self._bucket.pause_until(until)
         log.warning("service.paused", service=self.name, until_s=round(delay, 3), reason=reason)
@@ -345,6 +347,7 @@ class ServiceGate:
             "tokens": tokens,
             "waiting": self._waiting,
             "paused_until": paused,
+            "paused_reason": self._pause_reason if paused else None,
             "in_flight": self._in_flight,
             "concurrency": self._cap,
         }

@@ -157,6 +157,7 @@ class JobTable:
         self._jobs: dict[str, JobRuntime] = {}
         self.listeners: dict[str, JobRuntime] = {}
         self._heard: dict[str, list[JobRuntime]] = {}  # event name → listeners whose glob matches
+        self.version = 0  # +1 whenever a job is put or removed (readers cache by it)
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -186,6 +187,7 @@ class JobTable:
         return hit
 
     def put(self, job: JobRuntime) -> None:
+        self.version += 1
         self._heard.clear()
         self._jobs[job.name] = job
         if job.spec.on is not None:
@@ -194,15 +196,29 @@ class JobTable:
             self.listeners.pop(job.name, None)
 
     def remove(self, name: str) -> JobRuntime | None:
+        self.version += 1
         self._heard.clear()
         self.listeners.pop(name, None)
         return self._jobs.pop(name, None)
 
     def counts(self) -> dict[str, int]:
-        out = {"enabled": 0, "paused": 0, "completed": 0}
+        # Plain attribute tests, not the ``state`` property: `status` asks this, and at
+        # 100,000 jobs the property's call per job cost 15 ms (issue 13's overview page).
+        paused = completed = 0
         for j in self._jobs.values():
-            out[j.state] += 1
-        return out
+            if j.completed:
+                completed += 1
+            elif j.paused:
+                paused += 1
+        return {
+            "enabled": len(self._jobs) - paused - completed,
+            "paused": paused,
+            "completed": completed,
+        }
+
+    def names(self) -> list[str]:
+        """Every job's name, in table order."""
+        return list(self._jobs)
 
 
 def job_row(job: JobRuntime) -> JobRow:

@@ -33,10 +33,11 @@ from typing import Any, Protocol
 
 from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
 from automationd.store.jobs import StoredJobs
-from automationd.store.write import Stmt, Then, Write
+from automationd.store.write import Observer, Stmt, Then, Write
 
 __all__ = [
     "AuditQuery",
+    "Observer",
     "OpenAttempt",
     "PrunePass",
     "RunQuery",
@@ -113,12 +114,26 @@ class Store(Protocol):
 
     async def commit(self, writes: Sequence[Write]) -> None: ...
 
+    def watch(self, observer: Observer | None) -> None:
+        """Tell ``observer`` the writes of every batch once it is durable (None: stop).
+
+        For live views (the web console): called in the event loop, from the batch's
+        settlement, with each entry's writes; it must be quick and must not raise. Nobody
+        watching costs nothing per batch.
+        """
+
     # -- runs -----------------------------------------------------------------------------
     async def run(self, run_id: str) -> Run | None: ...
 
     async def run_by_key(self, job: str, key: str) -> Run | None: ...
 
     async def runs(self, query: RunQuery) -> list[Run]: ...
+
+    async def runs_window(self, query: RunQuery, scan: int) -> tuple[list[Run], str | None]:
+        """``runs`` looking at no more than ``scan`` candidate rows (store/reads.py)."""
+
+    async def recent_states(self, jobs: Sequence[str], per_job: int) -> dict[str, list[str]]:
+        """Each job's newest outcome states (succeeded/partial/failed), newest first."""
 
     async def apply_of(self, preview_id: str) -> Run | None:
         """The run that applied preview ``preview_id``, if one was made (SPEC §7.2)."""
@@ -155,10 +170,15 @@ class Store(Protocol):
         or after ``since``); or all of them. Oldest first."""
 
     async def dlq_summary(
-        self, *, job: str | None = None, kind: str | None = None, since: float | None = None
+        self,
+        *,
+        job: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        newest: int | None = None,
     ) -> list[dict[str, Any]]:
         """``[{job, kind, count, oldest, newest, sample, messages}]`` (times as epoch
-        seconds), the largest groups first."""
+        seconds), the largest groups first; of the ``newest`` entries only, when given."""
 
     async def dlq_count(self) -> int: ...
 
@@ -176,6 +196,7 @@ class Store(Protocol):
         limit: int | None,
         newest_first: bool,
         name: str | None = None,
+        before: str | None = None,
     ) -> list[Event]:
         """Events created in [since, until] (whole milliseconds) whose name matches the glob."""
 

@@ -11,7 +11,6 @@ window is a primary-key range and the run and event listings never scan their ta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -19,6 +18,7 @@ from automationd.core.ids import id_floor
 from automationd.core.match import glob_match
 from automationd.core.runstate import LIVE, RunState, TargetState
 from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
+from automationd.store import runpages
 from automationd.store.api import AuditQuery, OpenAttempt, RunQuery
 from automationd.store.jobs import JOB_COLUMNS, StoredJobs
 from automationd.store.rows import (
@@ -32,6 +32,7 @@ from automationd.store.rows import (
     run_from_row,
     target_from_row,
 )
+from automationd.store.runpages import STATE_INDEX, ms_id, run_filters
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 
@@ -43,12 +44,6 @@ RUN_COLS = (
 )
 _PAGE = 500  # events read per page while a name glob is filtered in Python
 _TOP_MESSAGES = 3  # most common messages shown per (job, kind) in the DLQ summary
-
-
-def ms_id(ts: float, plus: int = 0) -> str:
-    """The id prefix of ``ts``'s millisecond (+ ``plus``): bounds are whole milliseconds, as
-    listed (RFC 3339 with ms), and the small bias undoes float error in ``.123`` → 0.12299…"""
-    return f"{max(0, math.floor(ts * 1000 + 0.01) + plus):012x}"
 
 
 class SqlReads:
@@ -81,27 +76,22 @@ class SqlReads:
         return run_from_row(row) if row else None
 
     async def runs(self, q: RunQuery) -> list[Run]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("job", q.job), ("state", q.state), ("trigger", q.trigger)):
-            if value is not None:
-                where.append(f"{column}=?")
-                params.append(value)
-        if q.since is not None:
-            where.append("id >= ?")
-            params.append(ms_id(q.since))
-        if q.until is not None:
-            where.append("id < ?")
-            params.append(ms_id(q.until, 1))
-        if q.before is not None:
-            where.append("id < ?")
-            params.append(q.before)
+        where, params = run_filters(q)
+        hint = STATE_INDEX.get(q.state or "")
+        if hint is not None and q.job is None:
+            where.append(hint)  # implies nothing new; lets the partial index serve the filter
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
             f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
             (*params, q.limit, q.offset),
         )
         return [run_from_row(r) for r in rows]
+
+    async def runs_window(self, q: RunQuery, scan: int) -> tuple[list[Run], str | None]:
+        return await runpages.runs_window(self._fetch, RUN_COLS, q, scan)
+
+    async def recent_states(self, jobs: Sequence[str], per_job: int) -> dict[str, list[str]]:
+        return await runpages.recent_states(self._fetch, jobs, per_job)
 
     async def live_runs(self) -> list[Run]:
         states = sorted(s.value for s in LIVE)
@@ -205,19 +195,30 @@ class SqlReads:
         return [dlq_from_row(r) for r in rows]
 
     async def dlq_summary(
-        self, *, job: str | None = None, kind: str | None = None, since: float | None = None
+        self,
+        *,
+        job: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        newest: int | None = None,
     ) -> list[dict[str, Any]]:
         """Dead letters by (job, error kind): count, oldest and newest ``failed_at``, and the
-        messages that come up most (``messages``, the first of them as ``sample``)."""
+        messages that come up most (``messages``, the first of them as ``sample``).
+        ``newest``: only that many newest entries are grouped (the web console's bound: a
+        grouping costs a pass over all it groups)."""
         clause, params = _dlq_where(job, kind, since)
+        source = "dlq"
+        if newest is not None:
+            source = f"(SELECT * FROM dlq {clause} ORDER BY id DESC LIMIT ?) AS d"
+            params, clause = [*params, newest], ""
         groups = await self._fetch(
             "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
-            f" MAX(failed_at) AS newest FROM dlq {clause} GROUP BY job, error_kind",
+            f" MAX(failed_at) AS newest FROM {source} {clause} GROUP BY job, error_kind",
             params,
         )
         texts = await self._fetch(
-            "SELECT job, error_kind, error_message, COUNT(*) AS n FROM dlq"
-            f" {clause} GROUP BY job, error_kind, error_message",
+            "SELECT job, error_kind, error_message, COUNT(*) AS n FROM"
+            f" {source} {clause} GROUP BY job, error_kind, error_message",
             params,
         )
         top: dict[tuple[str, str], list[tuple[int, str]]] = {}
@@ -266,19 +267,27 @@ class SqlReads:
         limit: int | None,
         newest_first: bool,
         name: str | None = None,
+        before: str | None = None,
     ) -> list[Event]:
         """A ``name`` glob is pushed into SQL where the backend's glob means ours (no
         ``[...]`` classes, whose negation differs) and every row is re-checked with
-        ``core.match.glob_match`` either way, in pages, so no filter loads the whole history."""
+        ``core.match.glob_match`` either way, in pages, so no filter loads the whole history.
+        ``before``: only ids below it (keyset paging, newest first)."""
         where: list[str] = []
         params: list[Any] = []
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
         if since is not None:
             where.append("id >= ?")
             params.append(ms_id(since))
         if until is not None:
             where.append("id < ?")
             params.append(ms_id(until, 1))
-        if name is not None and self._glob and "[" not in name and "]" not in name:
+        if name is not None and not any(c in name for c in "*?[]"):
+            where.append("name = ?")  # a plain name: read its index backwards, no sort
+            params.append(name)
+        elif name is not None and self._glob and "[" not in name and "]" not in name:
             where.append("name GLOB ?")
             params.append(name)
         order = "DESC" if newest_first else "ASC"

@@ -7,10 +7,12 @@ group-commit writer can use it without importing the interface's records.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
 Then = Callable[[BaseException | None], None]
+# Told the writes of each durable batch, one sequence per entry (Store.watch).
+Observer = Callable[[list["Sequence[Write]"]], None]
 
 
 class Stmt(enum.Enum):

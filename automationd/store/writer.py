@@ -63,7 +63,7 @@ from automationd.clock import Clock
 from automationd.errors import StoreError
 from automationd.store.batch import Settlement, Step, TxnFn, keys_of, plan_batch
 from automationd.store.episode import Episode
-from automationd.store.write import Then, Write
+from automationd.store.write import Observer, Then, Write
 
 log = structlog.get_logger("automationd.store")
 
@@ -147,6 +147,7 @@ class Writer:
         self.failed_batches = self.failed_writes = 0
         self.last_batch_size = self.max_batch_size = 0
         self.commit_seconds = self.last_commit_seconds = 0.0
+        self.observer: Observer | None = None  # Store.watch: told each durable batch
 
     # -- submitting -----------------------------------------------------------------------
     @property
@@ -305,6 +306,12 @@ class Writer:
                 ]
         elif self.failing is not None:
             self._recovered()
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer([e.writes for i, e in enumerate(batch) if e.writes and i not in refused])
+            except Exception:  # a live view must never cost a caller its answer
+                log.exception("store.observer_failed")
         fn_results = iter(results)
         for i, entry in enumerate(batch):
             if refused and i in refused:  # stored nothing; never retried (it cannot land)

@@ -126,12 +126,14 @@ async def test_rate_limited_report_pauses_the_service() -> None:
     assert [e["event"] for e in logs] == ["service.paused"]
     assert logs[0]["service"] == "api" and logs[0]["until_s"] == 2.0
     assert reg.limits_list()[0]["paused_until"] is not None
+    assert reg.limits_list()[0]["paused_reason"] == "rate_limited"  # the 429 (web limits page)
     start = time.monotonic()
     async with asyncio.timeout(5):
         times = await acquire_all(gate, 3)
     assert 1.8 <= times[0] - start <= 2.2
     assert times[-1] - start <= 2.2
     assert reg.limits_list()[0]["paused_until"] is None
+    assert reg.limits_list()[0]["paused_reason"] is None
 
 
 async def test_breaker_opens_fails_fast_and_admits_one_probe() -> None:
@@ -373,6 +375,7 @@ def test_limits_and_breakers_list_rows() -> None:
             "tokens": 20.0,
             "waiting": 0,
             "paused_until": None,
+            "paused_reason": None,
             "in_flight": 0,
             "concurrency": 4,
         },
@@ -383,6 +386,7 @@ def test_limits_and_breakers_list_rows() -> None:
             "tokens": None,
             "waiting": 0,
             "paused_until": None,
+            "paused_reason": None,
             "in_flight": 0,
             "concurrency": None,
         },

@@ -2,9 +2,9 @@
 
 The test runs exactly what the Makefile's `run` target runs (`mkdir -p var/run`, then
 `.venv/bin/automationd run --config etc/automationd.toml`) from a copy of the repo's etc/ in a
-temp dir, so ./var is temporary. The one change to the copy: the metrics port becomes 0, so a
-developer's own `make run` on 9464 cannot make the test fail. `make` itself is not run: it may
-pip install.
+temp dir, so ./var is temporary. The one change to the copy: the metrics and web ports become 0,
+so a developer's own `make run` on 9464/9465 cannot make the test fail. `make` itself is not
+run: it may pip install.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tests.support.notify import NotifyReceiver
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEMO_LISTEN = 'metrics_listen = "127.0.0.1:9464"'
+DEMO_WEB = 'listen = "127.0.0.1:9465"'
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -40,6 +41,8 @@ def demo_checkout(root: Path) -> Path:
     config = root / "etc" / "automationd.toml"
     text = config.read_text()
     assert text.count(DEMO_LISTEN) == 1, "the demo config's metrics_listen line changed"
+    assert text.count(DEMO_WEB) == 1, "the demo config's [web] listen line changed"
+    text = text.replace(DEMO_WEB, 'listen = "127.0.0.1:0"')
     config.write_text(text.replace(DEMO_LISTEN, 'metrics_listen = "127.0.0.1:0"'))
     (root / "var" / "run").mkdir(parents=True)  # what `make run` does first
     return config

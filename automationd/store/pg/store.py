@@ -37,7 +37,7 @@ from automationd.store.pg.migrate import require_current
 from automationd.store.pg.schema_cmd import dump_database
 from automationd.store.reads import SqlReads
 from automationd.store.rows import Row
-from automationd.store.write import Then, Write
+from automationd.store.write import Observer, Then, Write
 from automationd.store.writer import MAX_BATCH, Writer
 
 __all__ = ["PgStore", "connect", "open_pg"]
@@ -148,6 +148,9 @@ class PgStore(SqlReads):
 
     async def commit(self, writes: Sequence[Write]) -> None:
         await self._writer.submit(writes)
+
+    def watch(self, observer: Observer | None) -> None:
+        self._writer.observer = observer  # the web console's live feed (Store.watch)
 
     async def run_in_transaction(self, fn: Callable[[Any], Any]) -> Any:
         """``await fn(conn)`` inside the next batch's transaction (a barrier; see SQLite's)."""

@@ -87,6 +87,14 @@ MIGRATIONS: tuple[Step, ...] = (
         "CREATE UNIQUE INDEX IF NOT EXISTS runs_fire ON runs (job, scheduled_for)"
         " WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;",
     ),
+    # 6: runs that did not succeed, by state (newest first within one): the web console's
+    # "last failures" and a state filter stay index reads among a million succeeded runs.
+    # Partial, so the common succeeded run never touches it (store/runpages.py UNSUCCESSFUL).
+    (
+        6,
+        "CREATE INDEX IF NOT EXISTS runs_unsuccessful ON runs (state) WHERE state IN"
+        " ('failed', 'partial', 'cancelled', 'skipped', 'previewed', 'stale', 'rolled_back');",
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

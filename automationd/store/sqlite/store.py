@@ -52,7 +52,7 @@ from automationd.store.sqlite.backup import backup_into
 from automationd.store.sqlite.migrate import migrate
 from automationd.store.sqlite.sql import execute_plan, store_error
 from automationd.store.sqlite.thread import WriterThread
-from automationd.store.write import Then, Write
+from automationd.store.write import Observer, Then, Write
 from automationd.store.writer import MAX_BATCH, Writer
 
 __all__ = ["DB_NAME", "SqliteStore", "open_sqlite"]
@@ -163,6 +163,9 @@ class SqliteStore(SqlReads):
 
     async def commit(self, writes: Sequence[Write]) -> None:
         await self._writer.submit(writes)
+
+    def watch(self, observer: Observer | None) -> None:
+        self._writer.observer = observer
 
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the writer's thread inside the next batch's transaction: for
