@@ -151,6 +151,14 @@ class _Client(asyncio.Protocol):
             self.done.set_exception(ConnectionError(f"closed after {self.got} answers"))
 
 
+WINDOW = 1024  # a pipelining client's requests in flight: the daemon's per-connection cap
+
+
+async def client(sock: Path, n: int, window: int) -> None:
+    """One connection sending ``n`` triggers with ``window`` in flight, until all answered."""
+    await _one(sock, n, window)
+
+
 async def _one(sock: Path, n: int, window: int) -> None:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_unix_connection(lambda: _Client(n, window), str(sock))
