@@ -196,8 +196,9 @@ class Daemon:
                             launcher=launcher,
                             report=report,
                             redo=Redo(launcher, jobs, store, dlq),
+                            clock=clock,
                         ),
-                        EventCommands(bus=bus, store=store),
+                        EventCommands(bus=bus, store=store, clock=clock),
                     ]
                 )
                 retention = Retention(store, clock, cfg.retention)

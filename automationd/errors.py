@@ -97,9 +97,10 @@ class StoreError(AutomationdError):
     answers every kind ``unavailable``: the request was fine, the store could not take it.
     """
 
-    def __init__(self, message: str, *, kind: str = "other") -> None:
+    def __init__(self, message: str, *, kind: str = "other", detail: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        self.detail = detail  # the driver's words, for the log (the message stays one line)
 
 
 class LockedError(StoreError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-from automationd.admin.args import bool_arg, opt_str, req_str
+from automationd.admin.args import bool_arg, choice_arg, key_arg, name_arg, payload_arg
 from automationd.admin.command import Command, Reply
 from automationd.caller import Caller
 from automationd.clock import Clock
@@ -15,6 +15,8 @@ from automationd.engine.jobs import JobRuntime, next_fires
 from automationd.errors import bad_request
 from automationd.store.api import RunQuery, Store
 from automationd.units import rfc3339
+
+_JOB_STATES = frozenset({"enabled", "paused", "completed"})
 
 
 class JobCommands:
@@ -36,13 +38,11 @@ class JobCommands:
         ]
 
     async def jobs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
-        state = opt_str(args, "state")
-        if state is not None and state not in ("enabled", "paused", "completed"):
-            raise bad_request("args.state: expected enabled, paused or completed")
+        state = choice_arg(args, "state", _JOB_STATES)
         return [j.to_json() for j in self._catalog.jobs if state is None or j.state == state]
 
     async def jobs_get(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        job = self._catalog.get(req_str(args, "name"))
+        job = self._catalog.get(name_arg(args))
         out = job.to_json()
         now = self._clock.time()
         fires = (
@@ -57,26 +57,30 @@ class JobCommands:
         return out
 
     async def jobs_add(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.add(args.get("job"))).to_json()
+        job = args.get("job")
+        if not isinstance(job, dict):
+            raise bad_request("args.job: expected an object with the keys of a [[jobs]] table")
+        payload_arg(args, "job")  # finite numbers, at most 1 MiB of JSON
+        return (await self._catalog.add(job)).to_json()
 
     async def jobs_remove(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.remove(req_str(args, "name"))).to_json()
+        return (await self._catalog.remove(name_arg(args))).to_json()
 
     async def jobs_pause(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.set_paused(req_str(args, "name"), True)).to_json()
+        return (await self._catalog.set_paused(name_arg(args), True)).to_json()
 
     async def jobs_resume(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.set_paused(req_str(args, "name"), False)).to_json()
+        return (await self._catalog.set_paused(name_arg(args), False)).to_json()
 
     def jobs_trigger(
         self, args: dict[str, Any], caller: Caller, reply: Reply
     ) -> Awaitable[dict[str, Any]] | None:
         """The hot path: a plain trigger replies from its write's settlement (no task)."""
-        job = self._catalog.get(req_str(args, "name"))
-        payload = args.get("payload")
+        job = self._catalog.get(name_arg(args))
+        payload = payload_arg(args)
+        key = key_arg(args)
         if bool_arg(args, "dry_run"):
             return self._intake.dry_run(job, payload)
-        key = opt_str(args, "idempotency_key")
         if key is None:
             self._intake.trigger_then(job, reply, payload=payload)
             return None

@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from automationd.admin.args import bool_arg, int_arg, opt_str, req_str, time_arg
+from automationd.admin.args import (
+    bool_arg,
+    choice_arg,
+    id_arg,
+    int_arg,
+    opt_id,
+    opt_name,
+    time_arg,
+)
 from automationd.admin.command import Command
 from automationd.caller import Caller
+from automationd.clock import Clock
 from automationd.core.runstate import RunState
 from automationd.engine.launcher import Launcher
 from automationd.engine.redo import Redo
@@ -16,9 +25,15 @@ from automationd.errors import bad_request, conflict, not_found
 from automationd.records import DlqEntry, Run, Trigger
 from automationd.store.api import RunQuery, Store
 
+_RUN_STATES = frozenset(s.value for s in RunState)
+_TRIGGERS = frozenset(t.value for t in Trigger)
+
 
 class RunCommands:
-    def __init__(self, *, store: Store, launcher: Launcher, report: Report, redo: Redo) -> None:
+    def __init__(
+        self, *, store: Store, launcher: Launcher, report: Report, redo: Redo, clock: Clock
+    ) -> None:
+        self._clock = clock
         self._store = store
         self._launcher = launcher
         self._report = report
@@ -37,20 +52,15 @@ class RunCommands:
         ]
 
     async def runs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
-        state = opt_str(args, "state")
-        if state is not None and state not in RunState.__members__.values():
-            raise bad_request(f"args.state: unknown run state {state!r}")
-        trigger = opt_str(args, "trigger")
-        if trigger is not None and trigger not in Trigger.__members__.values():
-            raise bad_request(f"args.trigger: unknown trigger {trigger!r}")
+        now = self._clock.time()
         runs = await self._store.runs(
             RunQuery(
-                job=opt_str(args, "job"),
-                state=state,
-                trigger=trigger,
-                since=time_arg(args, "since"),
-                until=time_arg(args, "until"),
-                before=opt_str(args, "before"),
+                job=opt_name(args, "job"),
+                state=choice_arg(args, "state", _RUN_STATES),
+                trigger=choice_arg(args, "trigger", _TRIGGERS),
+                since=time_arg(args, "since", now),
+                until=time_arg(args, "until", now),
+                before=opt_id(args, "before"),
                 limit=int_arg(args, "limit", 50, 1, 1000),
                 offset=int_arg(args, "offset", 0, 0, 1 << 40),
             )
@@ -58,7 +68,7 @@ class RunCommands:
         return [r.to_json() for r in runs]
 
     async def _run(self, args: dict[str, Any]) -> Run:
-        run_id = req_str(args, "id")
+        run_id = id_arg(args)
         run = await self._store.run(run_id)
         if run is None:
             raise not_found(f"no run with id {run_id!r}")
@@ -76,7 +86,7 @@ class RunCommands:
         return await self._store.logs(run.id)
 
     async def runs_cancel(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        run_id = req_str(args, "id")
+        run_id = id_arg(args)
         live = self._launcher.cancel(run_id)
         if live is not None:
             if live.task is not None:
@@ -88,16 +98,16 @@ class RunCommands:
         return run.to_json()
 
     async def runs_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._redo.retry_run(req_str(args, "id"))).to_json()
+        return (await self._redo.retry_run(id_arg(args))).to_json()
 
     async def dlq_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         entries = await self._store.dlq(
-            job=opt_str(args, "job"), limit=int_arg(args, "limit", 50, 1, 1000)
+            job=opt_name(args, "job"), limit=int_arg(args, "limit", 50, 1, 1000)
         )
         return [e.to_json() for e in entries]
 
     async def _dlq_pick(self, args: dict[str, Any]) -> list[DlqEntry]:
-        id_, job, all_ = opt_str(args, "id"), opt_str(args, "job"), bool_arg(args, "all")
+        id_, job, all_ = opt_id(args, "id"), opt_name(args, "job"), bool_arg(args, "all")
         if id_ is None and job is None and not all_:
             raise bad_request("args: give one of id, job or all=true")
         entries = await self._store.dlq_select(id=id_, job=job, all=all_)

@@ -24,6 +24,7 @@ written by hand) reads back as ``{"undecodable": "…"}`` rather than failing th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -38,7 +39,32 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
+    """Compact JSON text; never raises. Values are checked where they enter (admin/args.py,
+    the actions), so the fallback is for a value that slipped past: its non-finite numbers
+    become ``null`` and anything not JSON its ``repr``, instead of failing a run's write."""
+    if value is None:
+        return None
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError):
+        return _lenient(_finite(value, 0))
+
+
+_lenient = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=repr
+).encode
+
+
+def _finite(value: Any, depth: int) -> Any:
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if depth > 100:
+        return repr(value)[:200]
+    if isinstance(value, dict):
+        return {str(k): _finite(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, depth + 1) for v in value]
+    return value
 
 
 def loads(text: str | None) -> Any:

@@ -293,7 +293,7 @@ class Writer:
             self.failing = err.kind
             self._failed_since = self._told = now
             self._failed_count = 1
-            log.error("store.write_failed", kind=err.kind, error=str(err))
+            log.error("store.write_failed", kind=err.kind, error=str(err), detail=err.detail)
             if self._on_health is not None:
                 self._on_health()
             return
