@@ -1,4 +1,4 @@
-"""The validation layer (admin/args.py and strictjson.py): every bad value is named, table-driven."""
+"""The validation layer (admin/args.py, strictjson.py): every bad value named, table-driven."""
 
 from __future__ import annotations
 
