@@ -99,6 +99,8 @@ class Catalog:
             job.last_run = row.last_run
             job.last_success = row.last_success
             job.last_scheduled = row.last_scheduled
+            if row.last_success is not None:  # the dead-man's switch survives restarts
+                self._metrics.last_succeeded(spec.name, row.last_success)
         job.gate = self.services.get(spec.service)
         self.jobs.put(job)
         return job
@@ -153,6 +155,7 @@ class Catalog:
             )
         self.scheduler.unplace(job)
         self.jobs.remove(name)
+        self._metrics.forget_job(name)
         await self._store.commit([w_job_delete(name)])
         self._refresh_gauges()
         log.info("job.removed", job=name)
@@ -183,6 +186,7 @@ class Catalog:
             job = self.jobs.remove(name)
             if job is not None:
                 self.scheduler.unplace(job)
+                self._metrics.forget_job(name)
         for name in d.added:
             existing = self.jobs.get(name)
             row = job_row(existing) if existing is not None else None
