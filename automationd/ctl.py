@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(top, "limits", "limits.list", "limits", help="rate limits per service")
     _leaf(top, "breakers", "breakers.list", "breakers", help="circuit breakers per service")
     _leaf(top, "reload", "reload", "reload", help="reload the config file")
+    _leaf(top, "check-store", "store.check", "store_check", help="check the store for damage")
 
     jobs = _group(top, "jobs", "list and manage jobs")
     _leaf(jobs, "list", "jobs.list", "jobs", ["state"]).add_argument("--state")
@@ -280,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd, args = request_of(ns)
     out = _stream(sys.stdout)
     try:
-        resp = call(path, cmd, args)
+        # store.check reads the whole database: seconds per few hundred MB, not a socket hop
+        resp = call(path, cmd, args, timeout=TIMEOUT if cmd != "store.check" else 3600.0)
     except Unreachable as exc:
         print(f"automationctl: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -299,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             render(ns.view, result, out)
     except BrokenPipeError:  # `automationctl runs list | head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet the exit flush
+    if cmd == "store.check" and isinstance(result, dict) and result.get("ok") is False:
+        return EXIT_ERROR  # a damaged store fails the command, so scripts can act on it
     return EXIT_OK
 
 

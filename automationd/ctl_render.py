@@ -334,6 +334,11 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("OPENED AT", "opened_at"),
         ],
     ),
+    "store_check": lambda r: (
+        "store OK\n"
+        if r.get("ok")
+        else "store DAMAGED:\n" + "".join(f"  {cell(p, 200)}\n" for p in r.get("problems") or [])
+    ),
     "reload": lambda r: (
         f"reloaded: {_count(r.get('jobs_added'))} added, {_count(r.get('jobs_updated'))} "
         f"updated, {_count(r.get('jobs_removed'))} removed\n"

@@ -28,6 +28,7 @@ import uvloop
 
 from automationd import __version__
 from automationd.actions.base import HttpClients
+from automationd.admin.check_cmds import CheckCommands
 from automationd.admin.commands import build_table
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
@@ -199,6 +200,7 @@ class Daemon:
                             clock=clock,
                         ),
                         EventCommands(bus=bus, store=store, clock=clock),
+                        CheckCommands(store=store),  # issue 11: store.check
                     ]
                 )
                 retention = Retention(store, clock, cfg.retention)

@@ -139,6 +139,10 @@ class Store(Protocol):
     async def job_rows(self) -> StoredJobs:
         """Every job's durable state (and API jobs' specs), as read at start-up."""
 
+    # -- damage ---------------------------------------------------------------------------
+    async def check(self) -> list[str]:
+        """Problems found reading the whole store (``store.check``), or none."""
+
     # -- retention ------------------------------------------------------------------------
     async def prune_runs_step(self, prune: PrunePass, batch: int) -> tuple[int, bool, float]:
         """Delete up to ``batch`` finished runs below ``prune.before`` (with their targets,

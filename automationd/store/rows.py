@@ -28,6 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from automationd import strictjson
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
 from automationd.records import Attempt, DlqEntry, Event, Phase, Run, RunError, Target, Trigger
@@ -68,12 +69,14 @@ def _finite(value: Any, depth: int) -> Any:
 
 
 def loads(text: str | None) -> Any:
+    """A stored JSON value; one that does not read back as JSON an answer can carry (cut,
+    scribbled on, or a ``1e999`` an older version let in) reads as ``{"undecodable": …}``."""
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
-        return {"undecodable": text[:200]}
+        return strictjson.loads(text)
+    except (ValueError, TypeError):
+        return {"undecodable": text[:200] if isinstance(text, str) else repr(text)[:200]}
 
 
 class RunView(Protocol):
@@ -244,7 +247,7 @@ def w_event_row(
 # --- reading rows back ---------------------------------------------------------------------
 
 
-def _error(kind: str | None, message: str | None) -> RunError | None:
+def run_error(kind: str | None, message: str | None) -> RunError | None:
     if kind is None:
         return None
     try:
@@ -269,7 +272,7 @@ def run_from_row(r: Row) -> Run:
         targets_total=r["targets_total"],
         targets_succeeded=r["targets_succeeded"],
         targets_failed=r["targets_failed"],
-        error=_error(r["error_kind"], r["error_message"]),
+        error=run_error(r["error_kind"], r["error_message"]),
         result=loads(r["result"]),
         depth=r["depth"],
         origin=r["origin"],
@@ -285,7 +288,7 @@ def target_from_row(r: Row) -> Target:
         target=loads(r["target"]),
         state=TargetState(r["state"]),
         attempts=r["attempts"],
-        error=_error(r["error_kind"], r["error_message"]),
+        error=run_error(r["error_kind"], r["error_message"]),
         result=loads(r["result"]),
     )
 
@@ -311,7 +314,7 @@ def dlq_from_row(r: Row) -> DlqEntry:
         job=r["job"],
         target_idx=r["target_idx"],
         target=loads(r["target"]),
-        error=_error(r["error_kind"], r["error_message"])
+        error=run_error(r["error_kind"], r["error_message"])
         or RunError(kind=ErrorKind.FATAL, message=""),
         failed_at=r["failed_at"],
     )
