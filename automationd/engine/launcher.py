@@ -57,6 +57,7 @@ class Launcher:
         self._parts = RunParts(attempts, report, self._leave)
         self.live: dict[str, LiveRun] = {}
         self._tg: asyncio.TaskGroup | None = None
+        self._unstored = 0  # runs the store refused in this failure episode
 
     def attach(self, tg: asyncio.TaskGroup) -> None:
         """Run tasks belong to ``tg`` (the daemon's top TaskGroup)."""
@@ -157,8 +158,11 @@ class Launcher:
             for live in lives:
                 self._unopen(live)
                 self._leave(live)  # never stored: the caller is told; nothing to run
-                log.error("run.not_stored", run_id=live.id, job=live.job_name, error=str(exc))
+            self._not_stored(lives, exc)
         else:
+            if self._unstored:
+                log.warning("run.not_stored_total", runs=self._unstored, note="store recovered")
+                self._unstored = 0
             for live in lives:
                 if live.first is None and self._draining.is_set():
                     self._leave(live)  # durable and queued: it resumes at next start
@@ -166,6 +170,21 @@ class Launcher:
                     self.spawn(live)
         if then is not None:
             then(exc)
+
+    def _not_stored(self, lives: Sequence[LiveRun], exc: BaseException) -> None:
+        """Runs the store refused (disk full, I/O error): their callers hear it; the log says
+        so once per episode and gives the count when a launch is stored again, not one line
+        per run (a full disk under load refused thousands a second)."""
+        if not self._unstored:
+            live = lives[0]
+            log.error(
+                "run.not_stored",
+                run_id=live.id,
+                job=live.job_name,
+                error=str(exc),
+                note="further runs refused until the store recovers are counted",
+            )
+        self._unstored += len(lives)
 
     def _unopen(self, live: LiveRun) -> None:
         if live.first is not None:
