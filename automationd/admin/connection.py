@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from automationd.admin.answers import await_answer, error_line, reply_to, settle_answer
+from automationd.admin.command import CommandTable
 from automationd.admin.protocol import (
     MAX_LINE,
     Request,
@@ -38,9 +39,6 @@ from automationd.admin.protocol import (
 )
 from automationd.caller import Caller
 from automationd.obs.logs import get_logger
-
-if TYPE_CHECKING:
-    from automationd.admin.server import AdminServer
 
 log = get_logger()
 
@@ -69,12 +67,30 @@ class _Slot:
         reply_to(self.req, self.fill, value, exc)
 
 
+class Limits(Protocol):
+    @property
+    def idle_timeout(self) -> float: ...
+    @property
+    def max_inflight(self) -> int: ...
+
+
+class Host(Protocol):
+    """What a connection needs of the server that accepted it (admin/server.py), named here
+    so this module does not import the server that imports it."""
+
+    @property
+    def settings(self) -> Limits: ...
+    @property
+    def commands(self) -> CommandTable: ...
+    def forget(self, conn: Connection) -> None: ...
+
+
 class Connection:
     """One client: a read loop (the task body), a writer child and one child per request."""
 
     def __init__(
         self,
-        server: AdminServer,
+        server: Host,
         n: int,
         caller: Caller,
         reader: asyncio.StreamReader,

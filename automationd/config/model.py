@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automationd.config.table import job_table
 from automationd.units import Rate
 
 
@@ -238,8 +239,6 @@ class JobSpec:
         (every value in effect, inherited ones included), for ``jobs.get`` and persistence."""
         w = self.written
         if w is None:
-            from automationd.config.values import job_table  # values imports this module
-
             return job_table(self)
         if isinstance(w, str):
             loaded: dict[str, Any] = json.loads(w)

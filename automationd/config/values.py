@@ -19,9 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from automationd.config.model import ActionSpec, Backoff, ExecAction, HttpAction, JobSpec
+from automationd.config.model import Backoff
 from automationd.errors import ConfigError
-from automationd.units import Rate, format_duration, parse_duration, parse_rate
+from automationd.units import Rate, parse_duration, parse_rate
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -223,77 +223,4 @@ def backoff(value: object, where: str, key: str, inherit: Backoff) -> Backoff:
     out = replace(inherit, **changes)
     if out.max < out.base:
         fail(here, "max", f"must be at least base ({out.base:g}s), got {out.max:g}s")
-    return out
-
-
-# ---------------------------------------------------------------- and back, for display
-def job_table(spec: JobSpec) -> dict[str, Any]:
-    """A ``[[jobs]]`` table that ``parse_job`` turns back into ``spec`` (durations in the
-    loader's units, enums by value); only optional keys that are set are written."""
-    out: dict[str, Any] = {"name": spec.name}
-    if spec.schedule is not None:
-        out["schedule"] = spec.schedule
-    if spec.on is not None:
-        out["on"] = spec.on
-        if spec.when:
-            out["when"] = dict(spec.when)
-    out["timezone"] = spec.timezone
-    if spec.service is not None:
-        out["service"] = spec.service
-    out["priority"] = spec.priority
-    if spec.jitter:
-        out["jitter"] = format_duration(spec.jitter)
-    out["max_runs"] = spec.max_runs
-    if spec.targets is not None:
-        out["targets"] = list(spec.targets)
-    b = spec.backoff
-    out.update(
-        timeout=format_duration(spec.timeout),
-        retries=spec.retries,
-        backoff={
-            "base": format_duration(b.base),
-            "max": format_duration(b.max),
-            "multiplier": b.multiplier,
-            "jitter": b.jitter,
-        },
-        overlap=spec.overlap.value,
-        misfire=spec.misfire.value,
-        misfire_grace=format_duration(spec.misfire_grace),
-        action=action_table(spec.action),
-    )
-    if spec.check is not None:
-        out["check"] = action_table(spec.check)
-    if spec.verify is not None:
-        out["verify"] = action_table(spec.verify)
-    return out
-
-
-def action_table(action: ActionSpec) -> dict[str, Any]:
-    """An action record as the table it was read from (see ``job_table``)."""
-    out: dict[str, Any] = {"type": action.type}
-    if isinstance(action, ExecAction):
-        out["argv"] = list(action.argv)
-        if action.env:
-            out["env"] = dict(action.env)
-        if action.cwd is not None:
-            out["cwd"] = str(action.cwd)
-        if action.retryable_exit_codes:
-            out["retryable_exit_codes"] = sorted(action.retryable_exit_codes)
-    elif isinstance(action, HttpAction):
-        out["method"] = action.method
-        out["url"] = action.url
-        if action.headers:
-            out["headers"] = dict(action.headers)
-        if action.json is not None:
-            out["json"] = action.json
-        if action.body is not None:
-            out["body"] = action.body
-        if action.expect:
-            out["expect"] = list(action.expect)
-        if action.follow_redirects:
-            out["follow_redirects"] = True
-    else:
-        out["callable"] = action.callable
-    if action.timeout is not None:
-        out["timeout"] = format_duration(action.timeout)
     return out

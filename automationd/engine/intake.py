@@ -11,13 +11,15 @@ store), not as it was created.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import structlog
 
-from automationd.actions.base import ActionContext, HttpClients
+from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
 from automationd.actions.build import build_action
 from automationd.admin.protocol import RawJSON
 from automationd.engine.jobs import JobRuntime
@@ -88,7 +90,8 @@ class Intake:
         return await self._store.run(run_id)
 
     async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
-        """Run only the check phase and say what would be performed; nothing is stored."""
+        """Run only the check phase, in a task of its own, and say what would be performed;
+        nothing is stored."""
         spec = job.spec
         targets = list(spec.targets) if spec.targets is not None else None
         if spec.check is None:
@@ -106,10 +109,15 @@ class Intake:
             timeout=getattr(spec.check, "timeout", None) or spec.timeout,
             idempotency_key="dry-run",
         )
-        try:
-            res = await action(ctx)
-        except ActionError as exc:
-            raise AdminError("unavailable", f"check failed: {exc.kind}: {exc.message}") from exc
+        # User code never runs in the admin connection's task: the check gets a task and a
+        # context of its own (cancelled with the request if the client goes away).
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(
+                _attempt(action, ctx), name=f"dry-run:{job.name}", context=contextvars.Context()
+            )
+        res = task.result()
+        if isinstance(res, ActionError):
+            raise AdminError("unavailable", f"check failed: {res.kind}: {res.message}") from res
         return {
             "dry_run": True,
             "perform": res.perform,
@@ -117,6 +125,14 @@ class Intake:
             "payload": res.payload if res.payload is not None else payload,
             "result": res.value,
         }
+
+
+async def _attempt(action: Action, ctx: ActionContext) -> ActionResult | ActionError:
+    """One call of ``action``, its failure returned (a task's error would end its group)."""
+    try:
+        return await action(ctx)
+    except ActionError as exc:
+        return exc
 
 
 def _answer(live: LiveRun, reply: Reply, exc: BaseException | None) -> None:

@@ -50,7 +50,8 @@ class WorkerPool:
             raise
 
     def try_acquire(self) -> bool:
-        """A slot right now, or False; never waits (the inline path, engine/inline.py)."""
+        """A slot right now, or False; never waits (a run launched with its first attempt,
+        engine/launcher.py)."""
         if self._closed or self.busy >= self.max or self._heap:
             return False
         self.busy += 1

@@ -9,25 +9,24 @@ Rules (SPEC §4):
   loop ends there, whatever the action did to the daemon;
 - exec children of the dead process are killed if they still run (matched by pgid and the
   run id in their environment);
-- a run whose job no longer exists fails with a clear error.
+- a run whose job no longer exists fails with a clear error, ended by the report like any
+  other run (its end row and ``run.failed`` event as one unit); its open attempts close too.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import structlog
 
 from automationd.actions.exec import kill_orphans
-from automationd.core.runstate import RunEvent, RunState, TargetState
+from automationd.core.runstate import RunEvent, TargetState
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
-from automationd.records import Phase, RunError
+from automationd.records import Phase, Run, RunError
 from automationd.store.api import Store, Write
-from automationd.store.rows import w_attempt_interrupted, w_run
+from automationd.store.rows import w_attempt_interrupted
 
 log = structlog.get_logger("automationd.recovery")
 
@@ -44,16 +43,16 @@ async def recover(
     orphans: list[tuple[int, str]] = []
     closes: list[Write] = []
     resumed: list[LiveRun] = []
+    jobless: list[Run] = []
     for run in found:
-        job = jobs.get(run.job)
-        if job is None:
-            gone = RunError(kind=ErrorKind.FATAL, message=f"job {run.job!r} no longer exists")
-            closes.append(w_run(replace(run, state=RunState.FAILED, finished_at=now, error=gone)))
-            continue
         for a in await store.open_attempts(run.id):
             closes.append(w_attempt_interrupted(run.id, a.n, now, INTERRUPTED))
             if a.pgid:
                 orphans.append((a.pgid, run.id))
+        job = jobs.get(run.job)
+        if job is None:
+            jobless.append(run)
+            continue
         live = LiveRun.from_stored(run, job, await store.target_rows(run.id))
         attempts = await store.attempts(run.id)
         if not live.persist_targets and live.targets:  # the implicit target: recount its tries
@@ -65,6 +64,9 @@ async def recover(
         log.warning("recovery.orphans_killed", groups=killed, candidates=len(orphans))
     if closes:
         await store.commit(closes)
+    for run in jobless:
+        gone = RunError(kind=ErrorKind.FATAL, message=f"job {run.job!r} no longer exists")
+        report.end_jobless(run, gone)
     err = RunError(kind=ErrorKind.INTERRUPTED, message=INTERRUPTED)
     for live in resumed:
         if live.needs_check and live.check_tries > live.job.spec.retries:

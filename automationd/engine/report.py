@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -107,6 +108,36 @@ class Report:
             # the next start, since recovery resumes runs whose end was never stored
             log.error("run.end_not_stored", run_id=run.id, error=str(exc))
         return run
+
+    def end_jobless(self, run: Run, error: RunError) -> None:
+        """A stored run whose job no longer exists (found by recovery) fails like any other
+        run: its end row and ``run.failed`` event as one unit that must land. There is no
+        job to count it on, so no job metrics; the event reaches its listeners."""
+        now = self._clock.time()
+        ended = replace(
+            run,
+            state=next_run_state(run.state, RunEvent.FAIL),
+            finished_at=now,
+            error=error,
+        )
+        event_id = self._ids.new(now)
+        writes = [w_run(ended), self._event_row(ended, event_id, now)]
+        self._store.submit_then(writes, partial(self._jobless_settled, ended, event_id), retry=True)
+
+    def _jobless_settled(self, run: Run, event_id: str, exc: BaseException | None) -> None:
+        log.warning("run.failed_jobless", run_id=run.id, job=run.job, error=str(run.error))
+        self._metrics.events_published_total.inc()
+        if self._listening("run.failed"):
+            payload = {"job": run.job, "run_id": run.id, "state": run.state.value}
+            self._outbox.put(
+                Event(
+                    id=event_id,
+                    name="run.failed",
+                    payload=payload,
+                    created_at=run.finished_at or 0.0,
+                    depth=run.depth + 1,
+                )
+            )
 
     def skipped(
         self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str

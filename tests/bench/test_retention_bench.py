@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from automationd.store.db import DB_NAME
-from automationd.store.migrate import migrate
+from automationd.store.sqlite.migrate import migrate
+from automationd.store.sqlite.store import DB_NAME
 from tests.bench.harness import Row, print_table, scaled
 from tests.support.daemon import DaemonProcess, config_text
 

@@ -18,29 +18,28 @@ import pytest
 import uvloop
 
 from automationd.core.ids import IdGenerator
-from automationd.store.db import DB_NAME, open_database
-from automationd.store.migrate import migrate
-from automationd.store.writer import Write
+from automationd.store.sqlite.migrate import migrate
+from automationd.store.sqlite.sql import SQL
+from automationd.store.sqlite.store import DB_NAME, open_sqlite
+from automationd.store.write import Stmt, Write
 
 pytestmark = pytest.mark.bench
 
 SECONDS = 3.0
 WRITERS = 1000
-UPSERT_RUN = (
-    "INSERT INTO runs (id, job, state, trigger, created_at, started_at, attempts, payload,"
-    " targets_total, targets_succeeded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,"
-    " attempts = excluded.attempts, targets_succeeded = excluded.targets_succeeded"
-)
-UPSERT_ATTEMPT = (
-    "INSERT INTO attempts (run_id, n, phase, target_idx, started_at, finished_at, outcome)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, n) DO UPDATE SET"
-    " finished_at = excluded.finished_at, outcome = excluded.outcome"
-)
+UPSERT_RUN = SQL[Stmt.RUN]  # the engine's full-row run upsert (store/rows.py w_run)
 
 
 def _run_row(run_id: str, state: str) -> tuple[Any, ...]:
-    return (run_id, "bench-job", state, "manual", 1.0, 2.0, 1, '{"k": 1}', 1, 0)
+    # id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,
+    # key, payload, targets total/succeeded/failed, error kind/message, result, depth,
+    # origin, reason, lease
+    head = (run_id, "bench-job", state, "manual", None, 1.0, 2.0, None, 1, None, '{"k": 1}')
+    return (*head, 1, 0, 0, None, None, None, 0, None, None, 0)
+
+
+def _attempt_row(run_id: str, finished: float | None, outcome: str | None) -> tuple[Any, ...]:
+    return (run_id, 1, "perform", 0, None, 2.0, finished, outcome, None, None, None, None)
 
 
 def _group_commit(
@@ -49,7 +48,7 @@ def _group_commit(
     """WRITERS tasks each loop `await db.write(...)` for SECONDS; count durable writes."""
 
     async def main() -> dict[str, float]:
-        async with open_database(state_dir) as db:
+        async with open_sqlite(state_dir) as db:
             stop = False
             acked = 0
             ids = IdGenerator(random.Random(1))  # time-ordered, like real run ids
@@ -59,15 +58,15 @@ def _group_commit(
                 while not stop:
                     run_id = ids.new(time.time())
                     if per_await == 1:
-                        writes = [Write(UPSERT_RUN, _run_row(run_id, "queued"), key=run_id)]
+                        writes = [Write(Stmt.RUN, _run_row(run_id, "queued"), key=run_id)]
                     else:  # a run's life: created, attempt started, attempt ended, run ended
                         writes = [
-                            Write(UPSERT_RUN, _run_row(run_id, "queued"), key=run_id),
-                            Write(UPSERT_ATTEMPT, (run_id, 1, "perform", 0, 2.0, None, None)),
-                            Write(UPSERT_ATTEMPT, (run_id, 1, "perform", 0, 2.0, 3.0, "ok")),
-                            Write(UPSERT_RUN, _run_row(run_id, "succeeded"), key=run_id),
+                            Write(Stmt.RUN, _run_row(run_id, "queued"), key=run_id),
+                            Write(Stmt.ATTEMPT, _attempt_row(run_id, None, None)),
+                            Write(Stmt.ATTEMPT, _attempt_row(run_id, 3.0, "ok")),
+                            Write(Stmt.RUN, _run_row(run_id, "succeeded"), key=run_id),
                         ][:per_await]
-                    await db.write(writes)
+                    await db.commit(writes)
                     acked += 1
 
             started = time.perf_counter()

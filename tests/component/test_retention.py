@@ -16,10 +16,10 @@ from automationd.core.ids import IdGenerator, id_floor
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ConfigError, ErrorKind
 from automationd.records import Attempt, DlqEntry, Event, Phase, Run, RunError, Target, Trigger
-from automationd.store.db import Database, Write, open_database
-from automationd.store.events import w_event
 from automationd.store.retention import MIN_BATCH, Retention
-from automationd.store.runs import w_attempt, w_dlq, w_dlq_delete, w_run, w_target
+from automationd.store.rows import w_attempt, w_dlq, w_dlq_delete, w_event, w_run, w_target
+from automationd.store.sqlite.store import SqliteStore, open_sqlite
+from automationd.store.write import Write
 from tests.support.clock import FakeClock
 
 DAY = 86400.0
@@ -32,16 +32,16 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def db(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
     async with asyncio.timeout(5):
-        async with open_database(tmp_path / "state", clock=clock) as database:
-            yield database
+        async with open_sqlite(tmp_path / "state", clock=clock) as store:
+            yield store
 
 
 class Seeder:
     """Writes runs, targets, attempts (with output), DLQ entries and events at chosen ages."""
 
-    def __init__(self, db: Database, clock: FakeClock) -> None:
+    def __init__(self, db: SqliteStore, clock: FakeClock) -> None:
         self.db = db
         self.clock = clock
         self.rng = random.Random(7)
@@ -101,29 +101,29 @@ class Seeder:
                 )
             )
         async with asyncio.timeout(5):
-            await self.db.write(writes)
+            await self.db.commit(writes)
         return rid
 
     async def event(self, age: float) -> str:
         at = self.clock.time() - age
         eid = self.new_id(at)
         async with asyncio.timeout(5):
-            await self.db.write([w_event(Event(id=eid, name="e", payload=None, created_at=at))])
+            await self.db.commit([w_event(Event(id=eid, name="e", payload=None, created_at=at))])
         return eid
 
     async def count(self, table: str, where: str = "1", params: tuple[str, ...] = ()) -> int:
         async with asyncio.timeout(5):
-            n = await self.db.fetchval(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
-        return int(n)
+            rows = await self.db._fetchall(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
+        return int(rows[0][0])
 
 
 @pytest.fixture
-def seed(db: Database, clock: FakeClock) -> Seeder:
+def seed(db: SqliteStore, clock: FakeClock) -> Seeder:
     return Seeder(db, clock)
 
 
 async def test_prune_removes_old_runs_with_rows_and_keeps_young_live_and_dlq(
-    db: Database, clock: FakeClock, seed: Seeder
+    db: SqliteStore, clock: FakeClock, seed: Seeder
 ) -> None:
     """1. Seed old and young finished runs (targets, attempts with output), old live runs,
     an old run in the DLQ, and old and young events.
@@ -159,21 +159,22 @@ async def test_prune_removes_old_runs_with_rows_and_keeps_young_live_and_dlq(
 
 
 async def test_dead_lettered_run_is_pruned_once_its_entry_is_purged(
-    db: Database, clock: FakeClock, seed: Seeder
+    db: SqliteStore, clock: FakeClock, seed: Seeder
 ) -> None:
     """The DLQ is kept until purged; after a purge its old run is pruned like any other."""
     dead = await seed.run(45 * DAY, RunState.FAILED, dead=True)
     retention = Retention(db, clock, CONFIG)
     async with asyncio.timeout(5):
         assert (await retention.prune_once())["runs"] == 0
-        entry = await db.fetchval("SELECT id FROM dlq WHERE run_id=?", (dead,))
-        await db.write(w_dlq_delete([entry]))
+        (entry,) = await db.dlq_select(id=None, job="j", all=False)
+        assert entry.run_id == dead
+        await db.commit(w_dlq_delete([entry.id]))
         assert (await retention.prune_once())["runs"] == 1
     assert await seed.count("runs") == 0
 
 
 async def test_prune_goes_in_small_batches_and_shares_the_writer(
-    db: Database, clock: FakeClock, seed: Seeder
+    db: SqliteStore, clock: FakeClock, seed: Seeder
 ) -> None:
     """1. Seed 3 x MIN_BATCH + 7 old runs; prune with the smallest batch.
     2. While pruning, keep submitting ordinary writes.
@@ -193,7 +194,7 @@ async def test_prune_goes_in_small_batches_and_shares_the_writer(
         for _ in range(n_old)
     ]
     async with asyncio.timeout(5):
-        await db.write(writes)
+        await db.commit(writes)
     retention = Retention(db, clock, CONFIG, batch=MIN_BATCH, step_target=0.0)  # fixed size
     done_during: list[bool] = []
 
@@ -213,7 +214,7 @@ async def test_prune_goes_in_small_batches_and_shares_the_writer(
 
 
 async def test_background_task_waits_first_delay_then_every_interval(
-    db: Database, clock: FakeClock, seed: Seeder
+    db: SqliteStore, clock: FakeClock, seed: Seeder
 ) -> None:
     """``run()`` prunes after ``first_delay`` and again each ``prune_interval``, on the
     injected clock, logging ``retention.pruned`` when it removed something."""

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from automationd.store.db import open_database
+from automationd.store.sqlite.store import open_sqlite
 
 CHILD = Path(__file__).resolve().parent.parent / "support" / "store_crash_child.py"
 
@@ -42,9 +42,9 @@ async def test_acked_writes_survive_kill_9(tmp_path: Path) -> None:
         # A line cut by the kill is not a complete ack; ids are fixed width.
         acked = [x for x in acked if len(x) == len("ev-00000000")]
 
-        async with open_database(tmp_path) as db:
-            rows = await db.fetchall("SELECT id FROM events")
-        stored = {r[0] for r in rows}
+        async with open_sqlite(tmp_path) as store:
+            rows = await store.events(since=None, until=None, limit=None, newest_first=False)
+        stored = {e.id for e in rows}
         missing = [x for x in acked if x not in stored]
         assert not missing, f"{len(missing)} acked ids lost, e.g. {missing[:5]}"
         assert len(acked) >= 400

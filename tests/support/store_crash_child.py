@@ -13,10 +13,9 @@ import itertools
 import sys
 from pathlib import Path
 
-from automationd.store.db import open_database
-from automationd.store.writer import Write
-
-INSERT = "INSERT INTO events (id, name, created_at) VALUES (?, 'crash', 0)"
+from automationd.records import Event
+from automationd.store.rows import w_event
+from automationd.store.sqlite.store import open_sqlite
 
 
 async def main(state_dir: Path, writers: int) -> None:
@@ -26,11 +25,13 @@ async def main(state_dir: Path, writers: int) -> None:
     async def writer() -> None:
         while True:
             event_id = f"ev-{next(ids):08d}"
-            await db.write([Write(INSERT, (event_id,))])
+            await store.commit(
+                [w_event(Event(id=event_id, name="crash", payload=None, created_at=0.0))]
+            )
             out.write(event_id + "\n")
             out.flush()
 
-    async with open_database(state_dir) as db, asyncio.TaskGroup() as tg:
+    async with open_sqlite(state_dir) as store, asyncio.TaskGroup() as tg:
         out.write("ready\n")
         out.flush()
         for _ in range(writers):

@@ -100,16 +100,24 @@ def test_id_counter_carries_into_the_random_part() -> None:
 
 
 def test_fast_records_build_copy_and_stay_frozen() -> None:
-    """The generated __init__/evolve behave like the dataclass's own: defaults, replace,
-    equality, and assignment still refused."""
+    """The generated __init__ behaves like the dataclass's own: defaults, ``replace`` copies,
+    equality, assignment refused, and a missing or misspelt field raises TypeError."""
     t = Target(run_id="r", idx=0, target=None)
     assert (t.attempts, t.error) == (0, None)
     run = RUNS[0]
-    moved = run.evolve(state=RunState.RUNNING, attempts=1)
-    assert moved == dataclasses.replace(run, state=RunState.RUNNING, attempts=1)
+    moved = dataclasses.replace(run, state=RunState.RUNNING, attempts=1)
+    assert (moved.state, moved.attempts, moved.id) == (RunState.RUNNING, 1, run.id)
+    assert moved != run and dataclasses.replace(moved, state=RunState.QUEUED, attempts=0) == run
     assert run.state is RunState.QUEUED  # the original is untouched
+    assert not hasattr(run, "evolve")  # one way to copy: dataclasses.replace
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.attempts = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
         Event(id="e", name="n", created_at=1.0)  # type: ignore[call-arg]  # payload missing
+    with pytest.raises(TypeError, match="stat"):
+        dataclasses.replace(run, stat=RunState.RUNNING)  # misspelt: not silently ignored
+    with pytest.raises(TypeError, match="stat"):
+        Run(  # type: ignore[call-arg]
+            id="x", job="j", stat=RunState.QUEUED, trigger=Trigger.MANUAL, created_at=0.0
+        )
     assert json.loads(RUNS[0].to_json_text())["targets"]["pending"] == 0

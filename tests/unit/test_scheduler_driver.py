@@ -1,4 +1,4 @@
-"""The scheduler driver with an injected FakeClock and a recording fake engine: fires, @every
+"""The scheduler driver with an injected FakeClock and a recording fake launcher: fires, @every
 anchoring, jitter, wall-clock jumps, misfire catch-up from the persisted mark, overlap and
 max_runs; plus the next-fire previews (``jobs show``, ``check-config``) at a fixed ``now``."""
 
@@ -24,7 +24,7 @@ from automationd.engine.jobs import JobRuntime, JobTable, next_fires, schedule_f
 from automationd.engine.scheduler import MARK, Scheduler
 from automationd.obs.metrics import Metrics
 from automationd.records import Trigger
-from automationd.store.db import Write
+from automationd.store.write import Write
 from automationd.units import rfc3339
 from tests.support.clock import FakeClock
 
@@ -34,7 +34,8 @@ ACTION = PythonAction(callable="x:y")
 
 @dataclass
 class FakeEngine:
-    """Records what the scheduler asks for; a created run stays 'running' until ``finish``."""
+    """Stands in for the launcher, the report and the store, recording what the scheduler
+    asks for; a created run stays 'running' until ``finish``."""
 
     clock: FakeClock
     runs: list[tuple[str, Trigger, float | None]] = field(default_factory=list)
@@ -45,46 +46,44 @@ class FakeEngine:
     live: dict[str, JobRuntime] = field(default_factory=dict)
     _n: int = 0
 
-    def prepare_run(
+    # -- as the launcher
+    def prepare(
         self,
         job: JobRuntime,
         *,
         trigger: Trigger,
         scheduled_for: float | None,
         after: tuple[Any, ...] = (),
-    ) -> tuple[Any, list[Write]]:
+    ) -> Any:
         self._n += 1
-        job.run_count += 1
+        job.count_run(f"r{self._n}")
         self.runs.append((job.name, trigger, scheduled_for))
-        run = SimpleNamespace(
-            id=f"r{self._n}", state=RunState.QUEUED if after else RunState.RUNNING
-        )
         done = object()
-        return SimpleNamespace(run=run, job=job, after=after, task=object(), ended=lambda: done), []
+        return SimpleNamespace(
+            id=f"r{self._n}",
+            state=RunState.QUEUED if after else RunState.RUNNING,
+            job=job,
+            after=after,
+            ended=lambda: done,
+        )
 
-    def launch(self, lives: list[Any], writes: list[Write]) -> None:
+    def launch(self, lives: list[Any]) -> None:
         if self.keep_running:
             for live in lives:
-                live.job.active[live.run.id] = live
-                self.live[live.run.id] = live.job
-
-    def create_run(self, job: JobRuntime, **kw: Any) -> tuple[Any, None]:
-        live, writes = self.prepare_run(job, **kw)
-        self.launch([live], writes)
-        return live.run, None
-
-    def record_skipped(
-        self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
-    ) -> None:
-        self.skipped.append((job.name, scheduled_for, reason))
+                live.job.active[live.id] = live
+                self.live[live.id] = live.job
 
     def cancel(self, run_id: str, reason: str) -> None:
         self.cancelled.append(run_id)
         self.live.pop(run_id).active.pop(run_id)  # as if its task ended at once
 
-    def write(self, writes: list[Write]) -> None:
-        self.writes.extend(writes)
+    # -- as the report
+    def skipped_run(
+        self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
+    ) -> None:
+        self.skipped.append((job.name, scheduled_for, reason))
 
+    # -- as the store
     def post(self, writes: list[Write]) -> None:
         self.writes.extend(writes)
 
@@ -111,8 +110,11 @@ def build(
         job.last_scheduled = (rows or {}).get(s.name)
         jobs.put(job)
     metrics = Metrics()
+    report = SimpleNamespace(skipped=engine.skipped_run)
     sched = Scheduler(
-        engine=cast(Any, engine),
+        launcher=cast(Any, engine),
+        report=cast(Any, report),
+        store=cast(Any, engine),
         jobs=jobs,
         clock=cast(Any, clock),
         rng=random.Random(7),

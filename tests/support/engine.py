@@ -1,0 +1,134 @@
+"""The engine's run-life parts wired as daemon.py wires them, on a real SQLite store: for
+component tests of launching, attempts, ends and the writer's retries, without a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automationd.actions.base import ActionContext, HttpClients
+from automationd.clock import SystemClock
+from automationd.config.model import JobSpec, PythonAction
+from automationd.core.ids import IdGenerator
+from automationd.engine.attempt import AttemptTools
+from automationd.engine.intake import Intake
+from automationd.engine.jobs import JobRuntime, JobTable
+from automationd.engine.launcher import Launcher
+from automationd.engine.outbox import Outbox
+from automationd.engine.pool import WorkerPool
+from automationd.engine.report import DlqCount, Report
+from automationd.errors import StoreError
+from automationd.obs.metrics import Metrics
+from automationd.records import Run
+from automationd.store.batch import Step
+from automationd.store.sqlite.store import SqliteStore, open_sqlite
+from automationd.store.writer import Committer
+
+
+class FlakyCommitter:
+    """Wraps the store's real committer; while ``failing`` every batch fails before it
+    reaches SQLite, as with a full disk (``kind`` says which)."""
+
+    def __init__(self, real: Committer, kind: str = "disk_full") -> None:
+        self.real = real
+        self.kind = kind
+        self.failing = False
+        self.failed = 0
+
+    def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
+        if not self.failing:
+            return self.real.start(steps)
+        self.failed += 1
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        fut.set_exception(StoreError("store: disk full (test)", kind=self.kind))
+        return fut
+
+
+def flaky(store: SqliteStore) -> FlakyCommitter:
+    """Put a ``FlakyCommitter`` between the store's writer and its connection."""
+    writer = store._writer
+    wrapped = FlakyCommitter(writer._committer)
+    writer._committer = wrapped
+    return wrapped
+
+
+@dataclass
+class Rig:
+    store: SqliteStore
+    jobs: JobTable
+    launcher: Launcher
+    report: Report
+    intake: Intake
+    pool: WorkerPool
+    metrics: Metrics
+
+    def job(self, name: str, fn: Callable[[ActionContext], Any], **kw: Any) -> JobRuntime:
+        spec = JobSpec(name=name, action=PythonAction(callable=f"t:{name}", fn=fn), **kw)
+        job = JobRuntime(spec=spec, schedule=None)
+        self.jobs.put(job)
+        return job
+
+    async def trigger(self, job: JobRuntime) -> dict[str, Any]:
+        """A plain trigger; returns the run as answered once it is durable (as the socket)."""
+        answered: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def reply(value: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                answered.set_exception(exc)
+            else:
+                answered.set_result(json.loads(value.text))
+
+        self.intake.trigger_then(job, reply)
+        return await answered
+
+    async def settled(self, run_id: str) -> Run:
+        """The stored run once it has left memory and its end is durable."""
+        live = self.launcher.live.get(run_id)
+        if live is not None:
+            await live.ended()
+        await self.report.settle()
+        run = await self.store.run(run_id)
+        assert run is not None
+        return run
+
+
+@asynccontextmanager
+async def engine_rig(tmp: Path, workers: int = 4) -> AsyncIterator[Rig]:
+    """The parts, attached to a TaskGroup of their own; on exit every end is settled."""
+    clock = SystemClock()
+    async with open_sqlite(tmp, clock=clock) as store, HttpClients() as http:
+        metrics = Metrics()
+        pool = WorkerPool(workers)
+        ids = IdGenerator(random.Random(7))
+        jobs = JobTable()
+        report = Report(
+            clock=clock,
+            ids=ids,
+            store=store,
+            metrics=metrics,
+            dlq=DlqCount(metrics),
+            outbox=Outbox(),
+            listening=jobs.listening,
+        )
+        attempts = AttemptTools(
+            clock=clock,
+            store=store,
+            pool=pool,
+            http=http,
+            metrics=metrics,
+            rng=random.Random(7),
+            draining=asyncio.Event(),
+        )
+        launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
+        async with asyncio.TaskGroup() as tg:
+            launcher.attach(tg)
+            yield Rig(store, jobs, launcher, report, Intake(launcher, store, http), pool, metrics)
+            for task in launcher.tasks():
+                task.cancel()
+            await report.settle()
