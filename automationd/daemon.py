@@ -59,6 +59,7 @@ from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
 from automationd.store.retention import Retention
 from automationd.store.sqlite.store import open_sqlite
+from automationd.store.writer import QUIET_AFTER
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -104,7 +105,12 @@ class Daemon:
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
                 store = await stack.enter_async_context(
-                    open_sqlite(cfg.daemon.state_dir, clock=clock, on_error=metrics.store_error)
+                    open_sqlite(
+                        cfg.daemon.state_dir,
+                        clock=clock,
+                        on_error=metrics.store_error,
+                        quiet_after=QUIET_AFTER,  # issue 11: a flapping disk is one episode
+                    )
                 )
                 http = await stack.enter_async_context(HttpClients())
                 services = ServiceRegistry(cfg.services, clock, metrics)

@@ -61,7 +61,7 @@ def error_line(req: Request, exc: BaseException) -> bytes:
         # The request was fine; the store could not take it (disk full, I/O error, read-only,
         # stopping). The store logs each failure episode once (store/writer.py rule 7), so
         # this answer logs nothing: a full disk must not turn into a traceback per request.
-        return encode_error(req.id, "unavailable", str(exc))
+        return encode_error(req.id, "unavailable", exc.reason)
     log.error(
         "admin.internal_error", cmd=req.cmd, error=f"{type(exc).__name__}: {exc}", exc_info=exc
     )

@@ -36,6 +36,8 @@ from automationd.records import Phase, Run, Trigger
 from automationd.store.api import Then, Write
 from automationd.store.rows import w_run, w_target
 
+NOT_STORED_EVERY = 60.0  # seconds between log lines about runs the store refused
+
 log = structlog.get_logger("automationd.engine")
 
 
@@ -57,7 +59,8 @@ class Launcher:
         self._parts = RunParts(attempts, report, self._leave)
         self.live: dict[str, LiveRun] = {}
         self._tg: asyncio.TaskGroup | None = None
-        self._unstored = 0  # runs the store refused in this failure episode
+        self._unstored = 0  # runs the store refused since the last line about them
+        self._unstored_told = -NOT_STORED_EVERY
 
     def attach(self, tg: asyncio.TaskGroup) -> None:
         """Run tasks belong to ``tg`` (the daemon's top TaskGroup)."""
@@ -160,9 +163,6 @@ class Launcher:
                 self._leave(live)  # never stored: the caller is told; nothing to run
             self._not_stored(lives, exc)
         else:
-            if self._unstored:
-                log.warning("run.not_stored_total", runs=self._unstored, note="store recovered")
-                self._unstored = 0
             for live in lives:
                 if live.first is None and self._draining.is_set():
                     self._leave(live)  # durable and queued: it resumes at next start
@@ -173,18 +173,21 @@ class Launcher:
 
     def _not_stored(self, lives: Sequence[LiveRun], exc: BaseException) -> None:
         """Runs the store refused (disk full, I/O error): their callers hear it; the log says
-        so once per episode and gives the count when a launch is stored again, not one line
-        per run (a full disk under load refused thousands a second)."""
-        if not self._unstored:
+        so at most once a minute, with how many since the last line, not once per run (a
+        full disk under load refused thousands a second)."""
+        self._unstored += len(lives)
+        now = self._clock.monotonic()
+        if now - self._unstored_told >= NOT_STORED_EVERY:
             live = lives[0]
             log.error(
                 "run.not_stored",
+                runs=self._unstored,
                 run_id=live.id,
                 job=live.job_name,
                 error=str(exc),
-                note="further runs refused until the store recovers are counted",
+                note=f"said at most once per {NOT_STORED_EVERY:g}s while the store refuses",
             )
-        self._unstored += len(lives)
+            self._unstored, self._unstored_told = 0, now
 
     def _unopen(self, live: LiveRun) -> None:
         if live.first is not None:

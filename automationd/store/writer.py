@@ -33,8 +33,12 @@ Rules:
    other entries (``commit`` futures, ``submit_then`` without retry) fail at once with the
    ``StoreError``, whose ``kind`` says why.
 7. Failure is logged once per episode (``store.write_failed`` with the kind), then once a
-   minute while it lasts (``store.still_failing`` with a count), and once when a batch
-   commits again (``store.write_recovered``); never once per request.
+   minute while it lasts (``store.still_failing`` with a count), and once when writes have
+   committed again for ``QUIET_AFTER`` (``store.write_recovered``); never once per request.
+   Health follows at once (``failing`` clears when a batch with writes commits; an empty
+   probe batch proves nothing), but the episode only ends after the quiet spell: a nearly
+   full disk lets some batches through and fails others, and that flapping is one episode,
+   not a pair of log lines per flap.
 8. A submitted write is never withdrawn. ``close()`` refuses new writes; ``drained``
    resolves once nothing is pending, held or in the committer.
 """
@@ -60,6 +64,7 @@ MAX_BATCH = 5000
 PIPELINE = 2  # batches in the committer at once
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
 STILL_FAILING_EVERY = 60.0
+QUIET_AFTER = 5.0  # the daemon's seconds of committing writes before an episode is over
 
 
 class Committer(Protocol):
@@ -102,8 +107,10 @@ class Writer:
         max_batch: int = MAX_BATCH,
         on_error: Callable[[str], None] | None = None,
         on_health: Callable[[], None] | None = None,
+        quiet_after: float = 0.0,
     ) -> None:
         self._committer = committer
+        self._quiet_after = quiet_after
         self._on_health = on_health
         self._clock = clock
         self._max_batch = max_batch
@@ -119,6 +126,8 @@ class Writer:
         self._closing = False
         self._drained: asyncio.Future[None] = self._loop.create_future()
         self.failing: str | None = None  # the kind, while batches fail
+        self.episode = False  # from the first failure until writes committed for QUIET_AFTER
+        self._quiet: asyncio.TimerHandle | None = None
         self.last_error: str | None = None
         self._failed_since = 0.0
         self._failed_count = 0
@@ -243,7 +252,7 @@ class Writer:
                 entry.writes = [
                     w for w in entry.writes if w.key is None or (w.stmt, w.key) not in stored
                 ]
-        elif self.failing is not None:
+        elif self.failing is not None and any(e.writes or e.fn is not None for e in batch):
             self._recovered()
         fn_results = iter(results)
         for entry in batch:
@@ -286,19 +295,26 @@ class Writer:
     # -- failure episodes (rule 7) --------------------------------------------------------
     def _note_failure(self, err: StoreError) -> None:
         now = self._clock.monotonic()
-        self.last_error = str(err)
+        self.last_error = err.reason
         if self._on_error is not None:
             self._on_error(err.kind)
-        if self.failing is None:
+        if self._quiet is not None:  # failing again within the quiet spell: same episode
+            self._quiet.cancel()
+            self._quiet = None
+        if not self.episode:
+            self.episode = True
             self.failing = err.kind
             self._failed_since = self._told = now
             self._failed_count = 1
-            log.error("store.write_failed", kind=err.kind, error=str(err), detail=err.detail)
+            log.error("store.write_failed", kind=err.kind, error=str(err))
             if self._on_health is not None:
                 self._on_health()
             return
+        was_failing = self.failing is not None
         self.failing = err.kind
         self._failed_count += 1
+        if not was_failing and self._on_health is not None:
+            self._on_health()
         if now - self._told >= STILL_FAILING_EVERY:
             self._told = now
             log.error(
@@ -309,16 +325,25 @@ class Writer:
             )
 
     def _recovered(self) -> None:
-        log.info(
-            "store.write_recovered",
-            kind=self.failing,
-            failed_batches=self._failed_count,
-            after_s=round(self._clock.monotonic() - self._failed_since, 3),
-        )
-        self.failing = None
+        """Writes commit again: healthy now; the episode ends after QUIET_AFTER of that."""
+        kind, self.failing = self.failing, None
         self._retry_delay = RETRY_FIRST
         if self._on_health is not None:
             self._on_health()
+        if self._quiet_after <= 0:
+            self._episode_over(kind)
+        elif self._quiet is None:
+            self._quiet = self._loop.call_later(self._quiet_after, self._episode_over, kind)
+
+    def _episode_over(self, kind: str | None) -> None:
+        self._quiet = None
+        self.episode = False
+        log.info(
+            "store.write_recovered",
+            kind=kind,
+            failed_batches=self._failed_count,
+            after_s=round(self._clock.monotonic() - self._failed_since, 3),
+        )
 
     def _check_drained(self) -> None:
         if (

@@ -161,7 +161,6 @@ async def test_disk_full_refuses_unavailable_logs_little_and_recovers(
                 await asyncio.sleep(0.05)
             stop.set()
         assert await asyncio.to_thread(_healthz, d) == (200, "ok")
-        episode = d.logs().encode()[log_mark:].decode(errors="replace").splitlines()
 
         pending = set(acked)
         while pending:  # every acknowledged run is stored and reaches an end
@@ -171,10 +170,16 @@ async def test_disk_full_refuses_unavailable_logs_little_and_recovers(
                     pending.discard(run_id)
             await asyncio.sleep(0.1)
 
+        # The episode ends after 5 s of writes committing (a flapping disk is one episode).
+        while '"store.write_recovered"' not in d.logs():  # noqa: ASYNC110 - a log file
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        episode = d.logs().encode()[log_mark:].decode(errors="replace").splitlines()
+
     assert refused >= 20 and set(codes) <= {"ok", "unavailable"}, codes
     noisy = [line for line in episode if _noisy(line)]
     events = [json.loads(line).get("event") for line in noisy if line.startswith("{")]
-    assert len(noisy) <= 8, "\n".join(noisy)
+    assert len(noisy) <= 6, "\n".join(noisy)
     assert "store.write_failed" in events and "store.write_recovered" in events
     assert not any("Traceback" in line or "exception" in line for line in episode)
     assert d.stop() == 0

@@ -11,8 +11,11 @@ does not parse; such a row made every read that met it fail. So a check here has
    automationd/strictjson.py), every state, trigger, phase and time has a readable value.
 
 At start (``startup_problems``) part 3 looks only at what the daemon reads first (every job
-row and the newest rows of each table), so start-up stays fast; ``check_problems`` reads it
-all. These are plain functions on a ``sqlite3.Connection``: the store runs them on a thread.
+row and the newest rows of each table), so start-up stays fast, and only for text that is not
+UTF-8 (which no read survives; a JSON or state value that does not read back is reported by
+the read itself: store/salvage.py, and a broken stored job is skipped by the catalog);
+``check_problems`` reads it all. These are plain functions on a ``sqlite3.Connection``: the
+store runs them on a thread.
 """
 
 from __future__ import annotations
@@ -178,11 +181,19 @@ def _rows(conn: sqlite3.Connection, table: str, newest: int | None) -> Iterator[
     yield from conn.execute(f"SELECT {', '.join(cols)} FROM {table}{order}")
 
 
-def _decodable(conn: sqlite3.Connection, problems: Problems, newest: int | None) -> None:
+def _decodable(
+    conn: sqlite3.Connection, problems: Problems, newest: int | None, *, utf8_only: bool
+) -> None:
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     for table, (keys, cols) in _COLUMNS.items():
+        if table.encode() not in present and table not in present:
+            continue  # a database not migrated yet (or newer): the migration step says so
         for row in _rows(conn, table, None if table == "jobs" else newest):
             for col, kind in cols.items():
-                why = _value_problem(kind, row[col])
+                value = row[col]
+                if utf8_only and not isinstance(value, bytes):
+                    continue
+                why = _value_problem(_TEXT if utf8_only else kind, value)
                 if why is None:
                     continue
                 ident = ", ".join(f"{k}={_shown(row[k])}" for k in keys)
@@ -245,7 +256,7 @@ def _run_checks(path: Path, *, full: bool) -> list[str]:
             return problems.report()
         if full:
             _references(conn, problems)
-        _decodable(conn, problems, None if full else STARTUP_ROWS)
+        _decodable(conn, problems, None if full else STARTUP_ROWS, utf8_only=not full)
     except sqlite3.Error as exc:
         problems.add(f"reading failed: {type(exc).__name__}: {exc}")
     finally:

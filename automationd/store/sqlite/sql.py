@@ -215,5 +215,5 @@ def store_error(exc: sqlite3.Error, where: str = "") -> StoreError:
     if kind == "other" and "disk is full" in str(exc):
         kind = "disk_full"
     reason = _REASONS.get(kind, f"{type(exc).__name__}: {exc}")
-    detail = f"{exc}{'; ' + where if where else ''}" if kind != "other" else where
-    return StoreError(f"store: {reason}", kind=kind, detail=detail)
+    detail = f" ({exc}{'; ' + where if where else ''})" if kind != "other" else ""
+    return StoreError(f"store: {reason}{detail}", kind=kind, reason=f"store: {reason}")

@@ -134,14 +134,18 @@ class SqliteStore(SqlReads):
 
     async def probe_loop(self) -> None:
         was: str | None = None
+        told = False  # logged store.unhealthy (a write failure episode is the writer's to log)
         while True:
             await self._clock.sleep_until(self._clock.monotonic() + self._health_interval)
             self._probe_failure = await self._probe_once()
             if self._probe_failure != was:
                 if self._probe_failure is None:
-                    log.info("store.healthy")
-                else:
+                    if told:
+                        log.info("store.healthy")
+                    told = False
+                elif not told and not self._writer.episode:
                     log.error("store.unhealthy", reason=self._probe_failure)
+                    told = True
                 was = self._probe_failure
                 self._health_changed.set()
 
@@ -152,14 +156,14 @@ class SqliteStore(SqlReads):
         except TimeoutError:
             return f"store: writer stalled (no answer within {self._health_timeout:g}s)"
         except StoreError as exc:
-            return str(exc)
+            return exc.reason
         try:
             async with asyncio.timeout(self._health_timeout):
                 await self._fetchall("SELECT 1", ())
         except TimeoutError:
             return f"store: reader stalled (no answer within {self._health_timeout:g}s)"
         except StoreError as exc:
-            return str(exc)
+            return exc.reason
         return None
 
     # -- writes ---------------------------------------------------------------------------
@@ -279,6 +283,7 @@ async def open_sqlite(
     max_batch: int = MAX_BATCH,
     clock: Clock | None = None,
     on_error: Callable[[str], None] | None = None,
+    quiet_after: float = 0.0,
 ) -> AsyncIterator[SqliteStore]:
     """Lock ``state_dir``, open/migrate ``automationd.db``, run the health probe.
 
@@ -312,6 +317,7 @@ async def open_sqlite(
                     max_batch=max_batch,
                     on_error=on_error,
                     on_health=lambda: store_ref[0].health_changed() if store_ref else None,
+                    quiet_after=quiet_after,
                 )
                 store = SqliteStore(
                     path,
