@@ -8,62 +8,96 @@ never a traceback: operators read it in ``systemctl status``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from automationd import __version__
 from automationd.config.load import load_config, parsed_schedule
 from automationd.config.model import Config, JobSpec
 from automationd.config.values import zone
+from automationd.ctl_format import clock_time
 from automationd.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/automationd/automationd.toml")
 FIRES_SHOWN = 3
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``automationd`` command line (also the source of its man page and completion)."""
     parser = argparse.ArgumentParser(
-        prog="automationd", description="Single-process automation daemon."
+        prog="automationd",
+        description="Single-process automation daemon: schedules and events start runs of "
+        "exec, http and python actions, with rate limits, breakers, retries and a durable "
+        "SQLite run log. Controlled with automationctl(1).",
+        epilog="Exit status: 0 clean stop or valid config; 1 a fatal error; 2 a bad config "
+        "or usage (one line on stderr naming the file, key and problem).",
     )
-    parser.add_argument("--version", action="version", version=f"automationd {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file ({DEFAULT_CONFIG})"
+    run = sub.add_parser(
+        "run",
+        help="run the daemon in the foreground until SIGTERM/SIGINT",
+        description="Run the daemon in the foreground until SIGTERM/SIGINT (drain, then exit "
+        "0); SIGHUP reloads the config file. Logs go to stderr.",
     )
-    check = sub.add_parser("check-config", help="validate a config and show upcoming fires")
-    check.add_argument("file", type=Path, nargs="?", help="config file")
-    check.add_argument("--config", type=Path, dest="config", help="same as FILE")
+    run.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
+    )  # fmt: skip
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and show each job's next 3 fire times",
+        description="Validate a config file without starting anything, and print each job "
+        "with its next 3 fire times in the job's time zone (a fire moved by DST is marked).",
+    )
+    check.add_argument(
+        "file", type=Path, nargs="?", metavar="FILE",
+        help=f"the TOML config file (default: the one `run` uses, {DEFAULT_CONFIG})",
+    )  # fmt: skip
+    check.add_argument(
+        "--config", type=Path, dest="config", metavar="FILE", help="the same as FILE"
+    )
     store = sub.add_parser(
         "check-store",
-        help="check the store for damage (daemon running or not)",
+        help="check the store for damage (the daemon running or not)",
         description="Check the SQLite store of a config for damage: SQLite's integrity_check,"
         " rows pointing at runs that are not stored, and every row decoded. Exit 0 sound,"
         " 1 damaged (one line per problem), 2 bad config.",
     )
     store.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, help=f"config file ({DEFAULT_CONFIG})"
-    )
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
+    )  # fmt: skip
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version`` on stdout; the version is read from the installed package when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", 0)
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from automationd import __version__
+
+        print(f"automationd {__version__}")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``automationd`` script; returns the process exit code."""
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "run":
         return _run(args.config)
     if args.command == "check-store":
         return _check_store(args.config)
-    path = args.file or args.config
-    if path is None:
-        print("automationd check-config: a config FILE is required", file=sys.stderr)
-        return 2
-    return _check(path)
+    return _check(args.file or args.config or DEFAULT_CONFIG)
 
 
 def _load(path: Path) -> Config | None:
@@ -146,4 +180,5 @@ def describe_job(job: JobSpec, now: float, count: int = FIRES_SHOWN) -> str:
 
 
 def _local(fire: float, tz_name: str) -> str:
-    return dt.datetime.fromtimestamp(fire, zone(tz_name)).isoformat(timespec="seconds")
+    """A fire in the one human time format, in the job's own zone (where DST moves it)."""
+    return clock_time(fire, zone(tz_name))

@@ -1,5 +1,8 @@
 """Human output for ``automationctl``: one view per command, plain aligned text tables.
 
+Jobs and runs have their views in ``ctl_records``; the primitives (cells, times, tables,
+wrapping) are in ``ctl_format``. A new command's view is one entry in ``VIEWS``.
+
 Views read results defensively (``.get`` everywhere): the daemon may add fields (SPEC allows
 it) and an older daemon may lack some, and a CLI must never crash on either. Unknown views
 and unexpected shapes fall back to a generic key/value or table rendering.
@@ -7,205 +10,32 @@ and unexpected shapes fall back to a generic key/value or table rendering.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from automationd.units import format_duration
+from automationd.ctl_format import cell, keyvalues, span, table, when, whole
+from automationd.ctl_records import error_text as _error
+from automationd.ctl_records import job_detail, jobs_table, last_run, logs, run_detail, runs_table
+from automationd.ctl_records import plan_line as _plan_line
+from automationd.ctl_records import rest as _rest
+
+__all__ = [
+    "VIEWS",
+    "cell",
+    "job_detail",
+    "jobs_table",
+    "keyvalues",
+    "last_run",
+    "render",
+    "rows_of",
+    "run_detail",
+    "runs_table",
+    "table",
+    "when",
+    "whole",
+]
 
 Out = Callable[[str], None]
-
-_CONTROL = {c: " " for c in range(32)} | {127: " "}
-_MAX_CELL = 60
-
-
-def cell(value: Any, width: int = _MAX_CELL) -> str:
-    """One table cell: ``-`` for null, compact JSON for containers, control chars flattened."""
-    if value is None or value == "":
-        text = "-"
-    elif isinstance(value, bool):
-        text = "yes" if value else "no"
-    elif isinstance(value, float):
-        text = f"{value:.1f}" if abs(value) < 1e6 else f"{value:.3g}"
-    elif isinstance(value, dict | list):
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    else:
-        text = str(value)
-    text = text.translate(_CONTROL)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def when(value: Any) -> str:
-    """RFC 3339 → ``2026-11-22 13:45:00Z`` (milliseconds dropped) for tables."""
-    if not isinstance(value, str) or len(value) < 19 or value[10] != "T":
-        return cell(value)
-    return value[:10] + " " + value[11:19] + "Z"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    body = [list(r) for r in rows]
-    if not body:
-        return "(none)\n"
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
-    lines = []
-    for r in [list(headers), *body]:
-        parts = [v.ljust(w) for v, w in zip(r[:-1], widths[:-1], strict=True)] + [r[-1]]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def keyvalues(pairs: Iterable[tuple[str, Any]]) -> str:
-    pairs = [(k, v if isinstance(v, str) else cell(v, 200)) for k, v in pairs]
-    if not pairs:
-        return ""
-    width = max(len(k) for k, _ in pairs)
-    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in pairs)
-
-
-def _error(err: Any) -> str:
-    if isinstance(err, Mapping):
-        return f"{err.get('kind', 'error')}: {err.get('message', '')}"
-    return cell(err)
-
-
-def _rest(obj: Mapping[str, Any], shown: Iterable[str]) -> list[tuple[str, Any]]:
-    skip = set(shown)
-    return [(k, v) for k, v in obj.items() if k not in skip and v not in (None, "", [], {})]
-
-
-# --- jobs --------------------------------------------------------------------------------------
-
-
-def _trigger_of(job: Mapping[str, Any]) -> str:
-    parts = [str(job["schedule"])] if job.get("schedule") else []
-    if job.get("on"):
-        parts.append(f"on {job['on']}")
-    return "; ".join(parts) or "-"
-
-
-def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
-    return table(
-        ["NAME", "STATE", "SCHEDULE/ON", "NEXT RUN", "LAST RUN", "RUNS", "SERVICE"],
-        [
-            [
-                cell(j.get("name")),
-                cell(j.get("state")),
-                cell(_trigger_of(j)),
-                when(j.get("next_run")),
-                when(j.get("last_run")),
-                cell(j.get("run_count")),
-                cell(j.get("service")),
-            ]
-            for j in jobs
-        ],
-    )
-
-
-_JOB_KEYS = ("name", "state", "source", "schedule", "on", "service", "next_run", "last_run")
-
-
-def job_detail(job: Mapping[str, Any]) -> str:
-    text = keyvalues([(k, job.get(k)) for k in (*_JOB_KEYS, "run_count")])
-    text += keyvalues(_rest(job, (*_JOB_KEYS, "run_count", "next_fires", "last_runs")))
-    fires = job.get("next_fires")
-    if isinstance(fires, list):
-        rows = [[when(f.get("at")), cell(f.get("note"))] for f in fires if isinstance(f, dict)]
-        text += "\nNext fires:\n" + table(["AT", "NOTE"], rows)
-    last = job.get("last_runs")
-    if isinstance(last, list):
-        text += "\nLast runs:\n" + runs_table(last)
-    return text
-
-
-# --- runs --------------------------------------------------------------------------------------
-
-
-def _targets(t: Any) -> str:
-    if isinstance(t, list):
-        done = sum(1 for x in t if isinstance(x, dict) and x.get("state") == "succeeded")
-        return f"{done}/{len(t)} ok" if t else "-"
-    if not isinstance(t, Mapping) or not t.get("total"):
-        return "-"
-    text = f"{t.get('succeeded', 0)}/{t['total']} ok"
-    if t.get("failed"):
-        text += f", {t['failed']} failed"
-    if t.get("pending"):
-        text += f", {t['pending']} pending"
-    return text
-
-
-def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    return table(
-        ["ID", "JOB", "STATE", "TRIGGER", "CREATED", "ATTEMPTS", "TARGETS"],
-        [
-            [
-                cell(r.get("id")),
-                cell(r.get("job")),
-                cell(r.get("state")),
-                cell(r.get("trigger")),
-                when(r.get("created_at")),
-                cell(len(a) if isinstance(a := r.get("attempts"), list) else a),
-                _targets(r.get("targets")),
-            ]
-            for r in runs
-        ],
-    )
-
-
-_RUN_KEYS = ("id", "job", "state", "trigger", "scheduled_for", "created_at", "started_at")
-_RUN_KEYS2 = ("finished_at", "idempotency_key", "reason", "origin")
-
-
-def run_detail(run: Mapping[str, Any]) -> str:
-    pairs: list[tuple[str, Any]] = [(k, run.get(k)) for k in _RUN_KEYS + _RUN_KEYS2]
-    pairs.append(("targets", _targets(run.get("targets"))))
-    pairs.append(("error", _error(run["error"]) if run.get("error") else None))
-    shown = (*_RUN_KEYS, *_RUN_KEYS2, "targets", "error", "attempts")
-    text = keyvalues(pairs + _rest(run, shown))
-    attempts = run.get("attempts")
-    if isinstance(attempts, list):
-        rows = [
-            [
-                cell(a.get("n")),
-                cell(a.get("phase")),
-                cell(a.get("target")),
-                when(a.get("started_at")),
-                when(a.get("finished_at")),
-                cell(a.get("outcome") or "running"),
-                cell(a.get("error")),
-            ]
-            for a in attempts
-        ]
-        headers = ["N", "PHASE", "TARGET", "STARTED", "FINISHED", "OUTCOME", "ERROR"]
-        text += "\nAttempts:\n" + table(headers, rows)
-    targets = run.get("targets")
-    if isinstance(targets, list):
-        rows = [
-            [cell(t.get("target")), cell(t.get("state")), cell(t.get("attempts")), _err(t)]
-            for t in targets
-        ]
-        text += "\nTargets:\n" + table(["TARGET", "STATE", "ATTEMPTS", "ERROR"], rows)
-    return text
-
-
-def _err(obj: Mapping[str, Any]) -> str:
-    return cell(_error(obj["error"])) if obj.get("error") else "-"
-
-
-def logs(chunks: Sequence[Mapping[str, Any]]) -> str:
-    if not chunks:
-        return "(no captured output)\n"
-    out = []
-    for c in chunks:
-        target = c.get("target")
-        head = f"attempt {c.get('attempt')}, {c.get('phase')}"
-        if target is not None:
-            head += f", target {cell(target)}"
-        out.append(f"== {head}, {c.get('stream')} ==\n")
-        text = str(c.get("text") or "")
-        out.append(text if text.endswith("\n") or not text else text + "\n")
-    return "".join(out)
 
 
 # --- everything else ---------------------------------------------------------------------------
@@ -214,29 +44,49 @@ def logs(chunks: Sequence[Mapping[str, Any]]) -> str:
 def status(s: Mapping[str, Any]) -> str:
     jobs, workers = s.get("jobs") or {}, s.get("workers") or {}
     uptime = s.get("uptime_s")
+    job_counts = f"{jobs.get('total', 0)} total, {jobs.get('enabled', 0)} enabled, " + (
+        f"{jobs.get('paused', 0)} paused"
+    )
+    if jobs.get("completed"):
+        job_counts += f", {jobs['completed']} completed"
     pairs: list[tuple[str, Any]] = [
         ("version", s.get("version")),
         ("pid", s.get("pid")),
-        ("started_at", s.get("started_at")),
-        ("uptime", format_duration(round(uptime)) if isinstance(uptime, int | float) else None),
-        ("jobs", f"{jobs.get('total', 0)} total, {jobs.get('enabled', 0)} enabled, "
-                 f"{jobs.get('paused', 0)} paused"),
+        ("started_at", when(s.get("started_at"), rel=True) if s.get("started_at") else None),
+        ("uptime", span(uptime) if isinstance(uptime, int | float) else None),
+        ("jobs", job_counts),
         ("workers", f"{workers.get('busy', 0)}/{workers.get('max', '?')} busy"),
         ("queue_depth", s.get("queue_depth")),
         ("runs_in_flight", s.get("runs_in_flight")),
         ("dlq_size", s.get("dlq_size")),
-    ]  # fmt: skip
-    shown = ("version", "pid", "started_at", "uptime_s", "jobs", "workers", "queue_depth")
+        ("store", _health(s.get("store"))),
+    ]
+    shown = ("version", "pid", "started_at", "uptime_s", "jobs", "workers", "queue_depth", "store")
+    pairs = [(k, v) for k, v in pairs if v is not None]
     return keyvalues(pairs + _rest(s, (*shown, "runs_in_flight", "dlq_size")))
 
 
+def _health(store: Any) -> Any:
+    if not isinstance(store, Mapping) or "healthy" not in store:
+        return store
+    return "healthy" if store["healthy"] else f"unhealthy: {store.get('reason') or '?'}"
+
+
 def rows_of(items: Sequence[Mapping[str, Any]], cols: Sequence[tuple[str, str]]) -> str:
-    """A table of ``cols`` = [(HEADER, key)]; keys ending in ``_at``/``_until`` are times."""
+    """A table of ``cols`` = [(HEADER, key)]; keys ending in ``_at``/``_until`` are times
+    (``_until``, ``opened_at`` and ``next_*`` with their relative time); ``error`` and
+    ``message`` are never cut (put them last: the last column wraps)."""
 
     def fmt(key: str, v: Any) -> str:
         if key == "error":
-            return cell(_error(v)) if v else "-"
-        return when(v) if key.endswith(("_at", "_until")) else cell(v)
+            return _error(v) if v else "-"
+        if key in ("message", "sample"):
+            return whole(v)
+        if key in ("oldest", "newest"):
+            return when(v)
+        if key.endswith(("_at", "_until")) or key.startswith("next_"):
+            return when(v, rel=key.endswith("_until") or key in ("opened_at", "next_fire"))
+        return cell(v)
 
     return table([h for h, _ in cols], [[fmt(k, i.get(k)) for _, k in cols] for i in items])
 
@@ -247,7 +97,7 @@ def generic(result: Any) -> str:
         return rows_of(result, [(k.upper(), k) for k in keys])
     if isinstance(result, dict):
         return keyvalues(result.items())
-    return cell(result, 10_000) + "\n"
+    return whole(result) + "\n"
 
 
 def _ids(ids: Any) -> str:
@@ -269,10 +119,44 @@ def _run_line(verb: str) -> Callable[[Any], str]:
 
 
 def _triggered(r: Mapping[str, Any]) -> str:
-    if "id" not in r or "job" not in r:  # a dry run reports what would be performed
+    if "id" not in r or "job" not in r:  # an older daemon's dry run: what would be performed
         return generic(r)
+    if r.get("trigger") == "preview":
+        return _previewed(r)
     note = " (existing run for this idempotency key)" if r.get("existing") else ""
     return _run_line("triggered")(r).rstrip("\n") + note + "\n"
+
+
+# --- previews, apply and rollback (SPEC §7.2) ---------------------------------------------------
+
+
+def _previewed(r: Mapping[str, Any]) -> str:
+    note = " (existing preview for this idempotency key)" if r.get("existing") else ""
+    raw, err = r.get("plan"), _error(r["error"]) if r.get("error") else None
+    plan: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    pairs = [("plan", _plan_line(plan or None)), ("payload", plan.get("payload")), ("error", err)]
+    text = _run_line("preview")(r).rstrip("\n") + note + "\n"
+    text += keyvalues([(k, v) for k, v in pairs if v is not None])
+    if isinstance(plan.get("targets"), list):
+        text += "\nTargets:\n" + "".join(f"  {cell(t)}\n" for t in plan["targets"])
+    apply = f"\napply with: automationctl jobs apply {r.get('id')}\n"
+    return text + (apply if r.get("state") == "previewed" else "")
+
+
+def _applied(r: Mapping[str, Any]) -> str:
+    again = " (this preview was applied before)" if r.get("existing") else ""
+    text = f"apply of preview {r.get('origin')}: run {r.get('id')} (state: {r.get('state')})"
+    return text + again + "\n" + (f"error: {_error(r['error'])}\n" if r.get("error") else "")
+
+
+def _rolled_back(r: Mapping[str, Any]) -> str:
+    n = (r.get("targets") or {}).get("rolled_back", 0)
+    text = f"run {r.get('id')} of job {r.get('job')}: {r.get('state')} ({n} target(s) undone)\n"
+    failed = r.get("state") != "rolled_back" and r.get("error")
+    return text + (f"error: {_error(r['error'])}\n" if failed else "")
+
+
+_SUMMARY_KEYS = ("job", "kind", "count", "oldest", "newest", "sample")
 
 
 VIEWS: dict[str, Callable[[Any], str]] = {
@@ -289,6 +173,9 @@ VIEWS: dict[str, Callable[[Any], str]] = {
     "logs": logs,
     "run_cancelled": _run_line("cancelled"),
     "run_retried": _run_line("created retry"),
+    "applied": _applied,
+    "run_rolled_back": _rolled_back,
+    "dlq_summary": lambda d: rows_of(d, [(k.upper(), k) for k in _SUMMARY_KEYS]),
     "dlq": lambda d: rows_of(
         d,
         [
@@ -296,8 +183,9 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("RUN", "run_id"),
             ("JOB", "job"),
             ("TARGET", "target"),
-            ("ERROR", "error"),
+            ("PHASE", "phase"),
             ("FAILED AT", "failed_at"),
+            ("ERROR", "error"),
         ],
     ),
     "dlq_retried": lambda r: f"requeued {r.get('requeued', 0)}\n",
@@ -321,8 +209,8 @@ VIEWS: dict[str, Callable[[Any], str]] = {
             ("BURST", "burst"),
             ("TOKENS", "tokens"),
             ("WAITING", "waiting"),
-            ("PAUSED UNTIL", "paused_until"),
             ("IN FLIGHT", "in_flight"),
+            ("PAUSED UNTIL", "paused_until"),
         ],
     ),
     "breakers": lambda rows: rows_of(

@@ -35,6 +35,7 @@ from automationd.admin.events_cmds import EventCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.server import serve_admin
+from automationd.admin.undo_cmds import UndoCommands
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -172,6 +173,8 @@ class Daemon:
                     metrics=metrics,
                 )
 
+                redo = Redo(launcher, jobs, store, dlq, report)
+
                 async def reload() -> dict[str, int]:
                     # A bad file is the caller's problem to fix, not an internal error.
                     try:
@@ -194,18 +197,15 @@ class Daemon:
                         ),
                         JobCommands(
                             catalog=catalog,
-                            intake=Intake(launcher, store, http),
+                            intake=Intake(launcher, store, report, jobs),
                             store=store,
                             clock=clock,
                         ),
                         RunCommands(
-                            store=store,
-                            launcher=launcher,
-                            report=report,
-                            redo=Redo(launcher, jobs, store, dlq),
-                            clock=clock,
+                            store=store, launcher=launcher, report=report, redo=redo, clock=clock
                         ),
                         EventCommands(bus=bus, store=store, clock=clock),
+                        UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
                         CheckCommands(store=store),  # issue 11: store.check
                     ]
                 )
@@ -219,7 +219,7 @@ class Daemon:
                 def before_scrape() -> None:
                     metrics.queue_depth.set(pool.waiting)
                     metrics.workers_busy.set(pool.busy)
-                    services.limits_list()
+                    services.observe()
 
                 async with asyncio.TaskGroup() as tg:
                     launcher.attach(tg)

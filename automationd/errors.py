@@ -28,10 +28,11 @@ class ErrorKind(enum.StrEnum):
     BREAKER_OPEN = "breaker_open"
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
+    STALE = "stale"  # an apply whose preview no longer holds (SPEC §7.2); never retried
 
     @property
     def retryable(self) -> bool:
-        return self not in (ErrorKind.FATAL, ErrorKind.CANCELLED)
+        return self not in (ErrorKind.FATAL, ErrorKind.CANCELLED, ErrorKind.STALE)
 
 
 class AutomationdError(Exception):

@@ -28,12 +28,16 @@ class Trigger(enum.StrEnum):
     RETRY = "retry"
     REPLAY = "replay"
     MISFIRE = "misfire"
+    PREVIEW = "preview"  # only the check ran; the run holds its plan (SPEC §7.2)
+    APPLY = "apply"  # performs a preview's plan, if it still holds
+    BACKFILL = "backfill"  # a past fire run on request (jobs.backfill, SPEC §7.1)
 
 
 class Phase(enum.StrEnum):
     CHECK = "check"
     PERFORM = "perform"
     VERIFY = "verify"
+    UNDO = "undo"  # reverses a succeeded perform (rollback, SPEC §7.2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +72,9 @@ class Run:
     origin: str | None = None  # run id this one retries, or event id that started it
     reason: str | None = None  # why skipped/cancelled, when it was
     lease: int = 0  # fencing token of the daemon that owns the run (0: a single daemon)
+    plan: Any = None  # a preview's or an apply's plan: {hash, targets, payload, ...}
+    targets_rolled_back: int = 0  # succeeded targets whose undo ran (rollback)
+    undo_from: int | None = None  # attempts the run had when its latest rollback began
 
     @property
     def job_name(self) -> str:
@@ -87,6 +94,8 @@ class Run:
             and self.reason is None
             and self.targets_succeeded == 0
             and self.targets_failed == 0
+            and self.plan is None
+            and self.targets_rolled_back == 0
         ):  # a new run (a trigger's answer): the constant parts come from a template
             head, tail = _fresh(self.job, self.state, self.trigger, self.targets_total)
             return (
@@ -98,8 +107,9 @@ class Run:
         return _encode(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
-        pending = max(0, self.targets_total - self.targets_succeeded - self.targets_failed)
-        return {
+        ended = self.targets_succeeded + self.targets_failed + self.targets_rolled_back
+        pending = max(0, self.targets_total - ended)
+        out: dict[str, Any] = {
             "id": self.id,
             "job": self.job,
             "state": self.state.value,
@@ -123,6 +133,11 @@ class Run:
             "origin": self.origin,
             "reason": self.reason,
         }
+        if self.targets_rolled_back:
+            out["targets"]["rolled_back"] = self.targets_rolled_back
+        if self.plan is not None:
+            out["plan"] = self.plan
+        return out
 
 
 @fast_record
@@ -200,6 +215,7 @@ class DlqEntry:
     target_idx: int
     error: RunError
     failed_at: float
+    phase: Phase = Phase.PERFORM  # undo: the target's rollback failed (retrying undoes again)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,6 +225,7 @@ class DlqEntry:
             "target": self.target,
             "error": self.error.to_json(),
             "failed_at": rfc3339(self.failed_at),
+            "phase": self.phase.value,
         }
 
 

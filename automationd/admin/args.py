@@ -142,12 +142,15 @@ def choice_arg(args: dict[str, Any], key: str, options: frozenset[str]) -> str |
     return v
 
 
-def time_arg(args: dict[str, Any], key: str, now: float) -> float | None:
-    """An RFC 3339 time (``2026-01-31T12:00:00Z``) or a duration ago (``"90m"``)."""
+def time_arg(args: dict[str, Any], key: str, now: float | None = None) -> float | None:
+    """An RFC 3339 time (``2026-01-31T12:00:00Z``) or, given ``now``, a duration ago
+    (``"90m"``)."""
     v = args.get(key)
     if v is None:
         return None
-    what = "an RFC 3339 time (2026-01-31T12:00:00Z) or a duration ago (1h)"
+    what = "an RFC 3339 time (2026-01-31T12:00:00Z)"
+    if now is not None:
+        what += " or a duration ago (1h)"
     if type(v) is not str:
         raise bad_request(f"args.{key}: expected {what}, got {_show(v)}")
     text = _text(v, key, 64, what)
@@ -155,6 +158,8 @@ def time_arg(args: dict[str, Any], key: str, now: float) -> float | None:
         ts = parse_rfc3339(text)
     except (ValueError, OverflowError):
         try:
+            if now is None:
+                raise ValueError(text)
             ts = now - parse_duration(text)
         except ValueError:
             raise bad_request(f"args.{key}: expected {what}, got {_show(v)}") from None

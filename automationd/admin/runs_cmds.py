@@ -15,6 +15,7 @@ from automationd.admin.args import (
     time_arg,
 )
 from automationd.admin.command import Command
+from automationd.admin.undo_cmds import kind_arg
 from automationd.caller import Caller
 from automationd.clock import Clock
 from automationd.core.runstate import RunState
@@ -107,10 +108,16 @@ class RunCommands:
         return [e.to_json() for e in entries]
 
     async def _dlq_pick(self, args: dict[str, Any]) -> list[DlqEntry]:
+        """One entry by ``id``; or every entry matching all filters given (``job``, ``kind``,
+        ``since``); or ``all``."""
         id_, job, all_ = opt_id(args, "id"), opt_name(args, "job"), bool_arg(args, "all")
-        if id_ is None and job is None and not all_:
-            raise bad_request("args: give one of id, job or all=true")
-        entries = await self._store.dlq_select(id=id_, job=job, all=all_)
+        kind, since = kind_arg(args), time_arg(args, "since", self._clock.time())
+        filtered = job is not None or kind is not None or since is not None
+        if id_ is None and not filtered and not all_:
+            raise bad_request("args: give one of id, job, kind, since or all=true")
+        if id_ is not None and filtered:
+            raise bad_request("args.id: give an id alone, or filters (job, kind, since)")
+        entries = await self._store.dlq_select(id=id_, job=job, all=all_, kind=kind, since=since)
         if id_ is not None and not entries:
             raise not_found(f"no dead letter with id {id_!r}")
         return entries

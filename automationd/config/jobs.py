@@ -23,10 +23,12 @@ from typing import Any
 from automationd.config import values as v
 from automationd.config.actions import parse_action
 from automationd.config.model import (
+    PREVIEW_TTL,
     Defaults,
     JobRules,
     JobSpec,
     Misfire,
+    OnFailure,
     Overlap,
     ServiceConfig,
 )
@@ -76,6 +78,9 @@ JOB_KEYS = frozenset(
         "action",
         "check",
         "verify",
+        "undo",
+        "on_failure",
+        "preview_ttl",
     }
 )
 
@@ -176,6 +181,9 @@ def _rules(
     overlap = get("overlap")
     misfire = get("misfire")
     grace = get("misfire_grace")
+    undo = get("undo")
+    on_failure = get("on_failure")
+    ttl = get("preview_ttl")
     rules = JobRules(
         on=on,
         when=NO_WHEN if when is None else when,
@@ -193,7 +201,16 @@ def _rules(
         misfire_grace=d.misfire_grace if grace is None else v.duration(grace, where, _GRACE),
         check=None if check is None else parse_action(check, where, "check", base_dir, shared),
         verify=None if verify is None else parse_action(verify, where, "verify", base_dir, shared),
+        undo=None if undo is None else parse_action(undo, where, "undo", base_dir, shared),
+        on_failure=(
+            OnFailure.NONE
+            if on_failure is None
+            else v.choice(on_failure, where, "on_failure", OnFailure)
+        ),
+        preview_ttl=PREVIEW_TTL if ttl is None else v.duration(ttl, where, "preview_ttl", True),
     )
+    if rules.on_failure is OnFailure.ROLLBACK and rules.undo is None:
+        v.fail(where, "on_failure", "'rollback' needs an 'undo' action to run")
     if shared is None or when is not None:
         return rules
     r = rules  # actions by identity: the shared ones are one object per value
@@ -213,6 +230,9 @@ def _rules(
         r.misfire_grace,
         id(r.check),
         id(r.verify),
+        id(r.undo),
+        r.on_failure,
+        r.preview_ttl,
     )
     try:
         return shared.keep(key, rules)

@@ -29,6 +29,16 @@ class Misfire(enum.StrEnum):
     RUN_ALL = "run_all"
 
 
+class OnFailure(enum.StrEnum):
+    """What a ``partial``/``failed`` run does next (SPEC §7.2): nothing, or run ``undo``."""
+
+    NONE = "none"
+    ROLLBACK = "rollback"
+
+
+PREVIEW_TTL = 3600.0  # a preview older than this is stale when applied (job key preview_ttl)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Backoff:
     base: float = 2.0
@@ -148,6 +158,9 @@ class JobRules:
     misfire_grace: float = 60.0
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
+    undo: ActionSpec | None = None  # reverses a succeeded perform of one target
+    on_failure: OnFailure = OnFailure.NONE
+    preview_ttl: float = PREVIEW_TTL
 
 
 _set = object.__setattr__
@@ -193,6 +206,9 @@ class JobSpec:
         misfire_grace: float = 60.0,
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
+        undo: ActionSpec | None = None,
+        on_failure: OnFailure = OnFailure.NONE,
+        preview_ttl: float = PREVIEW_TTL,
         source: str = "config",
         written: Mapping[str, Any] | str | None = None,
         rules: JobRules | None = None,  # given (as by dataclasses.replace): the above are unused
@@ -215,6 +231,9 @@ class JobSpec:
                 misfire_grace=misfire_grace,
                 check=check,
                 verify=verify,
+                undo=undo,
+                on_failure=on_failure,
+                preview_ttl=preview_ttl,
             )
         _fill(self, name, schedule, action, rules, source, written)
 
@@ -309,6 +328,18 @@ class JobSpec:
     @property
     def verify(self) -> ActionSpec | None:
         return self.rules.verify
+
+    @property
+    def undo(self) -> ActionSpec | None:
+        return self.rules.undo
+
+    @property
+    def on_failure(self) -> OnFailure:
+        return self.rules.on_failure
+
+    @property
+    def preview_ttl(self) -> float:
+        return self.rules.preview_ttl
 
 
 def _new(cls: type[JobSpec]) -> JobSpec:

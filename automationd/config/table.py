@@ -9,6 +9,7 @@ it is in its ``type``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from automationd.units import format_duration
@@ -51,7 +52,18 @@ def job_table(spec: Any) -> dict[str, Any]:
         out["check"] = action_table(spec.check)
     if spec.verify is not None:
         out["verify"] = action_table(spec.verify)
+    if spec.undo is not None:
+        out["undo"] = action_table(spec.undo)
+    if spec.on_failure.value != "none":
+        out["on_failure"] = spec.on_failure.value
+    if spec.preview_ttl != _default(spec.rules, "preview_ttl"):
+        out["preview_ttl"] = format_duration(spec.preview_ttl)
     return out
+
+
+def _default(spec: Any, name: str) -> Any:
+    """The rules record's own default for ``name`` (read off the dataclass: see the module note)."""
+    return next(f.default for f in dataclasses.fields(spec) if f.name == name)
 
 
 def action_table(action: Any) -> dict[str, Any]:

@@ -6,8 +6,16 @@ Rules:
   exactly one terminal state. ``skipped`` and ``cancelled`` may be entered from any live state.
 - A run resumed after a crash re-enters through ``RESUME`` (any live state → running).
 - A target is ``pending`` until it ends ``succeeded`` or ``failed``; a retried run gives its
-  failed targets a fresh ``pending`` life under a new run id, so no target event leaves a
-  terminal state.
+  failed targets a fresh ``pending`` life under a new run id. The one event that leaves an
+  end is ``ROLL_BACK``: a succeeded target whose ``undo`` ran becomes ``rolled_back``.
+- Previews and apply (SPEC §7.2): a ``preview`` run runs only its check and ends
+  ``previewed`` (its plan stored); an ``apply`` run whose plan no longer matches the
+  preview's ends ``stale`` before anything is performed (from ``queued`` when the job's
+  definition or the preview's age already says so, from ``running`` after its check).
+- Rollback continues the SAME run: a ``partial``/``failed`` run goes ``rolling_back`` (a live
+  state: a crash resumes it) and ends ``rolled_back`` when every succeeded target was undone,
+  or ``failed`` when some were not (they are dead-lettered; rolling back again retries
+  them). Cancelling a rollback also leaves it ``failed``: some targets may still be applied.
 Illegal transitions raise ``InvalidTransition`` naming the state and the event.
 """
 
@@ -25,6 +33,10 @@ class RunState(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    PREVIEWED = "previewed"
+    STALE = "stale"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
 
     @property
     def terminal(self) -> bool:
@@ -32,9 +44,19 @@ class RunState(enum.StrEnum):
 
 
 TERMINAL = frozenset(
-    {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.SKIPPED, RunState.CANCELLED}
+    {
+        RunState.SUCCEEDED,
+        RunState.PARTIAL,
+        RunState.FAILED,
+        RunState.SKIPPED,
+        RunState.CANCELLED,
+        RunState.PREVIEWED,
+        RunState.STALE,
+        RunState.ROLLED_BACK,
+    }
 )
-LIVE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.RETRYING})
+LIVE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.RETRYING, RunState.ROLLING_BACK})
+ROLLBACK_FROM = frozenset({RunState.PARTIAL, RunState.FAILED})  # the ends a rollback undoes
 
 
 class RunEvent(enum.StrEnum):
@@ -46,17 +68,23 @@ class RunEvent(enum.StrEnum):
     FAIL = "fail"
     SKIP = "skip"
     CANCEL = "cancel"
+    PREVIEW = "preview"
+    STALE = "stale"
+    ROLLBACK = "rollback"
+    ROLLED_BACK = "rolled_back"
 
 
 class TargetState(enum.StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
 
 
 class TargetEvent(enum.StrEnum):
     SUCCEED = "succeed"
     FAIL = "fail"
+    ROLL_BACK = "roll_back"
 
 
 class InvalidTransition(Exception):
@@ -74,15 +102,24 @@ def _run_table() -> dict[tuple[RunState, RunEvent], RunState]:
         (RunState.RUNNING, RunEvent.RESUME): RunState.RUNNING,
         (RunState.QUEUED, RunEvent.RESUME): RunState.RUNNING,
     }
-    for live in LIVE:
+    for live in (RunState.QUEUED, RunState.RUNNING, RunState.RETRYING):
         t[(live, RunEvent.SKIP)] = RunState.SKIPPED
         t[(live, RunEvent.CANCEL)] = RunState.CANCELLED
+        t[(live, RunEvent.PREVIEW)] = RunState.PREVIEWED  # queued: a job without a check
+        t[(live, RunEvent.STALE)] = RunState.STALE  # queued: definition or age differ
     for live in (RunState.RUNNING, RunState.RETRYING):
         t[(live, RunEvent.SUCCEED)] = RunState.SUCCEEDED
         t[(live, RunEvent.PARTIAL)] = RunState.PARTIAL
         t[(live, RunEvent.FAIL)] = RunState.FAILED
     # A run can fail before it ever started (e.g. its job vanished while it waited).
     t[(RunState.QUEUED, RunEvent.FAIL)] = RunState.FAILED
+    for end in ROLLBACK_FROM:
+        t[(end, RunEvent.ROLLBACK)] = RunState.ROLLING_BACK
+    rb = RunState.ROLLING_BACK
+    t[(rb, RunEvent.RESUME)] = rb  # a crash interrupted it: it goes on under the same id
+    t[(rb, RunEvent.ROLLED_BACK)] = RunState.ROLLED_BACK
+    t[(rb, RunEvent.FAIL)] = RunState.FAILED  # some targets could not be undone
+    t[(rb, RunEvent.CANCEL)] = RunState.FAILED  # what was not undone yet is still applied
     return t
 
 
@@ -91,6 +128,7 @@ RUN_TRANSITIONS: dict[tuple[RunState, RunEvent], RunState] = _run_table()
 TARGET_TRANSITIONS: dict[tuple[TargetState, TargetEvent], TargetState] = {
     (TargetState.PENDING, TargetEvent.SUCCEED): TargetState.SUCCEEDED,
     (TargetState.PENDING, TargetEvent.FAIL): TargetState.FAILED,
+    (TargetState.SUCCEEDED, TargetEvent.ROLL_BACK): TargetState.ROLLED_BACK,
 }
 
 

@@ -44,7 +44,7 @@ from automationd.store.rows import w_attempt, w_attempt_pgid, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
 
-_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2}
+_SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2, Phase.UNDO: 3}
 _DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
 
 
@@ -96,6 +96,7 @@ def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
         build_action(spec.action, http=t.http),
         build_action(spec.check, http=t.http) if spec.check else None,
         build_action(spec.verify, http=t.http) if spec.verify else None,
+        build_action(spec.undo, http=t.http) if spec.undo else None,
     )
     job.log = structlog.get_logger("automationd.action").bind(job=job.name)
     if job.meters is None:
@@ -155,7 +156,7 @@ async def run_phase(
             rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
             cap = gate.config.max_retry_after if gate is not None else 3600.0
             delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, t.rng)
-            log.info(
+            log.warning(  # a retrying job is not silent until its end
                 "attempt.failed",
                 run_id=live.id,
                 job=live.job_name,
@@ -278,14 +279,24 @@ def _close(
     outcome = "ok" if error is None else error.kind.value
     output = result.output if result is not None else error.output if error is not None else ()
     streams = dict(output)
+    ended = t.clock.time()
     record = opened.record(
         live.id,
-        finished_at=t.clock.time(),
+        finished_at=ended,
         outcome=outcome,
         error=error.message if error else None,
     )
     t.store.post([w_attempt(record, stdout=streams.get("stdout"), stderr=streams.get("stderr"))])
     _meters(live.job).attempt(outcome)
+    log.debug(
+        "attempt.finished",
+        run_id=live.id,
+        n=opened.n,
+        phase=opened.phase.value,
+        target=record.target,
+        outcome=outcome,
+        duration_s=round(ended - opened.started_at, 6),
+    )
     gate = live.job.gate
     if gate is not None and (error is None or error.kind is not ErrorKind.CANCELLED):
         gate.report(
@@ -352,10 +363,11 @@ class _LazyLog:
 
 
 def _timeout(spec: JobSpec, phase: Phase) -> float:
-    action = (
-        spec.action
-        if phase is Phase.PERFORM
-        else (spec.check if phase is Phase.CHECK else spec.verify)
-    )
+    action = {
+        Phase.PERFORM: spec.action,
+        Phase.CHECK: spec.check,
+        Phase.VERIFY: spec.verify,
+        Phase.UNDO: spec.undo,
+    }[phase]
     timeout = getattr(action, "timeout", None)
     return float(timeout) if timeout is not None else float(spec.timeout)

@@ -1,4 +1,4 @@
-"""Manual triggers: the hot plain trigger, idempotency keys, dry runs.
+"""Manual triggers: the hot plain trigger, idempotency keys, previews and apply.
 
 A plain trigger answers from its write's settlement: a callback, no task and no future per
 trigger (the writer puts every trigger of a loop turn in one batch anyway).
@@ -7,38 +7,44 @@ Idempotency keys are scoped per job and handled by ``engine/once.py``: concurren
 with one key share one run, and a key from an earlier life is found in the store. A repeated
 key is answered with the run as it is *now* (from memory while it lives, else from the
 store), not as it was created.
+
+A dry run is a stored ``preview`` run (SPEC §7.2); its answer waits until it has planned, and
+an apply's until it has decided, so both answer what the operator asked for — up to
+``ANSWER_WAIT``, below the CLI's own timeout: a check slower than that is answered as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import structlog
-
-from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
-from automationd.actions.build import build_action
 from automationd.admin.protocol import RawJSON
-from automationd.engine.jobs import JobRuntime
+from automationd.core.plan import plan_from_json
+from automationd.core.runstate import RunState
+from automationd.engine.jobs import JobRuntime, JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.once import OncePerKey
-from automationd.errors import ActionError, AdminError
-from automationd.records import Phase, Run, Trigger
+from automationd.engine.report import Report
+from automationd.errors import conflict, not_found
+from automationd.records import Run, Trigger
 from automationd.store.api import Store
 
 Reply = Callable[[Any, BaseException | None], None]
+ANSWER_WAIT = 20.0  # seconds a preview/apply/rollback answer waits for its outcome
 
 
 class Intake:
-    def __init__(self, launcher: Launcher, store: Store, http: HttpClients) -> None:
+    def __init__(self, launcher: Launcher, store: Store, report: Report, jobs: JobTable) -> None:
         self._launcher = launcher
         self._store = store
-        self._http = http
+        self._report = report
+        self._jobs = jobs
         self._once: OncePerKey[str] = OncePerKey()
+        self._applies: OncePerKey[str] = OncePerKey()
 
     def trigger_then(self, job: JobRuntime, reply: Reply, *, payload: Any = None) -> None:
         """Create a run now; ``reply(run_json, None)`` once it is durable, or ``reply(None,
@@ -89,50 +95,85 @@ class Intake:
             return live.snapshot()
         return await self._store.run(run_id)
 
-    async def dry_run(self, job: JobRuntime, payload: Any) -> dict[str, Any]:
-        """Run only the check phase, in a task of its own, and say what would be performed;
-        nothing is stored."""
-        spec = job.spec
-        targets = list(spec.targets) if spec.targets is not None else None
-        if spec.check is None:
-            return {"dry_run": True, "perform": True, "targets": targets, "payload": payload}
-        action = build_action(spec.check, http=self._http)
-        ctx = ActionContext(
-            job=job.name,
-            run_id="dry-run",
-            attempt=1,
-            phase=Phase.CHECK,
-            target=None,
-            payload=payload,
-            log=structlog.get_logger("automationd.dry_run").bind(job=job.name),
-            service=spec.service,
-            timeout=getattr(spec.check, "timeout", None) or spec.timeout,
-            idempotency_key="dry-run",
+    # -- previews and apply (SPEC §7.2; what their runs do: engine/plan.py) -----------------
+    async def preview(
+        self, job: JobRuntime, *, payload: Any = None, idempotency_key: str | None = None
+    ) -> tuple[Run, bool]:
+        """A stored ``preview`` run, answered once it has planned (or after ``ANSWER_WAIT``,
+        as it is then); ``(run, True)`` for an idempotency key seen before."""
+        run, existing = await self.trigger(
+            job, payload=payload, idempotency_key=idempotency_key, trigger=Trigger.PREVIEW
         )
-        # User code never runs in the admin connection's task: the check gets a task and a
-        # context of its own (cancelled with the request if the client goes away).
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(
-                _attempt(action, ctx), name=f"dry-run:{job.name}", context=contextvars.Context()
+        if existing:
+            return run, True
+        live = self._launcher.live.get(run.id)
+        if live is not None:
+            await _until(live.ended())
+        return await self._settled(run), False
+
+    async def apply(self, preview_id: str, name: str | None) -> tuple[Run, bool]:
+        """The ``apply`` run of a preview: made once (``(run, True)`` ever after, also across
+        restarts), answered once it has decided whether the preview still holds."""
+
+        async def lookup() -> str | None:
+            old = await self._store.apply_of(preview_id)
+            return None if old is None else old.id
+
+        async def create() -> str:
+            return await self._create_apply(preview_id, name)
+
+        run_id, existing = await self._applies.get_or_create(preview_id, lookup, create)
+        run = await self.current(run_id)
+        if run is None:
+            raise not_found(f"the apply run {run_id} of preview {preview_id} was pruned")
+        if existing:
+            return run, True
+        live = self._launcher.live.get(run_id)
+        if live is not None and live.decided is not None:
+            await _until(live.decided)
+        return await self._settled(run), False
+
+    async def _create_apply(self, preview_id: str, name: str | None) -> str:
+        found = await self._store.run(preview_id)
+        if found is None:
+            raise not_found(f"no run with id {preview_id!r}")
+        if found.trigger is not Trigger.PREVIEW:
+            raise conflict(f"run {preview_id} is not a preview (trigger {found.trigger.value})")
+        if name is not None and name != found.job:
+            raise conflict(f"run {preview_id} is a preview of job {found.job!r}, not {name!r}")
+        plan = plan_from_json(found.plan)
+        if found.state is not RunState.PREVIEWED or plan is None:
+            raise conflict(
+                f"preview {preview_id} is {found.state.value}; only a previewed run is applied"
             )
-        res = task.result()
-        if isinstance(res, ActionError):
-            raise AdminError("unavailable", f"check failed: {res.kind}: {res.message}") from res
-        return {
-            "dry_run": True,
-            "perform": res.perform,
-            "targets": list(res.targets) if res.targets is not None else targets,
-            "payload": res.payload if res.payload is not None else payload,
-            "result": res.value,
-        }
+        job = self._jobs.get(found.job)
+        if job is None:
+            raise not_found(f"job {found.job!r} of preview {preview_id} no longer exists")
+        live = self._launcher.prepare(
+            job,
+            trigger=Trigger.APPLY,
+            payload=found.payload,
+            origin=found.id,
+            depth=found.depth,
+            undecided=True,
+        )
+        live.basis = (plan, found.finished_at or found.created_at, found.result)
+        live.decided = asyncio.get_running_loop().create_future()
+        await self._launcher.start([live])
+        return live.id
+
+    async def _settled(self, run: Run) -> Run:
+        """The run as it is now, its latest change durable (an end is stored after it is
+        made: engine/report.py)."""
+        await self._report.settle()
+        return await self.current(run.id) or run
 
 
-async def _attempt(action: Action, ctx: ActionContext) -> ActionResult | ActionError:
-    """One call of ``action``, its failure returned (a task's error would end its group)."""
-    try:
-        return await action(ctx)
-    except ActionError as exc:
-        return exc
+async def _until(fut: asyncio.Future[None]) -> None:
+    """Wait for ``fut`` up to ``ANSWER_WAIT`` (then the answer is the run as it is)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ANSWER_WAIT):
+            await asyncio.shield(fut)
 
 
 def _answer(live: LiveRun, reply: Reply, exc: BaseException | None) -> None:

@@ -44,7 +44,7 @@ class JobRuntime:
     wheel_handle: Any = None
     wheel_due: float | None = None
     live: dict[str, Any] | None = None  # run id → live run context; see ``active``
-    actions: tuple[Action, Action | None, Action | None] | None = None
+    actions: tuple[Action, Action | None, Action | None, Action | None] | None = None
     gate: ServiceGate | None = None
     log: Any = None  # a concrete bound logger, made on the job's first run
     meters: Any = None  # obs.metrics.JobMetrics, made on the job's first run

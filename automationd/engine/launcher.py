@@ -77,11 +77,14 @@ class Launcher:
         scheduled_for: float | None = None,
         targets: Sequence[Any] | None = None,
         skip_check: bool = False,
+        undecided: bool = False,
         depth: int = 0,
         origin: str | None = None,
         after: tuple[asyncio.Future[None], ...] = (),
     ) -> LiveRun:
-        """A queued run in memory, counted and tracked; nothing is submitted yet."""
+        """A queued run in memory, counted and tracked; nothing is submitted yet.
+
+        ``undecided``: an apply run, whose targets its decision sets (engine/plan.py)."""
         now = self._clock.time()
         live = LiveRun(
             id=self._ids.new(now),
@@ -96,14 +99,16 @@ class Launcher:
             after=after,
         )
         explicit = targets if targets is not None else job.spec.targets
-        if job.spec.check is not None and not skip_check:
+        if undecided:
+            pass
+        elif job.spec.check is not None and not skip_check:
             live.needs_check = True  # the check decides the targets
         elif explicit is None:
             live.targets = [LiveTarget(0, None)]  # the implicit one (engine/live.py)
         else:
             live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
             live.persist_targets = True
-        job.count_run(live.id)
+        job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)
         self.live[live.id] = live
         job.active[live.id] = live
         return live
@@ -148,8 +153,12 @@ class Launcher:
             return None
         if self._draining.is_set():
             return None
+        if live.trigger is Trigger.APPLY:
+            return None  # its decision comes first, and may end it before any attempt
         if live.needs_check:
             return Phase.CHECK, None
+        if live.trigger is Trigger.PREVIEW:
+            return None  # a preview never performs
         if len(live.targets) == 1:
             return Phase.PERFORM, live.targets[0]
         return None

@@ -74,6 +74,13 @@ class LiveRun:
     persist_targets: bool = False
     needs_check: bool = False
     check_tries: int = 0  # check attempts already failed (after a crash, the interrupted)
+    # previews, apply and rollback (engine/plan.py, engine/undo.py)
+    plan: Any = None  # the plan as stored: a preview's, or an apply's once decided
+    basis: Any = None  # an apply's preview: (Plan, made_at, check output) until decided
+    decided: asyncio.Future[None] | None = None  # an apply's answer waits for its decision
+    targets_rolled_back: int = 0
+    undo_from: int | None = None  # ``attempts`` when the latest rollback began
+    undo_tries: dict[int, int] | None = None  # target idx → undo tries (after a crash)
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
@@ -115,6 +122,9 @@ class LiveRun:
             origin=self.origin,
             reason=self.reason,
             lease=self.lease,
+            plan=self.plan,
+            targets_rolled_back=self.targets_rolled_back,
+            undo_from=self.undo_from,
         )
 
     def ended(self) -> asyncio.Future[None]:
@@ -154,13 +164,22 @@ class LiveRun:
             result=run.result,
             resumed=True,
             persist_targets=bool(rows),
+            error=run.error if run.state is RunState.ROLLING_BACK else None,
+            plan=run.plan,
+            undo_from=run.undo_from,
         )
         live.targets = [
             LiveTarget(t.idx, t.target, t.state, t.attempts, t.error, t.result) for t in rows
         ]
         if not rows and run.targets_total == 1:
             live.targets = [LiveTarget(0, None)]  # the implicit one; its tries are recounted
-        live.needs_check = job.spec.check is not None and run.targets_total == 0
+        # an apply run's check belongs to its decision (engine/plan.py), made once
+        live.needs_check = (
+            job.spec.check is not None
+            and run.targets_total == 0
+            and run.trigger is not Trigger.APPLY
+        )
         live.targets_succeeded = sum(t.state is TargetState.SUCCEEDED for t in live.targets)
         live.targets_failed = sum(t.state is TargetState.FAILED for t in live.targets)
+        live.targets_rolled_back = sum(t.state is TargetState.ROLLED_BACK for t in live.targets)
         return live

@@ -10,21 +10,26 @@ Rules (SPEC §4):
 - exec children of the dead process are killed if they still run (matched by pgid and the
   run id in their environment);
 - a run whose job no longer exists fails with a clear error, ended by the report like any
-  other run (its end row and ``run.failed`` event as one unit); its open attempts close too.
+  other run (its end row and ``run.failed`` event as one unit); its open attempts close too;
+- an apply run that had not decided yet decides again against its preview (read back); a
+  rollback goes on with the targets it has not undone, counting only its own undo tries.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from automationd.actions.exec import kill_orphans
-from automationd.core.runstate import RunEvent, TargetState
+from automationd.core.plan import Plan, plan_from_json
+from automationd.core.runstate import RunEvent, RunState, TargetState
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
-from automationd.records import Phase, Run, RunError
+from automationd.records import Phase, Run, RunError, Trigger
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_attempt_interrupted
 
@@ -57,7 +62,18 @@ async def recover(
         attempts = await store.attempts(run.id)
         if not live.persist_targets and live.targets:  # the implicit target: recount its tries
             live.targets[0].attempts = sum(a.phase is Phase.PERFORM for a in attempts)
-        live.check_tries = sum(a.phase is Phase.CHECK for a in attempts) if live.needs_check else 0
+        undecided = run.trigger is Trigger.APPLY and run.plan is None
+        checking = live.needs_check or (undecided and job.spec.check is not None)
+        live.check_tries = sum(a.phase is Phase.CHECK for a in attempts) if checking else 0
+        if undecided:
+            live.basis = await _basis(store, run.origin)
+        if run.state is RunState.ROLLING_BACK:
+            since = run.undo_from or 0
+            tries: dict[int, int] = {}
+            for done in attempts:
+                if done.phase is Phase.UNDO and done.n > since:
+                    tries[done.target_idx] = tries.get(done.target_idx, 0) + 1
+            live.undo_tries = tries
         resumed.append(live)
     if orphans:
         killed = kill_orphans(orphans)
@@ -69,6 +85,10 @@ async def recover(
         report.end_jobless(run, gone)
     err = RunError(kind=ErrorKind.INTERRUPTED, message=INTERRUPTED)
     for live in resumed:
+        if live.trigger is Trigger.APPLY and live.plan is None and live.basis is None:
+            gone = RunError(kind=ErrorKind.STALE, message="plan is stale: the preview is gone")
+            report.end(live, RunEvent.STALE, error=gone)
+            continue
         if live.needs_check and live.check_tries > live.job.spec.retries:
             report.end(live, RunEvent.FAIL, error=err)  # its check keeps taking the daemon down
             continue
@@ -81,3 +101,13 @@ async def recover(
         launcher.resume(live)
     log.info("recovery.resumed", runs=len(resumed), interrupted_attempts=len(closes))
     return len(resumed)
+
+
+async def _basis(store: Store, preview_id: str | None) -> tuple[Plan, float, Any] | None:
+    """An undecided apply's preview: its plan, when it was made and its check's output; None
+    if it is gone."""
+    found = await store.run(preview_id) if preview_id else None
+    plan = plan_from_json(found.plan) if found is not None else None
+    if found is None or plan is None:
+        return None
+    return plan, found.finished_at or found.created_at, found.result

@@ -1,31 +1,45 @@
-"""Second chances: ``runs.retry`` and the dead-letter queue's retry and purge.
+"""Second chances: ``runs.retry``, ``runs.rollback`` and the dead-letter queue's retry and
+purge.
 
 A retried run re-does only the failed targets of a ``failed``/``partial`` run, without the
 check phase, as a new run (``trigger: "retry"``, ``origin`` = the old run). A DLQ retry does
 the same for the entries chosen, and removes them in the same transaction.
+
+A rollback is the same run going on (engine/undo.py has its rules): its ``rolling_back`` row
+is durable before its task starts, and the undo dead letters of an earlier incomplete
+rollback leave the DLQ in that same transaction (they are being undone again). Retrying a
+dead letter whose *undo* failed rolls its run back again; it never performs the target.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
-from automationd.core.runstate import RunState, TargetState
+from automationd.core.runstate import ROLLBACK_FROM, RunState, TargetState
+from automationd.engine.intake import ANSWER_WAIT
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
-from automationd.engine.report import DlqCount
-from automationd.errors import conflict, not_found
-from automationd.records import DlqEntry, Run, Trigger
+from automationd.engine.report import DlqCount, Report
+from automationd.engine.undo import begin
+from automationd.errors import AdminError, conflict, not_found
+from automationd.records import DlqEntry, Phase, Run, Trigger
 from automationd.store.api import Store
-from automationd.store.rows import w_dlq_delete
+from automationd.store.rows import w_dlq_delete, w_run
 
 
 class Redo:
-    def __init__(self, launcher: Launcher, jobs: JobTable, store: Store, dlq: DlqCount) -> None:
+    def __init__(
+        self, launcher: Launcher, jobs: JobTable, store: Store, dlq: DlqCount, report: Report
+    ) -> None:
         self._launcher = launcher
         self.jobs = jobs
         self._store = store
         self._dlq = dlq
+        self._report = report
+        self._rolling: set[str] = set()  # rollbacks being started (a second one is refused)
 
     async def retry_run(self, run_id: str) -> Run:
         old = await self._store.run(run_id)
@@ -52,11 +66,68 @@ class Redo:
         )
         return (await self._launcher.start([live]))[0]
 
+    async def rollback(self, run_id: str) -> Run:
+        """Roll a ``partial``/``failed`` run back: the same run, answered once it ended (or
+        after ``ANSWER_WAIT``, as it is then)."""
+        live, _ = await self._start_rollback(run_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ANSWER_WAIT):
+                await asyncio.shield(live.ended())
+        await self._report.settle()
+        return await self._store.run(run_id) or live.snapshot()
+
+    async def _start_rollback(self, run_id: str) -> tuple[LiveRun, int]:
+        """The run goes ``rolling_back`` (durable) and its task starts; returns it and how
+        many undo dead letters left the DLQ."""
+        if run_id in self._rolling or run_id in self._launcher.live:
+            raise conflict(f"run {run_id} is still live (running or rolling back)")
+        self._rolling.add(run_id)
+        try:
+            return await self._begin_rollback(run_id)
+        finally:
+            self._rolling.discard(run_id)
+
+    async def _begin_rollback(self, run_id: str) -> tuple[LiveRun, int]:
+        old = await self._store.run(run_id)
+        if old is None:
+            raise not_found(f"no run with id {run_id!r}")
+        if old.state not in ROLLBACK_FROM:
+            raise conflict(
+                f"run {run_id} is {old.state.value}; only partial or failed runs roll back"
+            )
+        job = self.jobs.get(old.job)
+        if job is None:
+            raise not_found(f"job {old.job!r} of run {run_id} no longer exists")
+        if job.spec.undo is None:
+            raise conflict(f"job {job.name!r} has no undo action")
+        rows = await self._store.target_rows(run_id)
+        if not any(t.state is TargetState.SUCCEEDED for t in rows):
+            raise conflict(f"run {run_id} has no succeeded targets to undo")
+        undo_letters = [
+            e.id
+            for e in await self._store.dlq_select(id=None, job=old.job, all=False)
+            if e.run_id == run_id and e.phase is Phase.UNDO
+        ]
+        live = LiveRun.from_stored(old, job, rows)
+        live.resumed = False
+        live.error = old.error
+        begin(live)
+        await self._store.commit([w_run(live), *w_dlq_delete(undo_letters)])
+        self._dlq.remove(len(undo_letters))
+        self._launcher.resume(live)
+        return live, len(undo_letters)
+
     async def dlq_retry(self, entries: list[DlqEntry]) -> int:
-        """One new run per (run, job) group of entries; the entries leave the DLQ atomically."""
+        """One new run per (run, job) group of entries; the entries leave the DLQ atomically.
+        Entries whose undo failed roll their run back again instead (``rollback``)."""
         groups: dict[str, list[DlqEntry]] = {}
+        undone = 0
+        for run_id in dict.fromkeys(e.run_id for e in entries if e.phase is Phase.UNDO):
+            with contextlib.suppress(AdminError):  # not rollable now: its entries stay
+                undone += (await self._start_rollback(run_id))[1]
         for e in entries:
-            groups.setdefault(e.run_id, []).append(e)
+            if e.phase is not Phase.UNDO:
+                groups.setdefault(e.run_id, []).append(e)
         lives: list[LiveRun] = []
         done: list[str] = []
         for run_id, group in groups.items():
@@ -79,7 +150,7 @@ class Redo:
         if done:
             await self._launcher.start(lives, w_dlq_delete(done))
         self._dlq.remove(len(done))
-        return len(done)
+        return len(done) + undone
 
     async def dlq_purge(self, entries: list[DlqEntry]) -> int:
         ids = [e.id for e in entries]

@@ -9,6 +9,8 @@ Rules:
   through the outbox) only once that unit is durable, from the write's settlement.
 - One owner per counter: the dead-letter count lives in ``DlqCount`` and changes only there;
   a job's counters change only through ``JobRuntime``'s own methods.
+- A run publishes its ``run.<state>`` event once, when its work ends: a rollback that ends
+  it again (``rolled_back``, or ``failed`` when something could not be undone) publishes none.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.outbox import Outbox
 from automationd.obs.metrics import JobMetrics, Metrics
-from automationd.records import DlqEntry, Event, Run, RunError, Trigger, json_id, json_name
+from automationd.records import (
+    DlqEntry,
+    Event,
+    Phase,
+    Run,
+    RunError,
+    Trigger,
+    json_id,
+    json_name,
+)
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_dlq, w_event_row, w_run, w_target
 
@@ -88,6 +99,7 @@ class Report:
     ) -> Run:
         """End the run; it is reported once its end (and its event) is durable."""
         now = self._clock.time()
+        was = live.state
         live.state = next_run_state(live.state, event)
         live.finished_at = now
         live.error = error
@@ -99,7 +111,7 @@ class Report:
         run = live.snapshot()
         writes = [w_run(run), w_job_of(job)]
         event_id = None
-        if run.state in _OUTCOMES:
+        if run.state in _OUTCOMES and was is not RunState.ROLLING_BACK:
             event_id = self._ids.new(now)
             writes.append(self._event_row(run, event_id, now))
         try:
@@ -160,8 +172,11 @@ class Report:
         meters(job, self._metrics).run_ended("skipped", None, now)
         return run
 
-    def dead_letter(self, live: LiveRun, target: LiveTarget, err: RunError) -> None:
-        """A target that exhausted its retries or failed fatally goes to the DLQ."""
+    def dead_letter(
+        self, live: LiveRun, target: LiveTarget, err: RunError, phase: Phase = Phase.PERFORM
+    ) -> None:
+        """A target that exhausted its retries or failed fatally goes to the DLQ (``phase``
+        undo: its rollback did; retrying that entry undoes it again)."""
         now = self._clock.time()
         entry = DlqEntry(
             id=self._ids.new(now),
@@ -171,6 +186,7 @@ class Report:
             target_idx=target.idx if live.persist_targets else -1,
             error=err,
             failed_at=now,
+            phase=phase,
         )
         writes = [w_dlq(entry)]
         if live.persist_targets:
@@ -184,6 +200,7 @@ class Report:
             target=target.value,
             kind=err.kind.value,
             error=err.message,
+            phase=phase.value,
         )
 
     async def settle(self) -> None:

@@ -15,9 +15,14 @@ Rules:
 - A target that fails (after its retries) is dead-lettered; the run's end state aggregates
   its targets: succeeded / partial / failed.
 - Draining (shutdown) parks the run where it is (``Drained``); it resumes at next start.
-- ``runs.cancel`` cancels the task: the run ends ``cancelled``. A cancellation with no reason
-  is the daemon stopping: the run stays as it is on disk and resumes at next start.
+- ``runs.cancel`` cancels the task: the run ends ``cancelled`` (a rollback ends ``failed``:
+  what it had not undone yet is still applied). A cancellation with no reason is the daemon
+  stopping: the run stays as it is on disk and resumes at next start.
 - A bug in the engine fails that run, never the daemon.
+- Previews, applies and rollbacks take their own turns here (engine/plan.py, engine/undo.py):
+  a ``preview`` run only plans; an ``apply`` run decides whether its preview still holds
+  before its targets are performed; a ``rolling_back`` run undoes; and a job with
+  ``on_failure = "rollback"`` rolls a ``partial``/``failed`` end back in the same task.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from automationd.actions.base import ActionResult
 from automationd.core.runstate import RunEvent, RunState, TargetState, aggregate, next_run_state
 from automationd.engine.attempt import AttemptTools, Drained, run_phase
 from automationd.engine.live import LiveRun, LiveTarget
+from automationd.engine.plan import decide_apply, preview, tell_decided
 from automationd.engine.pool import PoolClosed
 from automationd.engine.report import Report
+from automationd.engine.undo import roll_back, wants_rollback
 from automationd.errors import ErrorKind
-from automationd.records import Phase, RunError
+from automationd.records import Phase, RunError, Trigger
 from automationd.store.rows import w_attempt, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
@@ -60,7 +67,15 @@ async def life(parts: RunParts, live: LiveRun) -> None:
                 await asyncio.wait([prev])
         if live.cancel_reason is not None:
             raise asyncio.CancelledError
-        await _execute(parts, live)
+        t, report = parts.attempts, parts.report
+        if live.state is RunState.ROLLING_BACK:
+            await roll_back(t, report, live)
+        elif live.trigger is Trigger.PREVIEW:
+            await preview(t, report, live)
+        else:
+            await _execute(parts, live)
+            if wants_rollback(live):
+                await roll_back(t, report, live)
     except (Drained, PoolClosed):
         log.info("run.parked", run_id=live.id, job=live.job_name)
     except asyncio.CancelledError:
@@ -70,7 +85,10 @@ async def life(parts: RunParts, live: LiveRun) -> None:
         if task is not None:
             task.uncancel()
         _unopen(parts, live)
-        parts.report.end(live, RunEvent.CANCEL, reason=live.cancel_reason)
+        err = None
+        if live.state is RunState.ROLLING_BACK:
+            err = RunError(kind=ErrorKind.CANCELLED, message="rollback cancelled: not all undone")
+        parts.report.end(live, RunEvent.CANCEL, error=err, reason=live.cancel_reason)
     except Exception as exc:  # a bug must not take the daemon down: fail this run only
         log.exception("run.internal_error", run_id=live.id, job=live.job_name)
         _unopen(parts, live)
@@ -81,6 +99,7 @@ async def life(parts: RunParts, live: LiveRun) -> None:
         if live.first is not None:
             parts.attempts.pool.release()  # an opened attempt that never ran (shutdown)
             live.first = None
+        tell_decided(live)
         parts.leave(live)
 
 
@@ -89,7 +108,10 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
     if live.resumed and live.state is not RunState.RUNNING:
         live.state = next_run_state(live.state, RunEvent.RESUME)
     log.debug("run.started", run_id=live.id, job=live.job_name, resumed=live.resumed)
-    if live.needs_check:
+    if live.basis is not None:  # an apply not decided yet
+        if not await decide_apply(t, report, live):
+            return
+    elif live.needs_check:
         log.debug("run.phase", run_id=live.id, phase="check")
         res = await run_phase(t, live, Phase.CHECK, None, tries=live.check_tries)
         if isinstance(res, RunError):
@@ -149,6 +171,7 @@ async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None
     t = parts.attempts
     res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts)
     if not isinstance(res, RunError) and live.job.spec.verify is not None:
+        log.debug("run.phase", run_id=live.id, phase="verify", target=target.value)
         vres = await run_phase(t, live, Phase.VERIFY, target, tries=0)
         if isinstance(vres, RunError):
             res = vres

@@ -43,6 +43,13 @@ class ServiceRegistry:
     def limits_list(self) -> list[dict[str, Any]]:
         return [self._gates[name].limits() for name in sorted(self._gates)]
 
+    def observe(self) -> None:
+        """Before a scrape: refresh each service's token and in-flight gauges."""
+        in_flight = self._metrics.service_in_flight
+        for name, gate in self._gates.items():
+            gate.limits()  # sets the tokens gauge
+            in_flight.labels(name).set(gate.in_flight)
+
     def breakers_list(self) -> list[dict[str, Any]]:
         rows = (self._gates[name].breaker_row() for name in sorted(self._gates))
         return [row for row in rows if row is not None]
@@ -54,10 +61,13 @@ class ServiceRegistry:
         """
         for name in [n for n in self._gates if n not in configs]:
             self._gates.pop(name).retire()
+            self._metrics.service_in_flight.remove(name)
             log.info("service.removed", service=name)
         for name, config in configs.items():
             gate = self._gates.get(name)
             if gate is None:
                 self._gates[name] = ServiceGate(config, self._clock, self._metrics, name=name)
+                # one series per service from the start: dashboards list services by it
+                self._metrics.service_in_flight.labels(name).set(0)
             else:
                 gate.reconfigure(config)

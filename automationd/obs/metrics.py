@@ -1,5 +1,9 @@
 """Every SPEC §6 metric family, declared once on a private registry.
 
+The registry also carries prometheus-client's standard ``process_*`` (memory, CPU, open fds,
+start time: restarts show as ``changes(process_start_time_seconds[1h])``) and ``python_*``
+(``python_info``, garbage collection) collectors, as any Prometheus exporter does.
+
 Label children for jobs are capped: after ``JOB_LABEL_CAP`` distinct job names, further jobs
 report under ``job="_other"`` so the series count stays bounded. Children are cached so the hot
 path is a dict lookup plus an ``inc()``.
@@ -15,7 +19,15 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 from automationd import __version__
 
@@ -106,6 +118,14 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.service_in_flight = Gauge(
+            "automationd_service_in_flight",
+            "Attempts in flight against the service (every [services.*] has one series)",
+            ["service"],
+            registry=r,
+        )
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)  # stateless: they read /proc, gc and platform per scrape
         self.build_info.labels(__version__).set(1)
         for state in ("enabled", "paused", "completed"):
             self.jobs.labels(state).set(0)

@@ -94,6 +94,9 @@ class Store(Protocol):
 
     async def runs(self, query: RunQuery) -> list[Run]: ...
 
+    async def apply_of(self, preview_id: str) -> Run | None:
+        """The run that applied preview ``preview_id``, if one was made (SPEC §7.2)."""
+
     async def live_runs(self) -> list[Run]:
         """Runs left queued, running or retrying (crash recovery), oldest first."""
 
@@ -113,8 +116,23 @@ class Store(Protocol):
     # -- dead letters ---------------------------------------------------------------------
     async def dlq(self, *, job: str | None, limit: int) -> list[DlqEntry]: ...
 
-    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
-        """One entry by id, a job's entries, or all of them (oldest first)."""
+    async def dlq_select(
+        self,
+        *,
+        id: str | None,
+        job: str | None,
+        all: bool,
+        kind: str | None = None,
+        since: float | None = None,
+    ) -> list[DlqEntry]:
+        """One entry by id; or those matching every given filter (job, error kind, failed at
+        or after ``since``); or all of them. Oldest first."""
+
+    async def dlq_summary(
+        self, *, job: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """``[{job, kind, count, oldest, newest, sample, messages}]`` (times as epoch
+        seconds), the largest groups first."""
 
     async def dlq_count(self) -> int: ...
 

@@ -29,9 +29,11 @@ Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 RUN_COLS = (
     "id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,"
     " idempotency_key, payload, targets_total, targets_succeeded, targets_failed, error_kind,"
-    " error_message, result, depth, origin, reason, lease"
+    " error_message, result, depth, origin, reason, lease, plan, targets_rolled_back,"
+    " undo_from"
 )
 _PAGE = 500  # events read per page while a name glob is filtered in Python
+_TOP_MESSAGES = 3  # most common messages shown per (job, kind) in the DLQ summary
 
 
 def ms_id(ts: float, plus: int = 0) -> str:
@@ -59,6 +61,13 @@ class SqlReads:
     async def run_by_key(self, job: str, key: str) -> Run | None:
         row = await self._one(
             f"SELECT {RUN_COLS} FROM runs WHERE job=? AND idempotency_key=?", (job, key)
+        )
+        return read_run(row) if row else None
+
+    async def apply_of(self, preview_id: str) -> Run | None:
+        row = await self._one(
+            f"SELECT {RUN_COLS} FROM runs WHERE origin=? AND trigger='apply' ORDER BY id LIMIT 1",
+            (preview_id,),
         )
         return read_run(row) if row else None
 
@@ -166,16 +175,61 @@ class SqlReads:
             )
         return [read_dlq(r) for r in rows]
 
-    async def dlq_select(self, *, id: str | None, job: str | None, all: bool) -> list[DlqEntry]:
+    async def dlq_select(
+        self,
+        *,
+        id: str | None,
+        job: str | None,
+        all: bool,
+        kind: str | None = None,
+        since: float | None = None,
+    ) -> list[DlqEntry]:
         if id is not None:
             rows = await self._fetch("SELECT * FROM dlq WHERE id=?", (id,))
-        elif job is not None:
-            rows = await self._fetch("SELECT * FROM dlq WHERE job=? ORDER BY id", (job,))
+        elif job is not None or kind is not None or since is not None:
+            clause, params = _dlq_where(job, kind, since)
+            rows = await self._fetch(f"SELECT * FROM dlq {clause} ORDER BY id", params)
         elif all:
             rows = await self._fetch("SELECT * FROM dlq ORDER BY id", ())
         else:
             rows = []
         return [read_dlq(r) for r in rows]
+
+    async def dlq_summary(
+        self, *, job: str | None = None, kind: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Dead letters by (job, error kind): count, oldest and newest ``failed_at``, and the
+        messages that come up most (``messages``, the first of them as ``sample``)."""
+        clause, params = _dlq_where(job, kind, since)
+        groups = await self._fetch(
+            "SELECT job, error_kind, COUNT(*) AS n, MIN(failed_at) AS oldest,"
+            f" MAX(failed_at) AS newest FROM dlq {clause} GROUP BY job, error_kind",
+            params,
+        )
+        texts = await self._fetch(
+            "SELECT job, error_kind, error_message, COUNT(*) AS n FROM dlq"
+            f" {clause} GROUP BY job, error_kind, error_message",
+            params,
+        )
+        top: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for r in texts:
+            top.setdefault((r["job"], r["error_kind"]), []).append((r["n"], r["error_message"]))
+        out: list[dict[str, Any]] = []
+        for g in groups:
+            common = sorted(top.get((g["job"], g["error_kind"]), []), key=lambda m: (-m[0], m[1]))
+            out.append(
+                {
+                    "job": g["job"],
+                    "kind": g["error_kind"],
+                    "count": g["n"],
+                    "oldest": g["oldest"],
+                    "newest": g["newest"],
+                    "sample": common[0][1] if common else None,
+                    "messages": [{"message": m, "count": n} for n, m in common[:_TOP_MESSAGES]],
+                }
+            )
+        out.sort(key=lambda x: (-x["count"], x["job"], x["kind"]))
+        return out
 
     async def dlq_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM dlq", ())
@@ -241,3 +295,19 @@ class SqlReads:
     async def job_rows(self) -> StoredJobs:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
         return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too
+
+
+def _dlq_where(job: str | None, kind: str | None, since: float | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a dead-letter filter (every given part must hold)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if job is not None:
+        where.append("job=?")
+        params.append(job)
+    if kind is not None:
+        where.append("error_kind=?")
+        params.append(kind)
+    if since is not None:
+        where.append("failed_at >= ?")
+        params.append(since)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params

@@ -7,12 +7,13 @@ every backend's SQL for that ``Stmt`` binds:
 
     RUN      id, job, state, trigger, scheduled_for, created_at, started_at, finished_at,
              attempts, idempotency_key, payload, targets_total, targets_succeeded,
-             targets_failed, error_kind, error_message, result, depth, origin, reason, lease
+             targets_failed, error_kind, error_message, result, depth, origin, reason, lease,
+             plan, targets_rolled_back, undo_from
     TARGET   run_id, idx, target, state, attempts, error_kind, error_message, result
     ATTEMPT  run_id, n, phase, target_idx, target, started_at, finished_at, outcome, error,
              stdout, stderr, pgid
     ATTEMPT_PGID  pgid, run_id, n          ATTEMPT_INTERRUPTED  finished_at, error, run_id, n
-    DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at
+    DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at, phase
     DLQ_DELETE  id                         EVENT  id, name, payload, created_at, key, depth
 
 Every row write is a full-row upsert keyed by the row's primary key, so the writer may
@@ -122,6 +123,12 @@ class RunView(Protocol):
     def reason(self) -> str | None: ...
     @property
     def lease(self) -> int: ...
+    @property
+    def plan(self) -> Any: ...
+    @property
+    def targets_rolled_back(self) -> int: ...
+    @property
+    def undo_from(self) -> int | None: ...
 
 
 # The plain str of each enum member: SQLite binds a str subclass about 4x slower.
@@ -154,6 +161,9 @@ def w_run(run: RunView) -> Write:
             run.origin,
             run.reason,
             run.lease,
+            dumps(run.plan),
+            run.targets_rolled_back,
+            run.undo_from,
         ),
         key=run.id,
     )
@@ -219,6 +229,7 @@ def w_dlq(e: DlqEntry) -> Write:
             e.error.kind.value,
             e.error.message,
             e.failed_at,
+            _TEXT[e.phase],
         ),
         key=e.id,
     )
@@ -278,6 +289,9 @@ def run_from_row(r: Row) -> Run:
         origin=r["origin"],
         reason=r["reason"],
         lease=r["lease"],
+        plan=loads(r["plan"]),
+        targets_rolled_back=r["targets_rolled_back"],
+        undo_from=r["undo_from"],
     )
 
 
@@ -317,6 +331,7 @@ def dlq_from_row(r: Row) -> DlqEntry:
         error=run_error(r["error_kind"], r["error_message"])
         or RunError(kind=ErrorKind.FATAL, message=""),
         failed_at=r["failed_at"],
+        phase=Phase(r["phase"]),
     )
 
 

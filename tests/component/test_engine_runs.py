@@ -9,12 +9,10 @@ import contextvars
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from automationd.actions.base import ActionContext
 from automationd.config.model import Backoff, PythonAction
 from automationd.core.runstate import RunState
-from automationd.errors import AdminError, RetryableError
+from automationd.errors import RetryableError
 from automationd.records import Trigger
 from automationd.store.api import RunQuery
 from tests.support.engine import engine_rig
@@ -138,34 +136,26 @@ async def test_no_free_worker_means_the_run_waits_for_one(tmp_path: Path) -> Non
         assert r.pool.busy == 0
 
 
-async def test_a_dry_runs_check_runs_in_a_task_of_its_own(tmp_path: Path) -> None:
-    """``dry_run`` calls the job's check in a task named ``dry-run:<job>`` with a context of
-    its own, never in the caller's (an admin connection's) task; a failing check is
-    ``unavailable``; nothing is stored."""
+async def test_a_previews_check_runs_in_the_runs_own_task(tmp_path: Path) -> None:
+    """A dry run is a stored ``preview`` run: its check is called in the run's own task
+    (``run:<id>``) with a context of its own, never in the caller's (an admin connection's)
+    task, and the run ends ``previewed`` with the check's targets in its plan."""
     caller = asyncio.current_task()
     seen: list[tuple[asyncio.Task[Any] | None, str]] = []
 
     async def check(ctx: ActionContext) -> dict[str, Any]:
         seen.append((asyncio.current_task(), SEEN.get()))
         SEEN.set("check")
-        if ctx.payload == "fail":
-            raise RetryableError("no")
         return {"targets": [1, 2]}
 
     async with asyncio.timeout(10), engine_rig(tmp_path) as r:
         job = r.job("dry", noop, check=PythonAction(callable="t:check", fn=check))
-        answer = await r.intake.dry_run(job, {"p": 1})
-        assert answer == {
-            "dry_run": True,
-            "perform": True,
-            "targets": [1, 2],
-            "payload": {"p": 1},
-            "result": None,
-        }
+        run, existing = await r.intake.preview(job, payload={"p": 1})
+        assert not existing
+        assert run.state is RunState.PREVIEWED and run.trigger.value == "preview"
+        assert run.plan is not None and run.plan["targets"] == [1, 2]
         ((task, before),) = seen
-        assert task is not None and task is not caller and task.get_name() == "dry-run:dry"
+        assert task is not None and task is not caller and task.get_name() == f"run:{run.id}"
         assert before == "" and SEEN.get() == ""
-        with pytest.raises(AdminError) as err:
-            await r.intake.dry_run(job, "fail")
-        assert err.value.code == "unavailable" and "retryable: no" in str(err.value)
-        assert await r.store.runs(RunQuery()) == []
+        stored = await r.store.runs(RunQuery())
+        assert [x.id for x in stored] == [run.id]

@@ -128,7 +128,8 @@ async def engine_rig(tmp: Path, workers: int = 4) -> AsyncIterator[Rig]:
         launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
         async with asyncio.TaskGroup() as tg:
             launcher.attach(tg)
-            yield Rig(store, jobs, launcher, report, Intake(launcher, store, http), pool, metrics)
+            intake = Intake(launcher, store, report, jobs)
+            yield Rig(store, jobs, launcher, report, intake, pool, metrics)
             for task in launcher.tasks():
                 task.cancel()
             await report.settle()

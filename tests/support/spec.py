@@ -1,4 +1,4 @@
-"""Names fixed by ../shared/SPEC.md that several tests check against."""
+"""Names fixed by docs/reference.md (the interface reference) that several tests check."""
 
 SPEC_FAMILIES = frozenset(
     {

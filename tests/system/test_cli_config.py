@@ -17,7 +17,7 @@ from tests.unit.test_config_errors import BROKEN, BROKEN_TOML, SYSTEM_CASES
 from tests.unit.test_config_load import JOB
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
+FIRE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[+-]\d\d:\d\d|Z)")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ GOOD = (
 
 def test_check_config_prints_three_fires_per_job(tmp_path: Path, bin_dir: Path) -> None:
     """check-config on a valid file exits 0 and lists each job: scheduled ones with their
-    next 3 fires in the job's zone (RFC 3339 with offset), event ones with their glob."""
+    next 3 fires in the job's zone (`2026-12-02 19:32:00+01:00`), event ones with their glob."""
     path = tmp_path / "good.toml"
     path.write_text(GOOD)
     (result,) = run_all([[str(bin_dir / "automationd"), "check-config", str(path)]], tmp_path)
@@ -111,7 +111,7 @@ def test_check_config_prints_three_fires_per_job(tmp_path: Path, bin_dir: Path) 
 
     tokyo = lines["tokyo"]
     assert len(FIRE.findall(tokyo)) == 3
-    assert all(f.endswith("T00:00:00+09:00") for f in FIRE.findall(tokyo))
+    assert all(f.endswith(" 00:00:00+09:00") for f in FIRE.findall(tokyo))
     assert tokyo.rstrip().endswith("on: x.*")
 
     assert len(FIRE.findall(lines["ticker"])) == 3
@@ -136,14 +136,31 @@ def test_shipped_configs_are_valid(bin_dir: Path) -> None:
 
 
 def test_version_and_usage(tmp_path: Path, bin_dir: Path) -> None:
-    """--version prints the version; a missing subcommand or FILE is a usage error (2)."""
+    """--version prints the installed version on stdout; a missing subcommand is a usage
+    error (2)."""
+    from automationd import __version__
+
     exe = str(bin_dir / "automationd")
-    version, no_command, no_file = run_all(
-        [[exe, "--version"], [exe], [exe, "check-config"]], tmp_path
-    )
-    assert (version.code, version.stdout.strip()) == (0, "automationd 0.1.0")
+    version, no_command = run_all([[exe, "--version"], [exe]], tmp_path)
+    assert (version.code, version.stdout, version.stderr) == (0, f"automationd {__version__}\n", "")
     assert no_command.code == 2 and "usage:" in no_command.stderr
-    assert no_file.code == 2 and "Traceback" not in no_file.stderr
+
+
+def test_check_config_without_file_checks_the_default_run_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check-config` with no FILE reads the very file `run` defaults to."""
+    from automationd import cli
+
+    path = tmp_path / "automationd.toml"
+    path.write_text(GOOD)
+    monkeypatch.setattr(cli, "DEFAULT_CONFIG", path)
+    assert cli.build_parser().parse_args(["run"]).config == path
+    assert cli.main(["check-config"]) == 0
+    assert capsys.readouterr().out.endswith(f"{path}: OK (4 jobs, 0 services)\n")
+    path.write_text("[daemon]\nbogus = 1\n")
+    assert cli.main(["check-config"]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}: daemon.bogus")
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])
@@ -174,8 +191,8 @@ def test_describe_job_marks_dst_gap(tmp_path: Path) -> None:
     job = load_config(path).jobs[0]
     text = describe_job(job, parse_rfc3339("2027-03-27T12:00:00+01:00"))
     assert text == (
-        "30 2 * * *  Europe/Berlin  next: 2027-03-28T03:00:00+02:00 [dst-gap], "
-        "2027-03-29T02:30:00+02:00, 2027-03-30T02:30:00+02:00"
+        "30 2 * * *  Europe/Berlin  next: 2027-03-28 03:00:00+02:00 [dst-gap], "
+        "2027-03-29 02:30:00+02:00, 2027-03-30 02:30:00+02:00"
     )
 
 

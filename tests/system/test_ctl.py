@@ -207,7 +207,7 @@ async def test_status_human_and_json(short_tmp: Path, capsys: pytest.CaptureFixt
     async with asyncio.timeout(10), daemon(short_tmp) as (server, _):
         assert await ctl(server, "status") == 0
         out = capsys.readouterr().out
-        assert "version" in out and "0.1.0" in out and "1h2m5s" in out
+        assert "version" in out and "0.1.0" in out and "uptime   1h2m\n" in out
         assert await ctl(server, "--json", "status") == 0
         assert json.loads(capsys.readouterr().out) == RESULTS["status"]
 
@@ -245,7 +245,7 @@ async def test_tables(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> No
         assert await ctl(server, "jobs", "list") == 0
         header, row = capsys.readouterr().out.splitlines()
         assert header.split() == [
-            "NAME", "STATE", "SCHEDULE/ON", "NEXT", "RUN", "LAST", "RUN", "RUNS", "SERVICE"
+            "NAME", "STATE", "SCHEDULE/ON", "SERVICE", "RUNS", "NEXT", "RUN", "LAST", "RUN"
         ]  # fmt: skip
         assert row.split()[:2] == ["sync", "enabled"] and "2026-11-22 18:00:00Z" in row
 

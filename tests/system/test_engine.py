@@ -214,7 +214,8 @@ async def test_unknown_job_and_bad_args(engine_daemon: DaemonProcess) -> None:
 async def test_cancel_dry_run_and_logs(daemon_factory: Callable[..., DaemonProcess]) -> None:
     """1. runs.cancel ends a running exec run 'cancelled' and kills its child; cancelling an
     ended run answers conflict.
-    2. dry_run runs only the check and reports its targets, storing no run.
+    2. dry_run runs only the check and reports its targets as a stored preview run (its
+       plan), performing nothing.
     3. runs.logs returns the captured stdout and stderr of an attempt."""
     d = daemon_factory(
         jobs="""
@@ -254,9 +255,12 @@ action = { type = "exec", argv = ["sh", "-c", "echo out-line; echo err-line >&2"
     assert ei.value.code == "conflict"
 
     dry = await d.call("jobs.trigger", {"name": "fan", "dry_run": True})
-    assert dry["dry_run"] is True and dry["perform"] is True
-    assert dry["targets"] == ["a", "b", "c", "d"]
-    assert await d.call("runs.list", {"job": "fan"}) == []
+    assert (dry["state"], dry["trigger"]) == ("previewed", "preview")
+    assert dry["plan"]["perform"] is True and dry["plan"]["targets"] == ["a", "b", "c", "d"]
+    assert [r["id"] for r in await d.call("runs.list", {"job": "fan"})] == [dry["id"]]
+    assert [a["phase"] for a in (await d.call("runs.get", {"id": dry["id"]}))["attempts"]] == [
+        "check"
+    ]
 
     talk = await d.call("jobs.trigger", {"name": "talker"})
     d.wait_run(talk["id"])

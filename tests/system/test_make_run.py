@@ -69,7 +69,8 @@ async def test_make_run_reaches_ready_under_2s_and_status_answers(short_tmp: Pat
     2. `automationctl --socket var/run/admin.sock status` (relative, from the checkout) exits 0.
     3. State and socket live under the checkout's ./var (paths resolve against etc/).
     4. SIGTERM on the idle daemon.
-    Result: READY within 2 s, status lists the 3 demo jobs, exit 0 within 1 s with STOPPING=1.
+    Result: READY within 2 s, status lists the 4 demo jobs, `limits` and `breakers` show the
+    demo service, exit 0 within 1 s with STOPPING=1.
     """
     demo_checkout(short_tmp)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
@@ -87,14 +88,21 @@ async def test_make_run_reaches_ready_under_2s_and_status_answers(short_tmp: Pat
             async with asyncio.timeout(10):
                 code, out, err = await ctl(short_tmp, "--socket", "var/run/admin.sock", "status")
             assert code == 0, err
-            assert "3 total, 3 enabled" in out
+            assert "4 total, 4 enabled" in out
             async with asyncio.timeout(10):
                 code, out, err = await ctl(
                     short_tmp, "--socket", "var/run/admin.sock", "--json", "jobs", "list"
                 )
             assert code == 0, err
             names = {j["name"] for j in json.loads(out)}
-            assert names == {"demo-heartbeat", "demo-on-event", "demo-fanout"}
+            assert names == {"demo-heartbeat", "demo-on-event", "demo-fanout", "demo-health"}
+            # the demo service shows in `limits` and `breakers` from the first run
+            for argv, row in ((["limits"], ["demo_api", "30/1m", "5"]),
+                              (["breakers"], ["demo_api", "closed", "0"])):  # fmt: skip
+                async with asyncio.timeout(10):
+                    code, out, err = await ctl(short_tmp, "--socket", "var/run/admin.sock", *argv)
+                assert code == 0, err
+                assert out.splitlines()[1].split()[:3] == row, out
             assert (short_tmp / "var" / "automationd.db").is_file()
             assert (short_tmp / "var" / "run" / "admin.sock").is_socket()
 

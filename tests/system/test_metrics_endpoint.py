@@ -75,6 +75,14 @@ async def test_metrics_parse_with_every_spec_family_and_healthz_is_200(
         tokens = _value(fam["automationd_ratelimit_tokens"], "automationd_ratelimit_tokens",
                         service="api")  # fmt: skip
         assert tokens == 5
+        in_flight = _value(fam["automationd_service_in_flight"], "automationd_service_in_flight",
+                           service="api")  # fmt: skip
+        assert in_flight == 0
+        # the standard process/python collectors, as on any Prometheus exporter
+        rss = _value(fam["process_resident_memory_bytes"], "process_resident_memory_bytes")
+        assert rss is not None and rss > 10 * 2**20
+        assert (_value(fam["process_open_fds"], "process_open_fds") or 0) > 3
+        assert _value(fam["python_info"], "python_info", implementation="CPython") == 1
 
         published = await d.call("events.publish", {"name": "demo.hi"})
         [run_id] = published["triggered"]

@@ -322,10 +322,10 @@ async def test_limits_and_breakers_over_socket_and_ctl(
         "BURST",
         "TOKENS",
         "WAITING",
-        "PAUSED",
-        "UNTIL",
         "IN",
         "FLIGHT",
+        "PAUSED",
+        "UNTIL",
     ]
     assert [r.split()[0] for r in rows] == ["fast", "slow"]
     assert rows[1].split()[1:3] == ["1/1h", "1"] and rows[1].split()[4] == "9"

@@ -42,9 +42,12 @@ def _unit_copy(tmp_path: Path, bin_dir: Path, extra: str = "") -> Path:
 def _verify(unit: Path) -> list[str]:
     """Lines of `systemd-analyze verify` output that concern ``unit``."""
     assert ANALYZE is not None
+    # verify runs `man` on each Documentation=man:… entry: our pages, as they install
+    env = {**os.environ, "MANPATH": f"{ROOT / 'man'}:"}
     proc = subprocess.run(
-        [ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
-    )
+        [ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+    )  # fmt: skip
     lines = (proc.stdout + proc.stderr).splitlines()
     about_unit = [line for line in lines if unit.name in line or str(unit) in line]
     assert proc.returncode == 0 or about_unit, proc.stdout + proc.stderr

@@ -129,3 +129,76 @@ def test_parse_level_maps_names() -> None:
     """Level names are case-insensitive and map onto stdlib numbers."""
     assert parse_level("Info") == logging.INFO
     assert parse_level("warn") == logging.WARNING
+
+
+# --- journald: sd-daemon priority prefixes -----------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_journal_lines_carry_their_syslog_priority(
+    capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """With the journal as stderr, each line starts with <7> debug … <2> critical, in both
+    formats, and stdlib records get the prefix too."""
+    configure_logging(fmt, "debug", journal=True)
+    log = structlog.get_logger()
+    log.debug("x.debug")
+    log.info("x.info")
+    log.warning("x.warning")
+    log.error("x.error")
+    log.critical("x.critical")
+    logging.getLogger("aiohttp.server").warning("x.stdlib")
+    lines = capsys.readouterr().err.splitlines()
+    prefixes = [line[:3] for line in lines]
+    assert prefixes == ["<7>", "<6>", "<4>", "<3>", "<2>", "<4>"], lines
+    for line, name in zip(lines, ["debug", "info", "warning", "error", "critical"], strict=False):
+        assert f"x.{name}" in line
+    if fmt == "json":
+        assert [json.loads(line[3:])["level"] for line in lines][:2] == ["debug", "info"]
+
+
+def test_journal_prefix_on_every_line_of_a_console_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A console exception spans lines; each is its own journal entry, so each is prefixed."""
+    configure_logging("console", "info", journal=True)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        structlog.get_logger().exception("run.crashed")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) > 3 and all(line.startswith("<3>") for line in lines)
+
+
+def test_no_prefix_without_the_journal(capsys: pytest.CaptureFixture[str]) -> None:
+    """Outside systemd (journal=False) lines are plain."""
+    configure_logging("json", "info", journal=False)
+    structlog.get_logger().warning("x.plain")
+    assert capsys.readouterr().err.startswith("{")
+
+
+def test_journal_stream_must_match_stderr(tmp_path: Any) -> None:
+    """JOURNAL_STREAM counts only when its DEVICE:INODE is the stream's own (a child whose
+    stderr was redirected must not print prefixes into a file)."""
+    import os
+
+    from automationd.obs.logs import journal_stream
+
+    with open(tmp_path / "a.log", "w") as a, open(tmp_path / "b.log", "w") as b:
+        st = os.fstat(a.fileno())
+        env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        assert journal_stream(env, a) is True
+        assert journal_stream(env, b) is False
+        assert journal_stream({}, a) is False
+        assert journal_stream({"JOURNAL_STREAM": "garbage"}, a) is False
+
+
+def test_console_hides_none_values(capsys: pytest.CaptureFixture[str]) -> None:
+    """`error=None` is left out of console lines; JSON keeps the key as null."""
+    configure_logging("console", "info")
+    structlog.get_logger().info("run.finished", error=None, state="ok")
+    err = capsys.readouterr().err
+    assert "state=ok" in err and "error" not in err and "None" not in err
+    configure_logging("json", "info")
+    structlog.get_logger().info("run.finished", error=None)
+    assert _json_lines(capsys.readouterr().err)[0]["error"] is None

@@ -35,6 +35,18 @@ MIGRATIONS: tuple[Step, ...] = (
     # 2: the fencing token of the daemon owning a run (several daemons share PostgreSQL; on
     # SQLite it stays 0, but the row has one shape on every backend).
     (2, "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"),
+    # 3: previews, apply and undo (SPEC §7.2): a run's plan, its rolled-back target count, the
+    # attempt count its latest rollback began after (recovery counts that pass's undo tries),
+    # the phase a dead letter failed in (an undo failure is retried by undoing again), and the
+    # apply run of a preview found by its origin (partial: only apply runs are indexed).
+    (
+        3,
+        "ALTER TABLE runs ADD COLUMN plan TEXT;"
+        " ALTER TABLE runs ADD COLUMN targets_rolled_back INTEGER NOT NULL DEFAULT 0;"
+        " ALTER TABLE runs ADD COLUMN undo_from INTEGER;"
+        " ALTER TABLE dlq ADD COLUMN phase TEXT NOT NULL DEFAULT 'perform';"
+        " CREATE INDEX IF NOT EXISTS runs_apply_of ON runs (origin) WHERE trigger = 'apply';",
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -18,18 +18,21 @@ from automationd.store.write import Stmt
 _RUN_COLS = (
     "id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,"
     " idempotency_key, payload, targets_total, targets_succeeded, targets_failed, error_kind,"
-    " error_message, result, depth, origin, reason, lease"
+    " error_message, result, depth, origin, reason, lease, plan, targets_rolled_back,"
+    " undo_from"
 )
 
 SQL: dict[Stmt, str] = {
     Stmt.RUN: (
-        f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT(id) DO UPDATE SET state=excluded.state, started_at=excluded.started_at,"
         " finished_at=excluded.finished_at, attempts=excluded.attempts,"
         " payload=excluded.payload, targets_total=excluded.targets_total,"
         " targets_succeeded=excluded.targets_succeeded, targets_failed=excluded.targets_failed,"
         " error_kind=excluded.error_kind, error_message=excluded.error_message,"
-        " result=excluded.result, reason=excluded.reason, lease=excluded.lease"
+        " result=excluded.result, reason=excluded.reason, lease=excluded.lease,"
+        " plan=excluded.plan, targets_rolled_back=excluded.targets_rolled_back,"
+        " undo_from=excluded.undo_from"
     ),
     Stmt.TARGET: (
         "INSERT INTO targets (run_id, idx, target, state, attempts, error_kind, error_message,"
@@ -51,7 +54,7 @@ SQL: dict[Stmt, str] = {
     ),
     Stmt.DLQ: (
         "INSERT INTO dlq (id, run_id, job, target_idx, target, error_kind, error_message,"
-        " failed_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
+        " failed_at, phase) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
     ),
     Stmt.DLQ_DELETE: "DELETE FROM dlq WHERE id=?",
     Stmt.EVENT: (

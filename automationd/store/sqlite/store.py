@@ -341,7 +341,9 @@ async def open_sqlite(
                     finally:
                         probe.cancel()
                         await _flush(writer, close_timeout)
-                log.warning("store.closed", path=str(path), **store.stats)
+                stats = store.stats  # a warning only when something was lost or broke
+                bad = stats.get("failed_writes") or not stats.get("healthy", True)
+                (log.warning if bad else log.info)("store.closed", path=str(path), **stats)
                 if body_error is not None:
                     raise body_error
             finally:
