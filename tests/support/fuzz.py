@@ -213,6 +213,7 @@ def _job_spec() -> st.SearchStrategy[Any]:
 
 def _args(cmd: str) -> st.SearchStrategy[Any]:
     limit, any_id = mostly(st.integers(0, 1001), st.one_of(numbers, scalars)), ids
+    kinds = mostly(st.sampled_from(("fatal", "retryable", "timeout")), text)
     keys: dict[str, st.SearchStrategy[Any]] = {
         "status": {},
         "jobs.list": {"state": mostly(st.sampled_from(("enabled", "paused")), text)},
@@ -242,8 +243,10 @@ def _args(cmd: str) -> st.SearchStrategy[Any]:
         "runs.cancel": {"id": any_id},
         "runs.retry": {"id": any_id},
         "dlq.list": {"job": names, "limit": limit},
-        "dlq.retry": {"id": any_id, "job": names, "all": flags},
-        "dlq.purge": {"id": any_id, "job": names, "all": flags},
+        "dlq.retry": {"id": any_id, "job": names, "all": flags, "kind": kinds, "since": times},
+        "dlq.purge": {"id": any_id, "job": names, "all": flags, "kind": kinds, "since": times},
+        "dlq.summary": {"job": names, "kind": kinds, "since": times},
+        "runs.rollback": {"id": any_id},
         "events.publish": {
             "name": event_names,
             "payload": payloads,
@@ -256,6 +259,9 @@ def _args(cmd: str) -> st.SearchStrategy[Any]:
         "store.check": {},
     }[cmd]  # type: ignore[assignment]
     known = st.fixed_dictionaries({}, optional=keys)
+    if cmd == "jobs.trigger":  # now and then an apply of a preview (SPEC §7.2)
+        apply = st.fixed_dictionaries({"apply": any_id}, optional={"name": names, "dry_run": flags})
+        known = mostly(known, apply, weight=6)
     extra = st.dictionaries(text, scalars, max_size=2)
     odd = st.one_of(
         st.builds(lambda a, b: {**b, **a}, known, extra),
@@ -281,6 +287,8 @@ COMMANDS = (
     "dlq.list",
     "dlq.retry",
     "dlq.purge",
+    "dlq.summary",
+    "runs.rollback",
     "events.publish",
     "events.list",
     "events.replay",
