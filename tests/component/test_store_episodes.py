@@ -74,3 +74,21 @@ def test_store_errors_answer_unavailable_with_the_short_reason() -> None:
         "error": {"code": "unavailable", "message": "store: disk full"},
     }
     assert logs == []
+
+
+async def test_a_value_sqlite_cannot_bind_is_repaired_not_retried_forever(tmp_path: Path) -> None:
+    """A posted write holding a lone surrogate and an integer past 64 bits (what no check let
+    through, but a bug might) is stored repaired in one retry of its batch, logged once, and
+    the writer stays healthy: it must not be held and retried forever, wedging the store."""
+    async with asyncio.timeout(5), open_sqlite(tmp_path) as store:
+        with capture_logs() as logs:
+            bad = w_event_row("e0001", "x.\ud800", None, 1.0, None, 2**70)
+            store.post([bad])
+            await store.commit(_event(2))
+        assert store.healthy
+        assert [e["event"] for e in logs] == ["store.values_repaired"]
+        events = await store.events(since=None, until=None, limit=None, newest_first=False)
+        assert [(e.id, e.name, e.depth) for e in events] == [
+            ("e0001", "x.\\ud800", 2**63 - 1),
+            ("e0002", "x", 0),
+        ]
