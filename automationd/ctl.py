@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from automationd import ctl_ops
 from automationd.clock import SystemClock
 from automationd.core.runstate import RunState
 from automationd.ctl_args import count as _count
@@ -26,8 +27,10 @@ from automationd.ctl_args import since as _since
 from automationd.ctl_args import toml_job as _toml_job
 from automationd.ctl_client import DEFAULT_SOCKET, SOCKET_ENV, TIMEOUT, Unreachable, call
 from automationd.ctl_format import Style, use_style
-from automationd.ctl_render import render
+from automationd.ctl_render import VIEWS, render
 from automationd.errors import ErrorKind
+
+VIEWS.update(ctl_ops.VIEWS)  # issue 14: jobs edit/explain/backfill, audit, backup
 
 __all__ = ["DEFAULT_SOCKET", "SOCKET_ENV", "TIMEOUT", "Unreachable", "build_parser", "call"]
 
@@ -190,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _leaf(jobs, "list", "jobs.list", "jobs", ["state"])
     p.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
     _name(_leaf(jobs, "show", "jobs.get", "job", ["name"]))
-    _name(_leaf(jobs, "remove", "jobs.remove", "job_removed", ["name"]))
+    p = _leaf(jobs, "remove", "jobs.remove", "job_removed", ["name", "override"])
+    _name(p)
+    p.add_argument("--override", action="store_true",
+                   help="remove a config job anyway; it stays removed across reloads until "
+                        "`jobs edit NAME --drop-override`")  # fmt: skip
     _name(_leaf(jobs, "pause", "jobs.pause", "job_paused", ["name"]))
     _name(_leaf(jobs, "resume", "jobs.resume", "job_resumed", ["name"]))
     p = _leaf(jobs, "add", "jobs.add", "job_added", ["job"])
@@ -264,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="GLOB", help="only events whose name matches")
     p.add_argument("--force", action="store_true",
                    help="start runs even for events this window already re-delivered")  # fmt: skip
+
+    ctl_ops.add_commands(top, jobs, _leaf, _toml_job, _since, _count)  # issue 14
 
     p = top.add_parser("completion", help="print a shell completion script",
                        description=COMPLETION_HELP,

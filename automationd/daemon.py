@@ -22,6 +22,8 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import uvloop
@@ -29,13 +31,15 @@ import uvloop
 from automationd import __version__
 from automationd.actions.base import HttpClients
 from automationd.admin.check_cmds import CheckCommands
-from automationd.admin.commands import build_table
+from automationd.admin.command import invoke
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
+from automationd.admin.served import Parts, served_table
 from automationd.admin.server import serve_admin
 from automationd.admin.undo_cmds import UndoCommands
+from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
@@ -53,7 +57,7 @@ from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
-from automationd.errors import AutomationdError, ConfigError, LockedError, bad_request
+from automationd.errors import AdminError, AutomationdError, ConfigError, LockedError, bad_request
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
@@ -80,6 +84,7 @@ class Daemon:
         self._stopping = False
         self._force: asyncio.Future[None] | None = None
         self.stop_reason = "running"
+        self._hup: Callable[[], Awaitable[Any]] | None = None  # SIGHUP: the audited reload
 
     # ----------------------------------------------------------------- signals
     def _on_signal(self, signum: int) -> None:
@@ -182,7 +187,7 @@ class Daemon:
                     except ConfigError as exc:
                         raise bad_request(f"config rejected, old one stays: {exc}") from None
 
-                table = build_table(
+                table = served_table(
                     [
                         DaemonCommands(
                             jobs=jobs,
@@ -207,8 +212,18 @@ class Daemon:
                         EventCommands(bus=bus, store=store, clock=clock),
                         UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
                         CheckCommands(store=store),  # issue 11: store.check
-                    ]
+                    ],
+                    Parts(
+                        catalog=catalog,
+                        store=store,
+                        clock=clock,
+                        ids=ids,
+                        launcher=launcher,
+                        pool=pool,
+                    ),
                 )
+                hup = Caller(via=Via.SIGNAL, user="SIGHUP")
+                self._hup = lambda: invoke(table["reload"], {}, hup)
                 retention = Retention(store, clock, cfg.retention)
 
                 def health() -> tuple[bool, str]:
@@ -254,7 +269,10 @@ class Daemon:
                     async with contextlib.AsyncExitStack() as edges:
                         await edges.enter_async_context(
                             serve_admin(
-                                cfg.daemon.admin_socket, table, group=cfg.daemon.admin_group
+                                cfg.daemon.admin_socket,
+                                table,
+                                group=cfg.daemon.admin_group,
+                                user_group=cfg.daemon.user_group,
                             )
                         )
                         addr = await edges.enter_async_context(
@@ -295,8 +313,8 @@ class Daemon:
         while True:
             req = await self.requests.get()
             if req is Request.RELOAD:
-                with contextlib.suppress(ConfigError):
-                    await self._reload(catalog)
+                with contextlib.suppress(ConfigError, AdminError):
+                    await (self._hup() if self._hup is not None else self._reload(catalog))
                 continue
             self.stop_reason = "signal"
             return req is Request.FORCE

@@ -131,3 +131,7 @@ def not_found(message: str) -> AdminError:
 
 def conflict(message: str) -> AdminError:
     return AdminError("conflict", message)
+
+
+def forbidden(message: str) -> AdminError:
+    return AdminError("forbidden", message)

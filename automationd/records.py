@@ -229,6 +229,40 @@ class DlqEntry:
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One state-changing command as the audit trail keeps it (admin/audit.py)."""
+
+    id: str
+    at: float
+    via: str  # socket | web | signal | daemon
+    uid: int | None
+    user: str | None  # login name, or the web session
+    cmd: str
+    target: str | None  # what the command named: a job, a run id, a path
+    job: str | None  # the job it concerned, when known (audit.list filters on it)
+    args: Any  # the arguments with secrets redacted, cut short (core/redact.py)
+    digest: str | None  # hash of the full arguments: equal requests, without their secrets
+    outcome: str  # "ok" or the error code
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": rfc3339(self.at),
+            "via": self.via,
+            "uid": self.uid,
+            "user": self.user,
+            "cmd": self.cmd,
+            "target": self.target,
+            "job": self.job,
+            "args": self.args,
+            "digest": self.digest,
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 

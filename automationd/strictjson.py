@@ -150,3 +150,27 @@ def finite_path(value: Any, path: str = "", depth: int = 0) -> str | None:
             if hit is not None:
                 return hit
     return None
+
+
+_LENIENT = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=repr
+).encode
+
+
+def dumps_lenient(value: Any) -> str:
+    """JSON text of anything: non-finite numbers become ``null``, values JSON has no form for
+    their ``repr``, nesting past ``MAX_DEPTH`` (or a cycle) its ``repr`` cut short. For the
+    store's last guard, where raising would lose a run's write."""
+    return _LENIENT(_finite_copy(value, 0))
+
+
+def _finite_copy(value: Any, depth: int) -> Any:
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if depth > MAX_DEPTH:
+        return repr(value)[:200]
+    if isinstance(value, dict):
+        return {str(k): _finite_copy(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_copy(v, depth + 1) for v in value]
+    return value

@@ -8,9 +8,14 @@ start-up with a message. On exit the path is unlinked only if it is still the in
 so a successor daemon's socket is never pulled from under it.
 
 The peers: SO_PEERCRED gives the kernel's (pid, uid, gid) of the connecting process. Root, our
-own uid and members of ``admin_group`` are allowed. Membership is the primary gid, the
-``/etc/group`` member list, or the supplementary groups (SO_PEERGROUPS, else
-``/proc/<pid>/status``), re-read per connection so a changed membership needs no restart.
+own uid and members of ``admin_group`` are allowed, as admins; members of ``user_group`` are
+allowed too, as users who see and change only their own jobs (admin/scope.py). Membership is
+the primary gid, the ``/etc/group`` member list, or the supplementary groups (SO_PEERGROUPS,
+else ``/proc/<pid>/status``), re-read per connection so a changed membership needs no restart.
+
+With ``user_group`` set the socket file must let two groups in: it belongs to ``user_group``
+when there is no ``admin_group`` (still 0660), and is 0666 when both are set, SO_PEERCRED
+then being the only gate (everyone else is answered ``forbidden``).
 """
 
 from __future__ import annotations
@@ -42,14 +47,14 @@ class AdminSocketError(AutomationdError):
     exit_code = 1
 
 
-def resolve_group(name: str) -> int | None:
-    """``admin_group`` → gid (``""`` → None); an unknown group is an ``AdminSocketError``."""
+def resolve_group(name: str, key: str = "admin_group") -> int | None:
+    """A group name → gid (``""`` → None); an unknown group is an ``AdminSocketError``."""
     if not name:
         return None
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
-        raise AdminSocketError(f"admin_group {name!r} does not exist") from None
+        raise AdminSocketError(f"{key} {name!r} does not exist") from None
 
 
 # --- peers -------------------------------------------------------------------------------------
@@ -61,32 +66,46 @@ class Peer:
     uid: int
     gid: int
     allowed: bool
+    admin: bool = True  # False: a user_group member, who sees and changes only its own jobs
 
 
 @dataclass(frozen=True, slots=True)
 class PeerPolicy:
-    """Root, ``own_uid`` and members of ``admin_gid`` (when set) may use the socket."""
+    """Root, ``own_uid`` and members of ``admin_gid`` (when set) may use the socket as
+    admins; members of ``user_gid`` (when set) as users."""
 
     own_uid: int
     admin_gid: int | None
+    user_gid: int | None = None
 
     def check(self, sock: Any) -> Peer:
-        """The peer of a connected Unix socket, and whether it may talk to us."""
+        """The peer of a connected Unix socket, and whether (and as what) it may talk to us."""
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
         pid, uid, gid = _CRED.unpack(raw)
-        return Peer(pid, uid, gid, self._allows(sock, pid, uid, gid))
+        if uid in (0, self.own_uid) or _member(sock, pid, uid, gid, self.admin_gid):
+            return Peer(pid, uid, gid, True)
+        user = _member(sock, pid, uid, gid, self.user_gid)
+        return Peer(pid, uid, gid, user, admin=False)
 
-    def _allows(self, sock: Any, pid: int, uid: int, gid: int) -> bool:
-        if uid in (0, self.own_uid):
+    @property
+    def socket_mode(self) -> tuple[int, int | None]:
+        """The socket file's mode and group (see the module docstring)."""
+        if self.user_gid is None:
+            return 0o660, self.admin_gid
+        if self.admin_gid is None or self.admin_gid == self.user_gid:
+            return 0o660, self.user_gid
+        return 0o666, self.admin_gid
+
+
+def _member(sock: Any, pid: int, uid: int, gid: int, group: int | None) -> bool:
+    if group is None:
+        return False
+    if gid == group:
+        return True
+    with contextlib.suppress(KeyError):
+        if pwd.getpwuid(uid).pw_name in grp.getgrgid(group).gr_mem:
             return True
-        if self.admin_gid is None:
-            return False
-        if gid == self.admin_gid:
-            return True
-        with contextlib.suppress(KeyError):
-            if pwd.getpwuid(uid).pw_name in grp.getgrgid(self.admin_gid).gr_mem:
-                return True
-        return self.admin_gid in _peer_groups(sock, pid)
+    return group in _peer_groups(sock, pid)
 
 
 def user_name(uid: int) -> str | None:
@@ -146,11 +165,15 @@ def clear_path(path: Path, own_uid: int) -> None:
     raise AdminSocketError(f"another daemon is listening on {str(path)!r}")
 
 
-def bind_socket(path: Path, gid: int | None) -> tuple[socket.socket, tuple[int, int]]:
-    """Bind a 0660 socket at ``path`` (group ``gid``); returns it and its (dev, ino)."""
+def bind_socket(
+    path: Path, gid: int | None, mode: int = 0o660
+) -> tuple[socket.socket, tuple[int, int]]:
+    """Bind a socket at ``path`` (0660, or ``mode``; group ``gid``); returns it and its
+    (dev, ino)."""
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o750)
+        dir_mode = 0o750 if mode == 0o660 else 0o755
+        path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+        os.chmod(path.parent, dir_mode)
         if gid is not None:
             os.chown(path.parent, -1, gid)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -161,8 +184,8 @@ def bind_socket(path: Path, gid: int | None) -> tuple[socket.socket, tuple[int, 
         finally:
             os.umask(old)
         st = os.lstat(path)
-        if stat.S_IMODE(st.st_mode) != 0o660:
-            os.chmod(path, 0o660)
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
         if gid is not None:
             os.chown(path, -1, gid, follow_symlinks=False)
     except OSError as exc:

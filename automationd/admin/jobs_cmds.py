@@ -75,10 +75,12 @@ class JobCommands:
         if not isinstance(job, dict):
             raise bad_request("args.job: expected an object with the keys of a [[jobs]] table")
         payload_arg(args, "job")  # finite numbers, at most 1 MiB of JSON
-        return (await self._catalog.add(job)).to_json()
+        # the owner is the uid that added it (SO_PEERCRED); admin/scope.py acts on it
+        return (await self._catalog.add(job, owner=caller.uid)).to_json()
 
     async def jobs_remove(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.remove(name_arg(args))).to_json()
+        name, override = name_arg(args), bool_arg(args, "override")
+        return (await self._catalog.remove(name, override=override)).to_json()
 
     async def jobs_pause(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return (await self._catalog.set_paused(name_arg(args), True)).to_json()

@@ -129,7 +129,9 @@ class AdminServer:
                 self._refuse(w, "unavailable", "too many admin connections, all busy")
                 return
         self._count += 1
-        caller = Caller(via=Via.SOCKET, uid=peer.uid, pid=peer.pid, user=user_name(peer.uid))
+        caller = Caller(
+            via=Via.SOCKET, uid=peer.uid, pid=peer.pid, user=user_name(peer.uid), admin=peer.admin
+        )
         conn = Connection(self, self._count, caller, reader, w)
         self._conns.add(conn)
         self._all.add(conn)
@@ -194,6 +196,7 @@ async def serve_admin(
     commands: CommandTable,
     *,
     group: str = "",
+    user_group: str = "",
     idle_timeout: float = 300.0,
     line_timeout: float = 10.0,
     max_connections: int = 64,
@@ -212,10 +215,15 @@ async def serve_admin(
         line_timeout=line_timeout,
         max_connections=max_connections,
         max_inflight=max_inflight_per_conn,
-        peers=PeerPolicy(own_uid=os.geteuid(), admin_gid=resolve_group(group)),
+        peers=PeerPolicy(
+            own_uid=os.geteuid(),
+            admin_gid=resolve_group(group),
+            user_gid=resolve_group(user_group, "user_group"),
+        ),
     )
     clear_path(path, settings.peers.own_uid)
-    sock, ident = bind_socket(path, settings.peers.admin_gid)
+    mode, gid = settings.peers.socket_mode
+    sock, ident = bind_socket(path, gid, mode)
     # The group is entered and left by hand, not with ``async with`` around the ``yield``: an
     # exception from the caller's block must reach the caller as itself, not wrapped in an
     # ExceptionGroup. Connection tasks never fail (they log), so exiting clean loses nothing.

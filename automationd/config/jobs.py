@@ -78,6 +78,7 @@ JOB_KEYS = frozenset(
         "action",
         "check",
         "verify",
+        "description",
         "undo",
         "on_failure",
         "preview_ttl",
@@ -181,6 +182,7 @@ def _rules(
     overlap = get("overlap")
     misfire = get("misfire")
     grace = get("misfire_grace")
+    description = get("description")
     undo = get("undo")
     on_failure = get("on_failure")
     ttl = get("preview_ttl")
@@ -201,6 +203,7 @@ def _rules(
         misfire_grace=d.misfire_grace if grace is None else v.duration(grace, where, _GRACE),
         check=None if check is None else parse_action(check, where, "check", base_dir, shared),
         verify=None if verify is None else parse_action(verify, where, "verify", base_dir, shared),
+        description=None if description is None else v.string(description, where, "description"),
         undo=None if undo is None else parse_action(undo, where, "undo", base_dir, shared),
         on_failure=(
             OnFailure.NONE
@@ -230,6 +233,7 @@ def _rules(
         r.misfire_grace,
         id(r.check),
         id(r.verify),
+        r.description,
         id(r.undo),
         r.on_failure,
         r.preview_ttl,

@@ -45,6 +45,7 @@ _DAEMON_KEYS = frozenset(
         "state_dir",
         "admin_socket",
         "admin_group",
+        "user_group",
         "metrics_listen",
         "timezone",
         "shutdown_timeout",
@@ -230,6 +231,7 @@ def _daemon(raw: Mapping[str, Any], base_dir: Path) -> DaemonConfig:
             d.admin_socket if socket is None else v.local_path(socket, w, "admin_socket", base_dir)
         ),
         admin_group=v.string(get("admin_group", d.admin_group), w, "admin_group"),
+        user_group=v.string(get("user_group", d.user_group), w, "user_group"),
         metrics_listen=listen,
         timezone=v.timezone(get("timezone", d.timezone), w, "timezone"),
         shutdown_timeout=v.duration(get("shutdown_timeout", "30s"), w, "shutdown_timeout"),

@@ -58,6 +58,7 @@ class DaemonConfig:
     state_dir: Path = Path("/var/lib/automationd")
     admin_socket: Path = Path("/run/automationd/admin.sock")
     admin_group: str = ""
+    user_group: str = ""  # members may add jobs and see/change only their own (issue 14)
     metrics_listen: str = "127.0.0.1:9464"
     timezone: str = "UTC"
     shutdown_timeout: float = 30.0
@@ -158,6 +159,7 @@ class JobRules:
     misfire_grace: float = 60.0
     check: ActionSpec | None = None
     verify: ActionSpec | None = None
+    description: str | None = None  # free text for people (jobs show, explain)
     undo: ActionSpec | None = None  # reverses a succeeded perform of one target
     on_failure: OnFailure = OnFailure.NONE
     preview_ttl: float = PREVIEW_TTL
@@ -206,6 +208,7 @@ class JobSpec:
         misfire_grace: float = 60.0,
         check: ActionSpec | None = None,
         verify: ActionSpec | None = None,
+        description: str | None = None,
         undo: ActionSpec | None = None,
         on_failure: OnFailure = OnFailure.NONE,
         preview_ttl: float = PREVIEW_TTL,
@@ -231,6 +234,7 @@ class JobSpec:
                 misfire_grace=misfire_grace,
                 check=check,
                 verify=verify,
+                description=description,
                 undo=undo,
                 on_failure=on_failure,
                 preview_ttl=preview_ttl,
@@ -328,6 +332,10 @@ class JobSpec:
     @property
     def verify(self) -> ActionSpec | None:
         return self.rules.verify
+
+    @property
+    def description(self) -> str | None:
+        return self.rules.description
 
     @property
     def undo(self) -> ActionSpec | None:

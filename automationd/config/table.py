@@ -18,6 +18,8 @@ from automationd.units import format_duration
 def job_table(spec: Any) -> dict[str, Any]:
     """``spec`` is a ``config.model.JobSpec``."""
     out: dict[str, Any] = {"name": spec.name}
+    if spec.description is not None:
+        out["description"] = spec.description
     if spec.schedule is not None:
         out["schedule"] = spec.schedule
     if spec.on is not None:

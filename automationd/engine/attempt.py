@@ -91,16 +91,40 @@ class Opened:
 
 def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
     """Per-job things made once, on the job's first attempt: actions, logger, metrics."""
-    spec = job.spec
-    job.actions = (
+    job.actions = _build_actions(t, job.spec)
+    job.log = structlog.get_logger("automationd.action").bind(job=job.name)
+    if job.meters is None:
+        job.meters = JobMetrics(t.metrics, job.name)
+
+
+Actions = tuple[Action, Action | None, Action | None, Action | None]  # by _SLOT
+
+
+def _build_actions(t: AttemptTools, spec: JobSpec) -> Actions:
+    return (
         build_action(spec.action, http=t.http),
         build_action(spec.check, http=t.http) if spec.check else None,
         build_action(spec.verify, http=t.http) if spec.verify else None,
         build_action(spec.undo, http=t.http) if spec.undo else None,
     )
-    job.log = structlog.get_logger("automationd.action").bind(job=job.name)
-    if job.meters is None:
-        job.meters = JobMetrics(t.metrics, job.name)
+
+
+def _actions_of(t: AttemptTools, live: LiveRun) -> Actions:
+    """The actions of the definition the run follows: its job's (built on the job's first
+    attempt), or, for a run pinned to an older definition, that one's."""
+    job = live.job
+    if job.actions is None or job.log is None:
+        prepare_job(t, job)
+    pinned = live.pinned
+    if pinned is None:
+        assert job.actions is not None
+        return job.actions
+    spec, actions = pinned
+    if actions is None:
+        actions = _build_actions(t, spec)
+        live.pinned = (spec, actions)
+    found: Actions = actions
+    return found
 
 
 def open_attempt(
@@ -111,10 +135,7 @@ def open_attempt(
     The rows returned say "attempt n started": whoever commits them may then call it.
     """
     job = live.job
-    if job.actions is None:
-        prepare_job(t, job)
-    assert job.actions is not None
-    action = job.actions[_SLOT[phase]]
+    action = _actions_of(t, live)[_SLOT[phase]]
     assert action is not None, f"job {job.name} has no {phase} action"
     now = t.clock.time()
     if live.state is RunState.QUEUED or live.state is RunState.RETRYING:
@@ -142,7 +163,7 @@ async def run_phase(
     ``tries`` is how many attempts of this phase already failed (after a crash, the
     interrupted ones).
     """
-    spec = live.job.spec
+    spec = live.spec
     opened, live.first = live.first, None
     while True:
         try:
@@ -195,7 +216,7 @@ async def _attempt(
             t.pool.release()
     gate = live.job.gate
     if gate is None:
-        await t.pool.acquire(live.job.spec.priority)
+        await t.pool.acquire(live.spec.priority)
         try:
             return await _call(t, live, await _open_durably(t, live, phase, target))
         finally:
@@ -204,7 +225,7 @@ async def _attempt(
     try:
         async with gate.slot(is_retry=is_retry):
             entered = True
-            await t.pool.acquire(live.job.spec.priority)
+            await t.pool.acquire(live.spec.priority)
             try:
                 return await _call(t, live, await _open_durably(t, live, phase, target))
             finally:
@@ -336,8 +357,8 @@ def _context(
         target=target.value if target is not None else None,
         payload=live.payload,
         log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
-        service=job.spec.service,
-        timeout=_timeout(job.spec, phase),
+        service=live.spec.service,
+        timeout=_timeout(live.spec, phase),
         idempotency_key=f"{run_id}/{target.idx if target is not None else 0}",
         on_spawn=on_spawn,
         on_http_response=job.gate.observe_http if job.gate is not None else None,

@@ -4,6 +4,12 @@ Config jobs come from the file and are reconciled on reload; API jobs (``jobs.ad
 with their full spec and survive restarts and reloads. Pause, completion, counters and the last
 scheduled fire live in the jobs table for both, so a pause survives restarts and reloads.
 
+Changes over the socket (issue 14): every job carries a ``revision`` (+1 on every change of its
+definition), an ``owner`` (the uid that added it) and, for config jobs, an ``override`` flag.
+An overridden config job keeps its socket-made table in the jobs row; reloads leave it alone
+until the override is dropped (engine/edit.py). A config job removed with an override leaves
+a tombstone row (override set, no spec) that keeps it out across reloads and restarts.
+
 Start-up with 100,000 jobs (issue 4: READY ≤ 3 s): stored API specs are decoded in one JSON
 call and validated again (the config of the day may have lost their service), with equal
 values shared between jobs; the cyclic GC is paused meanwhile, as in ``load_config``.
@@ -27,7 +33,7 @@ from automationd.engine.scheduler import MARK, Scheduler
 from automationd.errors import ConfigError, bad_request, conflict, not_found
 from automationd.obs.metrics import Metrics
 from automationd.store.api import Store
-from automationd.store.jobs import JobRow, StoredJobs, w_job, w_job_delete
+from automationd.store.jobs import ApiSpec, JobRow, StoredJobs, w_job, w_job_delete
 
 log = structlog.get_logger("automationd.catalog")
 _BATCH = 2000  # stored API jobs decoded at once: fast, yet a small peak of parser output
@@ -54,6 +60,7 @@ class Catalog:
         self.services = services
         self._base_of: Config | None = None  # the config whose folder is _base_dir
         self._base_dir = config.path.parent
+        self.removed: dict[str, JobRow] = {}  # config jobs removed with an override: tombstones
 
     # ------------------------------------------------------------ start-up
     def load(self, rows: StoredJobs) -> None:
@@ -63,20 +70,37 @@ class Catalog:
             self.scheduler.baseline = mark.last_scheduled
         with gc_paused():
             for spec in self.config.jobs:
-                self._put(spec, rows.get(spec.name))
-            api = [a for a in rows.take_api_specs() if a[0] not in self.jobs]
+                row = rows.get(spec.name)
+                if row is not None and row.override:
+                    if row.spec_json is None:
+                        self.removed[spec.name] = row
+                        continue
+                    spec = self._overriding(spec, row.spec_json)
+                    if spec.written is None:  # the override no longer validates: dropped
+                        row = replace(row, override=False)
+                self._put(spec, row)
+            api = [a for a in rows.take_api_specs() if a.name not in self.jobs]
             shared = Shared()
             for i in range(0, len(api), _BATCH):
                 self._load_api(api[i : i + _BATCH], rows, shared)
         self._refresh_gauges()
 
-    def _load_api(
-        self, batch: list[tuple[str, str, bool]], rows: StoredJobs, shared: Shared
-    ) -> None:
+    def _overriding(self, spec: JobSpec, text: str) -> JobSpec:
+        """A config job's stored override, validated again; the file's spec if it fails."""
+        try:
+            raw = _decode(text)
+            if not isinstance(raw, dict) or raw.get("name") != spec.name:
+                raise ConfigError("job: stored override is not this job's table")
+            return self._parse_api(raw, written=text, source="config")
+        except ConfigError as exc:
+            log.error("job.override_dropped", job=spec.name, error=str(exc))
+            return spec
+
+    def _load_api(self, batch: list[ApiSpec], rows: StoredJobs, shared: Shared) -> None:
         """One batch of stored API jobs: decoded together, validated one by one against
         today's config (a job whose service is gone is logged and left out)."""
-        for (name, text, has_state), raw in zip(
-            batch, _decode_all([text for _, text, _ in batch]), strict=True
+        for (name, text, has_state, revision, owner), raw in zip(
+            batch, _decode_all([a.text for a in batch]), strict=True
         ):
             try:
                 if not isinstance(raw, dict):
@@ -88,7 +112,9 @@ class Catalog:
             except ConfigError as exc:
                 log.error("job.load_failed", job=name, error=str(exc))
                 continue
-            self._put(spec, rows.get(name) if has_state else None)
+            job = self._put(spec, rows.get(name) if has_state else None)
+            job.revision = revision
+            job.owner = owner
 
     def _put(self, spec: JobSpec, row: JobRow | None) -> JobRuntime:
         job = JobRuntime(spec=spec, schedule=schedule_for(spec))
@@ -99,6 +125,9 @@ class Catalog:
             job.last_run = row.last_run
             job.last_success = row.last_success
             job.last_scheduled = row.last_scheduled
+            job.revision = row.revision
+            job.owner = row.owner
+            job.override = row.override
             if row.last_success is not None:  # the dead-man's switch survives restarts
                 self._metrics.last_succeeded(spec.name, row.last_success)
         job.gate = self.services.get(spec.service)
@@ -106,7 +135,12 @@ class Catalog:
         return job
 
     def _parse_api(
-        self, raw: Any, *, written: str | None = None, shared: Shared | None = None
+        self,
+        raw: Any,
+        *,
+        written: Any = None,
+        shared: Shared | None = None,
+        source: str = "api",
     ) -> JobSpec:
         cfg = self.config
         if self._base_of is not cfg:
@@ -118,8 +152,8 @@ class Catalog:
             services=cfg.services,
             base_dir=self._base_dir,
             default_tz=cfg.daemon.timezone,
-            source="api",
-            written=written,
+            source=source,
+            written=raw if written is None else written,
             shared=shared,
         )
 
@@ -130,16 +164,31 @@ class Catalog:
             raise not_found(f"no job named {name!r}")
         return job
 
-    async def add(self, raw: Any) -> JobRuntime:
+    def file_spec(self, name: str) -> JobSpec | None:
+        """The job as the config file of the day declares it (None: not a config job)."""
+        for spec in self.config.jobs:
+            if spec.name == name:
+                return spec
+        return None
+
+    def parse(self, raw: Any, *, source: str) -> JobSpec:
+        """Validate a job table exactly as ``jobs.add`` does; ``bad_request`` if it fails.
+        The job keeps its table as compact JSON text: what its row stores, written as is by
+        every counter write (``job_row``), not encoded again each time."""
         if not isinstance(raw, dict):
             raise bad_request("job: expected an object with the keys of a [[jobs]] table")
         try:
-            spec = self._parse_api(raw)
+            spec = self._parse_api(raw, source=source)
         except ConfigError as exc:
             raise bad_request(str(exc)) from None
-        if spec.name in self.jobs:
+        return replace(spec, written=json.dumps(raw, separators=(",", ":")))
+
+    async def add(self, raw: Any, owner: int | None = None) -> JobRuntime:
+        spec = self.parse(raw, source="api")
+        if spec.name in self.jobs or spec.name in self.removed:
             raise conflict(f"a job named {spec.name!r} already exists")
         job = self._put(spec, None)
+        job.owner = owner
         await self._store.commit([w_job(job_row(job))])
         self.scheduler.place(job, self._clock.time())
         self.scheduler.wake()
@@ -147,18 +196,34 @@ class Catalog:
         log.info("job.added", job=spec.name, source="api")
         return job
 
-    async def remove(self, name: str) -> JobRuntime:
+    async def remove(self, name: str, *, override: bool = False) -> JobRuntime:
+        """Remove an API job; a config job only with ``override`` (a tombstone keeps it out
+        across reloads until ``jobs edit NAME --drop-override`` brings the file's back)."""
         job = self.get(name)
-        if job.spec.source == "config":
+        if job.spec.source == "config" and not override:
             raise conflict(
                 f"job {name!r} is managed by {self.config.path}; remove it there and reload"
+                " (or give override: true)"
             )
         self.scheduler.unplace(job)
         self.jobs.remove(name)
         self._metrics.forget_job(name)
-        await self._store.commit([w_job_delete(name)])
+        if job.spec.source == "config":
+            row = replace(job_row(job), spec=None, spec_json=None, override=True)
+            row = replace(row, revision=row.revision + 1)
+            self.removed[name] = row
+            await self._store.commit([w_job(row)])
+        else:
+            await self._store.commit([w_job_delete(name)])
         self._refresh_gauges()
         log.info("job.removed", job=name)
+        return job
+
+    def restore(self, spec: JobSpec, tomb: JobRow) -> JobRuntime:
+        """Bring back a config job removed with an override (its tombstone's state kept)."""
+        del self.removed[spec.name]
+        job = self._put(spec, replace(tomb, override=False, revision=tomb.revision + 1))
+        self._refresh_gauges()
         return job
 
     async def set_paused(self, name: str, paused: bool) -> JobRuntime:
@@ -175,44 +240,63 @@ class Catalog:
         return job
 
     async def reload(self, new: Config) -> dict[str, int]:
-        """Apply a new config: reconcile config jobs, keep API jobs and every pause."""
-        old_specs = {j.name: j.spec for j in self.jobs if j.spec.source == "config"}
+        """Apply a new config: reconcile config jobs, keep API jobs, every pause, and every
+        override (an overridden or removed-with-override job is not the file's to change)."""
+        old_specs = {s.name: s for s in self.config.jobs}
         new_specs = {s.name: s for s in new.jobs}
         d = diff_jobs(old_specs, new_specs)
         self.config = new
         self.services.reconfigure(new.services)
         now = self._clock.time()
+        rows: list[JobRow] = []
         for name in d.removed:
+            tomb = self.removed.pop(name, None)
+            if tomb is not None:  # gone from the file: nothing left to keep out
+                rows.append(replace(tomb, override=False))
             job = self.jobs.remove(name)
             if job is not None:
                 self.scheduler.unplace(job)
                 self._metrics.forget_job(name)
+                if job.override:
+                    rows.append(replace(job_row(job), override=False, spec=None, spec_json=None))
         for name in d.added:
             existing = self.jobs.get(name)
-            row = job_row(existing) if existing is not None else None
+            row = None
             if existing is not None:
                 self.scheduler.unplace(existing)
-                row = replace(row, source="config", spec=None) if row else None
+                row = replace(
+                    job_row(existing),
+                    source="config",
+                    spec=None,
+                    spec_json=None,
+                    owner=None,
+                    override=False,
+                    revision=existing.revision + 1,
+                )
             job = self._put(new_specs[name], row)
             self.scheduler.place(job, now)
+        updated = 0
         for name in d.updated:
             job = self.jobs.get(name)
-            if job is None:
+            if job is None or job.override:
                 continue
+            updated += 1
             self.scheduler.unplace(job)
-            job.spec = new_specs[name]
-            job.schedule = schedule_for(job.spec)
-            job.actions = None
+            job.redefine(new_specs[name])
+            job.revision += 1
             job.gate = self.services.get(job.spec.service)
             self.jobs.put(job)
             self.scheduler.place(job, now)
+            rows.append(job_row(job))
+        if rows:
+            self._store.post([w_job(r) for r in rows])
         for job in self.jobs:  # services may have been re-created
             job.gate = self.services.get(job.spec.service)
         self.scheduler.wake()
         self._refresh_gauges()
         return {
             "jobs_added": len(d.added),
-            "jobs_updated": len(d.updated),
+            "jobs_updated": updated,
             "jobs_removed": len(d.removed),
         }
 

@@ -38,6 +38,9 @@ class JobRuntime:
     last_run: str | None = None
     last_success: float | None = None
     last_scheduled: float | None = None
+    revision: int = 1  # +1 on every change of its definition (jobs.update, a reload)
+    owner: int | None = None  # uid that added it over the socket (None: config, daemon, web)
+    override: bool = False  # a config job changed over the socket; reloads leave it alone
     last_run_state: str | None = None  # how the latest run that ended ended (this life only)
     last_run_at: float | None = None  # when it ended
     next_run: float | None = None
@@ -71,6 +74,16 @@ class JobRuntime:
     def enabled(self) -> bool:
         return not self.paused and not self.completed
 
+    def redefine(self, spec: JobSpec) -> None:
+        """Take a new definition. Runs in flight keep the one they started with: each is
+        pinned to the old spec (and its built actions) before the job moves on."""
+        if self.live:
+            for lv in self.live.values():
+                lv.pin(self.spec, self.actions)
+        self.spec = spec
+        self.schedule = schedule_for(spec)
+        self.actions = None
+
     # The job's counters change only through these (one owner: the job itself).
     def count_run(self, run_id: str, *, counted: bool = True) -> None:
         """A run of this job was made (``counted`` False: a skipped fire's record)."""
@@ -91,6 +104,7 @@ class JobRuntime:
         s = self.spec
         return {
             "name": s.name,
+            "description": s.description,
             "schedule": s.schedule,
             "on": s.on,
             "when": dict(s.when),
@@ -112,6 +126,9 @@ class JobRuntime:
             "misfire": s.misfire.value,
             "action": s.action.type,
             "running": len(self.live) if self.live else 0,
+            "revision": self.revision,
+            "owner": self.owner,
+            "override": self.override,
         }
 
 
@@ -192,12 +209,12 @@ def job_row(job: JobRuntime) -> JobRow:
     """The job's durable row. An API job keeps its spec as written; when that is still the
     JSON text it was loaded from, it is written back as is (no re-encoding per counter write)."""
     spec = job.spec
-    api = spec.source == "api"
-    written = spec.written if api else None
+    keep = spec.source == "api" or job.override  # an overriding table is kept like an API job's
+    written = spec.written if keep else None
     return JobRow(
         name=job.name,
         source=spec.source,
-        spec=dict(spec.raw) if api and not isinstance(written, str) else None,
+        spec=dict(spec.raw) if keep and not isinstance(written, str) else None,
         spec_json=written if isinstance(written, str) else None,
         paused=job.paused,
         completed=job.completed,
@@ -205,6 +222,9 @@ def job_row(job: JobRuntime) -> JobRow:
         run_count=job.run_count,
         last_run=job.last_run,
         last_success=job.last_success,
+        revision=job.revision,
+        owner=job.owner,
+        override=job.override,
     )
 
 

@@ -23,6 +23,7 @@ from automationd.core.runstate import RunState, TargetState
 from automationd.records import Run, RunError, Target, Trigger
 
 if TYPE_CHECKING:
+    from automationd.config.model import JobSpec
     from automationd.engine.jobs import JobRuntime
 
 
@@ -91,10 +92,24 @@ class LiveRun:
     executing: int = 0  # attempts whose action is running now
     gone: bool = False  # left memory
     _ended: asyncio.Future[None] | None = None
+    # The definition this run keeps when its job is redefined meanwhile (jobs.update, a
+    # reload): (spec, built actions or None). None: the job's current one.
+    pinned: tuple[JobSpec, Any] | None = None
 
     @property
     def job_name(self) -> str:
         return self.job.spec.name
+
+    @property
+    def spec(self) -> JobSpec:
+        """The definition this run follows: its job's, or the one pinned when it changed."""
+        pinned = self.pinned
+        return self.job.spec if pinned is None else pinned[0]
+
+    def pin(self, spec: JobSpec, actions: Any) -> None:
+        """Keep ``spec`` (and its actions, if built) whatever the job becomes; first pin wins."""
+        if self.pinned is None:
+            self.pinned = (spec, actions)
 
     @property
     def targets_total(self) -> int:

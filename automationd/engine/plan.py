@@ -38,14 +38,11 @@ from automationd.store.rows import w_run, w_target
 
 
 def definition_of(job: JobRuntime) -> str:
-    """The job's definition identity, as a plan records it.
-
-    Today: a digest of the job's table (every key in effect), so any edit, a reload that
-    changes the job, or a remove and re-add with other keys all count as a change. When jobs
-    carry a ``revision`` (issue 14) this line becomes ``f"r{job.revision}:{digest(...)}"``
-    (keep the digest: a removed and re-added job may start its revisions again).
-    """
-    return digest(job_table(job.spec))
+    """The job's definition identity, as a plan records it: its revision (issue 14: +1 on
+    every change of its definition) and a digest of its table (every key in effect), so any
+    edit, a reload that changes the job, or a remove and re-add count as a change (the digest
+    stays: a removed and re-added job starts its revisions again)."""
+    return f"r{job.revision}:{digest(job_table(job.spec))}"
 
 
 async def preview(t: AttemptTools, report: Report, live: LiveRun) -> None:

@@ -89,11 +89,11 @@ async def recover(
             gone = RunError(kind=ErrorKind.STALE, message="plan is stale: the preview is gone")
             report.end(live, RunEvent.STALE, error=gone)
             continue
-        if live.needs_check and live.check_tries > live.job.spec.retries:
+        if live.needs_check and live.check_tries > live.spec.retries:
             report.end(live, RunEvent.FAIL, error=err)  # its check keeps taking the daemon down
             continue
         for t in live.targets:
-            if t.state is TargetState.PENDING and t.attempts > live.job.spec.retries:
+            if t.state is TargetState.PENDING and t.attempts > live.spec.retries:
                 t.state = TargetState.FAILED
                 t.error = err
                 live.targets_failed += 1

@@ -144,7 +144,7 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
 
 def _apply_check(parts: RunParts, live: LiveRun, res: ActionResult) -> None:
     """The check decided: its targets (or the job's), its payload, its value as the result."""
-    explicit = res.targets if res.targets is not None else live.job.spec.targets
+    explicit = res.targets if res.targets is not None else live.spec.targets
     values = list(explicit) if explicit is not None else [None]
     live.targets = [LiveTarget(i, v) for i, v in enumerate(values)]
     live.persist_targets = explicit is not None
@@ -169,8 +169,12 @@ async def _target_task(
 
 async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None:
     t = parts.attempts
-    res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts)
-    if not isinstance(res, RunError) and live.job.spec.verify is not None:
+    # ``tries`` counts this target's perform attempts that already ENDED (failed, or cut
+    # short by a crash); a first attempt the launcher opened with the run is counted on the
+    # target but has not run yet, so it is not one of them.
+    pending = 1 if live.first is not None and live.first.target is target else 0
+    res = await run_phase(t, live, Phase.PERFORM, target, tries=target.attempts - pending)
+    if not isinstance(res, RunError) and live.spec.verify is not None:
         log.debug("run.phase", run_id=live.id, phase="verify", target=target.value)
         vres = await run_phase(t, live, Phase.VERIFY, target, tries=0)
         if isinstance(vres, RunError):

@@ -86,6 +86,8 @@ class Scheduler:
         self.baseline: float | None = None  # everything due up to here was handled
         self._marked = -math.inf
         self._wake_at: float | None = None  # monotonic time the driver meant to wake
+        # job → (fires dropped, when, misfire policy) at its last misfire, for jobs.explain
+        self.dropped: dict[str, tuple[int, float, str]] = {}
 
     # ------------------------------------------------------------ job set changes
     def load(self, *, catch_up: bool) -> None:
@@ -122,6 +124,7 @@ class Scheduler:
         elif last is not None and catch_up:
             plan = plan_misfire(sched, last, now, spec.misfire, spec.misfire_grace)
             if plan.missed:
+                self.dropped[job.name] = (plan.missed, now, spec.misfire.value)
                 self.metrics.fires_missed_total.labels(self.metrics.job(job.name)).inc(plan.missed)
                 log.warning(
                     "schedule.misfired", job=job.name, missed=plan.missed, policy=spec.misfire.value
@@ -249,8 +252,9 @@ class Scheduler:
             )
             decision = decide_overlap(job.spec.overlap, len(job.active), queued)
         if decision is OverlapDecision.SKIP:
+            busy = min(job.active) if job.active else "?"
             self.report.skipped(
-                job, trigger=trigger, scheduled_for=due, reason="overlap: previous run unfinished"
+                job, trigger=trigger, scheduled_for=due, reason=f"overlap: run {busy} unfinished"
             )
         else:
             after: tuple[asyncio.Future[None], ...] = ()

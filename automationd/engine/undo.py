@@ -51,7 +51,7 @@ _SHOWN = 10  # targets named in an incomplete rollback's message
 
 def wants_rollback(live: LiveRun) -> bool:
     """``on_failure = "rollback"`` applies: the run ended partial/failed with something done."""
-    spec = live.job.spec
+    spec = live.spec  # the definition the run follows (a pinned one if the job changed)
     return (
         spec.on_failure is OnFailure.ROLLBACK
         and spec.undo is not None
@@ -77,7 +77,7 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
         t.store.post([w_run(live)])
     elif live.resumed:
         live.state = next_run_state(live.state, RunEvent.RESUME)
-    retries = live.job.spec.retries
+    retries = live.spec.retries
     todo = [x for x in reversed(live.targets) if x.state is TargetState.SUCCEEDED]
     tried = live.undo_tries or {}
     log.info("run.rolling_back", run_id=live.id, job=live.job_name, targets=len(todo))
@@ -86,7 +86,7 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
         tries = tried.get(x.idx, 0)
         if tries > retries:  # its undo kept being cut short by crashes
             res: object = RunError(kind=ErrorKind.INTERRUPTED, message="undo interrupted")
-        elif live.job.spec.undo is None:  # a reload took the job's undo away meanwhile
+        elif live.spec.undo is None:  # a reload took the job's undo away meanwhile
             res = RunError(kind=ErrorKind.FATAL, message="the job has no undo action any more")
         else:
             res = await run_phase(t, live, Phase.UNDO, x, tries=tries)

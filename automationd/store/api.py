@@ -26,11 +26,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from automationd.records import Attempt, DlqEntry, Event, Run, Target
+from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
 from automationd.store.jobs import StoredJobs
 from automationd.store.write import Stmt, Then, Write
 
-__all__ = ["OpenAttempt", "PrunePass", "RunQuery", "Stmt", "Store", "Then", "Write"]
+__all__ = [
+    "AuditQuery",
+    "OpenAttempt",
+    "PrunePass",
+    "RunQuery",
+    "Stmt",
+    "Store",
+    "Then",
+    "Write",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +54,16 @@ class RunQuery:
     before: str | None = None  # only ids below this one (keyset pagination)
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditQuery:
+    """An ``audit.list``: newest first, optionally one job's, one uid's, or since a time."""
+
+    job: str | None = None
+    uid: int | None = None
+    since: float | None = None
+    limit: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +179,20 @@ class Store(Protocol):
     # -- damage ---------------------------------------------------------------------------
     async def check(self) -> list[str]:
         """Problems found reading the whole store (``store.check``), or none."""
+
+    # -- fires, the audit trail, backups (issue 14) ----------------------------------------
+    async def fired(self, job: str, since: float, until: float) -> set[int]:
+        """Fire times in [since, until) of ``job`` that already have a run, as ``fire_ms``
+        (store/rows.py): claimed in the fires table or the ``scheduled_for`` of a run."""
+
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]: ...
+
+    async def backup(self, path: str) -> int:
+        """Write a consistent copy of the store to the new file ``path`` while serving;
+        returns its size in bytes."""
+
+    async def prune_audit_step(self, before: str, batch: int) -> tuple[int, bool, float]:
+        """Delete up to ``batch`` audit entries with ids below ``before``; as below."""
 
     # -- retention ------------------------------------------------------------------------
     async def prune_runs_step(self, prune: PrunePass, batch: int) -> tuple[int, bool, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from automationd.store.write import Stmt, Write
 
@@ -28,11 +28,15 @@ class JobRow:
     run_count: int = 0
     last_run: str | None = None
     last_success: float | None = None
+    revision: int = 1  # +1 on every change of the job's definition
+    owner: int | None = None  # uid of the socket peer that added it (API jobs)
+    override: bool = False  # a config job changed over the socket (spec: its table; None:
+    # removed): the change survives reloads until the override is dropped
 
 
 def w_job(row: JobRow) -> Write:
     """JOB params: name, source, spec, paused, completed, last_scheduled, run_count,
-    last_run, last_success."""
+    last_run, last_success, revision, owner, override."""
     return Write(
         Stmt.JOB,
         (
@@ -45,6 +49,9 @@ def w_job(row: JobRow) -> Write:
             row.run_count,
             row.last_run,
             row.last_success,
+            row.revision,
+            row.owner,
+            int(row.override),
         ),
         key=row.name,
     )
@@ -55,9 +62,23 @@ def w_job_delete(name: str) -> Write:
 
 
 JOB_COLUMNS = (
-    "name, source, spec, paused, completed, last_scheduled, run_count, last_run, last_success"
+    "name, source, spec, paused, completed, last_scheduled, run_count, last_run, last_success,"
+    " revision, owner, override"
 )
 _FRESH = (0, 0, None, 0, None, None)  # paused … last_success of a row nothing happened to
+_STATE = slice(3, 9)  # those columns
+
+
+class ApiSpec(NamedTuple):
+    """One stored API job as the catalog loads it: its spec text, whether it has state (then
+    ``StoredJobs.get`` has its row), and the columns every API job sets (no row needed). A
+    tuple: 100,000 of them are made at start-up."""
+
+    name: str
+    text: str
+    has_state: bool
+    revision: int
+    owner: int | None
 
 
 class StoredJobs:
@@ -86,18 +107,21 @@ class StoredJobs:
             run_count=r[6],
             last_run=r[7],
             last_success=r[8],
+            revision=r[9],
+            owner=r[10],
+            override=bool(r[11]),
         )
 
-    def take_api_specs(self) -> list[tuple[str, str, bool]]:
-        """``(name, spec JSON, has state)`` of every API job stored with a spec. The rows of
-        those without state are dropped here (``get`` then answers None, as for a job that
-        has no row), so their memory is free again before the catalog builds the jobs."""
-        out: list[tuple[str, str, bool]] = []
+    def take_api_specs(self) -> list[ApiSpec]:
+        """Every API job stored with a spec. The rows of those without state are dropped
+        here (``get`` then answers None, as for a job that has no row), so their memory is
+        free again before the catalog builds the jobs."""
+        out: list[ApiSpec] = []
         kept: dict[str, Sequence[Any]] = {}
         for name, r in self._rows.items():
             if r[1] == "api" and r[2]:
-                has_state = tuple(r[3:]) != _FRESH
-                out.append((name, r[2], has_state))
+                has_state = tuple(r[_STATE]) != _FRESH
+                out.append(ApiSpec(name, r[2], has_state, r[9], r[10]))
                 if not has_state:
                     continue
             kept[name] = r

@@ -18,10 +18,10 @@ from typing import Any, cast
 from automationd.core.ids import id_floor
 from automationd.core.match import glob_match
 from automationd.core.runstate import LIVE, RunState, TargetState
-from automationd.records import Attempt, DlqEntry, Event, Run, Target
-from automationd.store.api import OpenAttempt, RunQuery
+from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Target
+from automationd.store.api import AuditQuery, OpenAttempt, RunQuery
 from automationd.store.jobs import JOB_COLUMNS, StoredJobs
-from automationd.store.rows import Row, loads
+from automationd.store.rows import Row, audit_from_row, fire_ms, loads
 from automationd.store.salvage import read_attempt, read_dlq, read_event, read_run, read_target
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
@@ -295,6 +295,40 @@ class SqlReads:
     async def job_rows(self) -> StoredJobs:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs", ())
         return StoredJobs(cast(Sequence[Sequence[Any]], rows))  # rows index by position too
+
+    # -- fires and the audit trail (issue 14) ---------------------------------------------
+    async def fired(self, job: str, since: float, until: float) -> set[int]:
+        """Fire times (``fire_ms``) in [since, until) that already have a run: claimed in the
+        fires table, or the ``scheduled_for`` of any stored run of the job."""
+        lo, hi = fire_ms(since), fire_ms(until)
+        claimed = await self._fetch(
+            "SELECT fire_ms FROM fires WHERE job=? AND fire_ms >= ? AND fire_ms < ?",
+            (job, lo, hi),
+        )
+        runs = await self._fetch(
+            "SELECT scheduled_for FROM runs WHERE job=? AND scheduled_for >= ?"
+            " AND scheduled_for < ?",
+            (job, lo / 1000 - 0.0005, hi / 1000 - 0.0005),
+        )
+        return {r["fire_ms"] for r in claimed} | {fire_ms(r["scheduled_for"]) for r in runs}
+
+    async def audit(self, q: AuditQuery) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if q.job is not None:
+            where.append("job=?")
+            params.append(q.job)
+        if q.uid is not None:
+            where.append("uid=?")
+            params.append(q.uid)
+        if q.since is not None:
+            where.append("id >= ?")
+            params.append(ms_id(q.since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ?", (*params, q.limit)
+        )
+        return [audit_from_row(r) for r in rows]
 
 
 def _dlq_where(job: str | None, kind: str | None, since: float | None) -> tuple[str, list[Any]]:

@@ -11,6 +11,7 @@ Theory of operation:
   step's cost is added to those writes' commit latency. The batch size adapts to keep a step
   near ``step_target`` seconds, and after each step the pruner pauses for as long as the step
   took, so pruning holds the writer at most about half of the time.
+- The audit trail is kept as long as runs (``runs_max_age``), pruned the same way as events.
 - The dead-letter queue is kept until purged: its rows are never touched, and a run with
   entries in it keeps its row (the entry's retry needs the run's payload and depth).
 """
@@ -72,17 +73,19 @@ class Retention:
         started = self.clock.monotonic()
         runs = await self.prune_runs(id_floor(now - self.config.runs_max_age))
         events = await self.prune_events(id_floor(now - self.config.events_max_age))
-        if runs or events:
+        audit = await self.prune_audit(id_floor(now - self.config.runs_max_age))
+        if runs or events or audit:
             log.info(
                 "retention.pruned",
                 runs=runs,
                 events=events,
+                audit=audit,
                 steps=self.steps,
                 batch=self.batch,
                 step_max_s=round(self.step_seconds_max, 4),
                 duration_s=round(self.clock.monotonic() - started, 3),
             )
-        return {"runs": runs, "events": events}
+        return {"runs": runs, "events": events}  # audit pruning is logged, not counted here
 
     async def prune_runs(self, before_id: str) -> int:
         """Delete finished runs with ids below ``before_id`` (and their rows elsewhere)."""
@@ -100,6 +103,16 @@ class Retention:
         total = 0
         while True:
             n, more = self._paced(*await self.store.prune_events_step(before_id, self.batch))
+            total += n
+            if not more:
+                return total
+            await self._pause(min(0.25, self._last))
+
+    async def prune_audit(self, before_id: str) -> int:
+        """Delete audit entries with ids below ``before_id`` (kept as long as runs)."""
+        total = 0
+        while True:
+            n, more = self._paced(*await self.store.prune_audit_step(before_id, self.batch))
             total += n
             if not more:
                 return total

@@ -15,6 +15,8 @@ every backend's SQL for that ``Stmt`` binds:
     ATTEMPT_PGID  pgid, run_id, n          ATTEMPT_INTERRUPTED  finished_at, error, run_id, n
     DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at, phase
     DLQ_DELETE  id                         EVENT  id, name, payload, created_at, key, depth
+    AUDIT    id, at, via, uid, user, cmd, target, job, args, digest, outcome, error
+    FIRE     job, fire_ms, run_id
 
 Every row write is a full-row upsert keyed by the row's primary key, so the writer may
 collapse several writes of one row inside a batch to the last one. Times are epoch seconds;
@@ -25,14 +27,23 @@ written by hand) reads back as ``{"undecodable": "…"}`` rather than failing th
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from automationd import strictjson
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
-from automationd.records import Attempt, DlqEntry, Event, Phase, Run, RunError, Target, Trigger
+from automationd.records import (
+    Attempt,
+    AuditEntry,
+    DlqEntry,
+    Event,
+    Phase,
+    Run,
+    RunError,
+    Target,
+    Trigger,
+)
 from automationd.store.write import Stmt, Write
 
 Row = Mapping[str, Any]
@@ -49,24 +60,7 @@ def dumps(value: Any) -> str | None:
     try:
         return _dumps(value)
     except (TypeError, ValueError):
-        return _lenient(_finite(value, 0))
-
-
-_lenient = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=repr
-).encode
-
-
-def _finite(value: Any, depth: int) -> Any:
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if depth > 100:
-        return repr(value)[:200]
-    if isinstance(value, dict):
-        return {str(k): _finite(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v, depth + 1) for v in value]
-    return value
+        return strictjson.dumps_lenient(value)
 
 
 def loads(text: str | None) -> Any:
@@ -344,3 +338,61 @@ def event_from_row(r: Row) -> Event:
         idempotency_key=r["idempotency_key"],
         depth=r["depth"],
     )
+
+
+# --- the audit trail and fire claims (issue 14) ----------------------------------------------
+
+
+def w_audit(e: AuditEntry) -> Write:
+    return w_audit_row(
+        (
+            e.id,
+            e.at,
+            e.via,
+            e.uid,
+            e.user,
+            e.cmd,
+            e.target,
+            e.job,
+            dumps(e.args),
+            e.digest,
+            e.outcome,
+            e.error,
+        )
+    )
+
+
+def w_audit_row(params: tuple[Any, ...]) -> Write:
+    """An audit entry's row from its AUDIT parameters (the arguments already JSON text):
+    the trail writes one per manual trigger, without a record in between."""
+    return Write(Stmt.AUDIT, params, key=params[0])
+
+
+def audit_from_row(r: Row) -> AuditEntry:
+    return AuditEntry(
+        id=r["id"],
+        at=r["at"],
+        via=r["via"],
+        uid=r["uid"],
+        user=r["user"],
+        cmd=r["cmd"],
+        target=r["target"],
+        job=r["job"],
+        args=loads(r["args"]),
+        digest=r["digest"],
+        outcome=r["outcome"],
+        error=r["error"],
+    )
+
+
+def fire_ms(due: float) -> int:
+    """A fire time as the fires table keys it: whole milliseconds (a float's last bits must
+    not make one fire two)."""
+    return round(due * 1000)
+
+
+def w_fire(job: str, due: float, run_id: str) -> Write:
+    """Claim fire ``due`` of ``job`` for ``run_id``: written in the unit that creates the run,
+    so a run and its claim are durable together. The table's primary key (job, fire_ms) is
+    what makes "one run per (job, fire time)" hold on every backend; a second claim fails."""
+    return Write(Stmt.FIRE, (job, fire_ms(due), run_id), key=(job, fire_ms(due)))

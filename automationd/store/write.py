@@ -26,6 +26,8 @@ class Stmt(enum.Enum):
     EVENT = "event"  # a stored event (insert)
     JOB = "job"  # full-row upsert of a job's durable state
     JOB_DELETE = "job_delete"  # remove a job's row (barrier)
+    AUDIT = "audit"  # one audit-trail entry (insert)
+    FIRE = "fire"  # claim of one (job, fire time) by a run (insert; store/rows.py w_fire)
 
 
 class Write(NamedTuple):

@@ -84,6 +84,23 @@ async def test_a_first_attempt_that_fails_is_retried(tmp_path: Path) -> None:
         assert r.pool.busy == 0
 
 
+async def test_retries_n_means_n_attempts_after_the_first(tmp_path: Path) -> None:
+    """``retries = 2`` on an action that always fails retryably gives 3 attempts (the first,
+    opened with the run, and 2 retries), then the dead-letter queue; with ``retries = 0`` one."""
+
+    async def always_fails(ctx: ActionContext) -> None:
+        raise RetryableError("down")
+
+    async with asyncio.timeout(10), engine_rig(tmp_path) as r:
+        for retries, expected in ((2, 3), (0, 1)):
+            job = r.job(f"down{retries}", always_fails, retries=retries, backoff=FAST)
+            run = await r.settled((await r.trigger(job))["id"])
+            assert (run.state, run.attempts) == (RunState.FAILED, expected)
+            outcomes = [a.outcome for a in await r.store.attempts(run.id)]
+            assert outcomes == ["retryable"] * expected
+        assert [e.job for e in await r.store.dlq(job=None, limit=10)] == ["down0", "down2"]
+
+
 async def test_an_attempt_that_hangs_times_out(tmp_path: Path) -> None:
     """A callable that never returns ends its attempt ``timeout`` after the job's timeout."""
     async with asyncio.timeout(10), engine_rig(tmp_path) as r:

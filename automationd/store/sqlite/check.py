@@ -67,6 +67,7 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "result": _JSON,
             "origin": _TEXT,
             "reason": _TEXT,
+            "plan": _JSON,
         },
     ),
     "targets": (
@@ -115,9 +116,29 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("name",),
         {"name": _TEXT, "source": _TEXT, "spec": _JSON, "last_run": _TEXT},
     ),
+    "audit": (
+        ("id",),
+        {
+            "id": _TEXT,
+            "at": _TIME,
+            "via": _TEXT,
+            "user": _TEXT,
+            "cmd": _TEXT,
+            "target": _TEXT,
+            "job": _TEXT,
+            "args": _JSON,
+            "outcome": _TEXT,
+            "error": _TEXT,
+        },
+    ),
 }
 # what must point at a stored run: (table, column)
-_REFERENCES = (("targets", "run_id"), ("attempts", "run_id"), ("dlq", "run_id"))
+_REFERENCES = (
+    ("targets", "run_id"),
+    ("attempts", "run_id"),
+    ("dlq", "run_id"),
+    ("fires", "run_id"),
+)
 
 
 class Problems(list[str]):
@@ -181,13 +202,19 @@ def _rows(conn: sqlite3.Connection, table: str, newest: int | None) -> Iterator[
     yield from conn.execute(f"SELECT {', '.join(cols)} FROM {table}{order}")
 
 
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    """Tables present (a database not migrated yet lacks some: the migration says so)."""
+    names = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+    return {n.decode() if isinstance(n, bytes) else str(n) for (n,) in names}
+
+
 def _decodable(
     conn: sqlite3.Connection, problems: Problems, newest: int | None, *, utf8_only: bool
 ) -> None:
-    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    present = _tables(conn)
     for table, (keys, cols) in _COLUMNS.items():
-        if table.encode() not in present and table not in present:
-            continue  # a database not migrated yet (or newer): the migration step says so
+        if table not in present:
+            continue
         for row in _rows(conn, table, None if table == "jobs" else newest):
             for col, kind in cols.items():
                 value = row[col]
@@ -219,7 +246,10 @@ def _references(conn: sqlite3.Connection, problems: Problems) -> None:
     for (line,) in conn.execute("SELECT COUNT(*) FROM pragma_foreign_key_check"):
         if line:
             problems.add(f"foreign_key_check: {line} rows point at missing rows")
+    present = _tables(conn)
     for table, col in _REFERENCES:
+        if table not in present:
+            continue
         n, example = conn.execute(
             f"SELECT COUNT(*), MIN(t.{col}) FROM {table} t"
             f" WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = t.{col})"

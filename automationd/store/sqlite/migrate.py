@@ -47,6 +47,39 @@ MIGRATIONS: tuple[Step, ...] = (
         " ALTER TABLE dlq ADD COLUMN phase TEXT NOT NULL DEFAULT 'perform';"
         " CREATE INDEX IF NOT EXISTS runs_apply_of ON runs (origin) WHERE trigger = 'apply';",
     ),
+    # 4 (issue 14): a job's revision, owner (uid) and override flag; the audit trail; and the
+    # fires table, one row per (job, fire time) claimed by a backfill run, whose primary key
+    # makes "one run per fire" a constraint any backend (and any fire source) can reuse.
+    (
+        4,
+        """
+        ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE jobs ADD COLUMN owner INTEGER;
+        ALTER TABLE jobs ADD COLUMN override INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE IF NOT EXISTS audit (
+            id      TEXT PRIMARY KEY,
+            at      REAL NOT NULL,
+            via     TEXT NOT NULL,
+            uid     INTEGER,
+            user    TEXT,
+            cmd     TEXT NOT NULL,
+            target  TEXT,
+            job     TEXT,
+            args    TEXT,
+            digest  TEXT,
+            outcome TEXT NOT NULL,
+            error   TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job, id);
+        CREATE TABLE IF NOT EXISTS fires (
+            job     TEXT NOT NULL,
+            fire_ms INTEGER NOT NULL,
+            run_id  TEXT NOT NULL,
+            PRIMARY KEY (job, fire_ms)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS fires_by_run ON fires (run_id);
+        """,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

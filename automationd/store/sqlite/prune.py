@@ -16,6 +16,7 @@ _OLD_RUNS = (
 _OLD_EVENTS = (
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)"
 )
+_OLD_AUDIT = "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id < ? ORDER BY id LIMIT ?)"
 
 
 def runs_step(
@@ -36,6 +37,7 @@ def runs_step(
     conn.executemany("DELETE FROM attempts WHERE run_id=?", ids)
     conn.executemany("DELETE FROM targets WHERE run_id=?", ids)
     conn.executemany("DELETE FROM runs WHERE id=?", ids)
+    conn.executemany("DELETE FROM fires WHERE run_id=?", ids)  # the fire is free again
     return len(ids), len(rows) >= batch, clock.monotonic() - t0
 
 
@@ -44,4 +46,13 @@ def events_step(
 ) -> tuple[int, bool, float]:
     t0 = clock.monotonic()
     n = conn.execute(_OLD_EVENTS, (before, batch)).rowcount
+    return n, n >= batch, clock.monotonic() - t0
+
+
+def audit_step(
+    conn: sqlite3.Connection, *, before: str, batch: int, clock: Clock
+) -> tuple[int, bool, float]:
+    """The audit trail is kept as long as runs are (store/retention.py)."""
+    t0 = clock.monotonic()
+    n = conn.execute(_OLD_AUDIT, (before, batch)).rowcount
     return n, n >= batch, clock.monotonic() - t0

@@ -63,13 +63,22 @@ SQL: dict[Stmt, str] = {
     ),
     Stmt.JOB: (
         "INSERT INTO jobs (name, source, spec, paused, completed, last_scheduled, run_count,"
-        " last_run, last_success) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
+        " last_run, last_success, revision, owner, override) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(name) DO UPDATE SET"
         " source=excluded.source, spec=excluded.spec, paused=excluded.paused,"
         " completed=excluded.completed, last_scheduled=excluded.last_scheduled,"
         " run_count=excluded.run_count, last_run=excluded.last_run,"
-        " last_success=excluded.last_success"
+        " last_success=excluded.last_success, revision=excluded.revision,"
+        " owner=excluded.owner, override=excluded.override"
     ),
     Stmt.JOB_DELETE: "DELETE FROM jobs WHERE name=?",
+    Stmt.AUDIT: (
+        "INSERT INTO audit (id, at, via, uid, user, cmd, target, job, args, digest, outcome,"
+        " error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
+    ),
+    # No conflict clause on purpose: a second claim of one fire is a bug, and must fail its
+    # batch rather than create a second run silently (engine/backfill.py checks first).
+    Stmt.FIRE: "INSERT INTO fires (job, fire_ms, run_id) VALUES (?,?,?)",
 }
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 

@@ -53,6 +53,7 @@ from automationd.store.lock import StateDirLock
 from automationd.store.reads import SqlReads
 from automationd.store.rows import Row
 from automationd.store.sqlite import prune
+from automationd.store.sqlite.backup import backup_into
 from automationd.store.sqlite.check import (
     check_problems,
     damaged_message,
@@ -230,6 +231,17 @@ class SqliteStore(SqlReads):
         return await self.run_in_transaction(
             partial(prune.events_step, before=before, batch=batch, clock=self._clock)
         )
+
+    async def prune_audit_step(self, before: str, batch: int) -> tuple[int, bool, float]:
+        return await self.run_in_transaction(
+            partial(prune.audit_step, before=before, batch=batch, clock=self._clock)
+        )
+
+    # -- backup ---------------------------------------------------------------------------
+    async def backup(self, path: str) -> int:
+        """``VACUUM INTO`` a new file, on a connection of its own in a worker thread: a read
+        transaction, so the writer goes on committing (WAL) while the copy is made."""
+        return await asyncio.to_thread(backup_into, self.path, Path(path))
 
 
 def _open_writer(path: Path) -> tuple[sqlite3.Connection, int]:
