@@ -161,13 +161,27 @@ class SeenId:
         self.n = n
 
 
-def resolve(args: Any, seen: list[str]) -> Any:
+class TmpPath:
+    """Stands for a file in the test's own folder (``store.backup`` must write nowhere else:
+    the text pool holds paths such as ``../../etc/passwd``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def resolve(args: Any, seen: list[str], tmp: str = "/nonexistent") -> Any:
+    """``args`` with its markers filled in (ids seen so far, paths under ``tmp``)."""
     if not isinstance(args, dict):
         return args
-    return {
-        k: (seen[v.n % len(seen)] if seen else "0" * 32) if isinstance(v, SeenId) else v
-        for k, v in args.items()
-    }
+
+    def one(v: Any) -> Any:
+        if isinstance(v, SeenId):
+            return seen[v.n % len(seen)] if seen else "0" * 32
+        if isinstance(v, TmpPath):
+            return f"{tmp}/{v.name}"
+        return v
+
+    return {k: one(v) for k, v in args.items()}
 
 
 ids = mostly(st.integers(0, 10_000).map(SeenId), st.one_of(text, numbers))
@@ -209,6 +223,22 @@ def _job_spec() -> st.SearchStrategy[Any]:
         },
     )
     return mostly(spec, payloads)
+
+
+def _patch() -> st.SearchStrategy[Any]:
+    """A merge patch for ``jobs.update`` (never an ``on`` glob: see ``_job_spec``)."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "description": mostly(st.text(max_size=40), scalars),
+            "retries": mostly(st.integers(0, 5), numbers),
+            "priority": numbers,
+            "timeout": times,
+            "schedule": st.sampled_from(("@yearly", None, "not a schedule", 5)),
+            "backoff": st.fixed_dictionaries({}, optional={"base": times, "multiplier": numbers}),
+            "bogus_key": scalars,
+        },
+    )
 
 
 def _args(cmd: str) -> st.SearchStrategy[Any]:
@@ -257,6 +287,21 @@ def _args(cmd: str) -> st.SearchStrategy[Any]:
         "limits.list": {},
         "breakers.list": {},
         "store.check": {},
+        "store.backup": {
+            "path": mostly(
+                st.from_regex(r"bk-[a-z0-9]{1,8}\.db", fullmatch=True).map(TmpPath),
+                st.sampled_from(("", "\x00", "p" * 5000, 5, None, [])),
+            )
+        },
+        "jobs.update": {
+            "name": names,
+            "patch": mostly(_patch(), payloads),
+            "if_revision": mostly(st.integers(1, 5), scalars),
+            "override": flags,
+        },
+        "jobs.explain": {"name": names},
+        "jobs.backfill": {"name": names, "since": times, "until": times, "dry_run": flags},
+        "audit.list": {"job": names, "since": times, "limit": limit},
     }[cmd]  # type: ignore[assignment]
     known = st.fixed_dictionaries({}, optional=keys)
     if cmd == "jobs.trigger":  # now and then an apply of a preview (SPEC §7.2)
@@ -295,6 +340,11 @@ COMMANDS = (
     "limits.list",
     "breakers.list",
     "store.check",
+    "store.backup",
+    "jobs.update",
+    "jobs.explain",
+    "jobs.backfill",
+    "audit.list",
 )
 
 

@@ -137,7 +137,7 @@ def test_fuzzed_requests_never_answer_internal_nor_hang(
     @given(data=st.data())
     def one(data: st.DataObject) -> None:
         cmd, args = data.draw(REQUESTS)
-        args = resolve(args, seen)
+        args = resolve(args, seen, str(d.base))
         answer = client.ask(cmd, args)
         code = _code(answer)
         codes[code] += 1
