@@ -31,7 +31,9 @@ Rules:
    head of ``pending``, so submission order is kept across the failure. A held write whose
    row a batch already in the committer stored meanwhile is dropped (that row is newer). The
    other entries (``commit`` futures, ``submit_then`` without retry) fail at once with the
-   ``StoreError``, whose ``kind`` says why.
+   ``StoreError``, whose ``kind`` says why. While held entries wait for their retry, a new
+   entry of that other sort fails at once too, with the same error, instead of waiting up
+   to ``RETRY_MAX`` for a batch that would fail with it (the held writes probe recovery).
 7. Failure is logged once per episode (``store.write_failed`` with the kind), then once a
    minute while it lasts (``store.still_failing`` with a count), and once when writes have
    committed again for ``QUIET_AFTER`` (``store.write_recovered``); never once per request.
@@ -129,6 +131,7 @@ class Writer:
         self.episode = False  # from the first failure until writes committed for QUIET_AFTER
         self._quiet: asyncio.TimerHandle | None = None
         self.last_error: str | None = None
+        self._failure: StoreError | None = None  # the last batch failure, while failing
         self._failed_since = 0.0
         self._failed_count = 0
         self._told = 0.0
@@ -166,6 +169,9 @@ class Writer:
     def _enqueue(self, entry: _Entry) -> None:
         if self._closing:
             raise StoreError("the store is closed; write not accepted", kind="closed")
+        if self._held and self._failure is not None and not entry.retry and entry.fn is None:
+            _tell(entry, self._failure)  # rule 6: refused now, not after the retry timer
+            return
         self._pending.append(entry)
         self._pending_writes += entry.weight
         if not self._kicked:
@@ -296,6 +302,7 @@ class Writer:
     def _note_failure(self, err: StoreError) -> None:
         now = self._clock.monotonic()
         self.last_error = err.reason
+        self._failure = err
         if self._on_error is not None:
             self._on_error(err.kind)
         if self._quiet is not None:  # failing again within the quiet spell: same episode
@@ -327,6 +334,7 @@ class Writer:
     def _recovered(self) -> None:
         """Writes commit again: healthy now; the episode ends after QUIET_AFTER of that."""
         kind, self.failing = self.failing, None
+        self._failure = None
         self._retry_delay = RETRY_FIRST
         if self._on_health is not None:
             self._on_health()

@@ -87,14 +87,20 @@ def _healthz(d: DaemonProcess) -> tuple[int, str]:
 
 
 async def _load(
-    d: DaemonProcess, until: asyncio.Event, acked: list[str], codes: Counter[str]
+    d: DaemonProcess,
+    until: asyncio.Event,
+    acked: list[str],
+    codes: Counter[str],
+    big: asyncio.Event,
 ) -> None:
-    """Triggers and publishes with big payloads until ``until``; every answer is tallied."""
+    """Triggers and publishes until ``until`` (with big payloads while ``big`` is set, so the
+    disk does not fill again at once after space returns); every answer is tallied."""
     async with AdminClient(d.socket, timeout=10) as c:
         i = 0
         while not until.is_set():
             i += 1
-            batch = [("jobs.trigger", {"name": "work", "payload": {"i": i, "pad": PAD}})]
+            pad = PAD if big.is_set() else "x"
+            batch = [("jobs.trigger", {"name": "work", "payload": {"i": i, "pad": pad}})]
             batch.append(("events.publish", {"name": "load.x", "payload": {"i": i}}))
             for (cmd, _), reply in zip(batch, await c.pipeline(batch), strict=True):
                 if reply["ok"]:
@@ -105,7 +111,7 @@ async def _load(
                     codes[reply["error"]["code"]] += 1
                     assert reply["error"]["code"] == "unavailable", reply
                     assert reply["error"]["message"] == "store: disk full", reply
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
 
 
 def _noisy(line: str) -> bool:
@@ -134,9 +140,10 @@ async def test_disk_full_refuses_unavailable_logs_little_and_recovers(
     codes: Counter[str] = Counter()
     filler = small_disk / "filler"
     async with asyncio.timeout(90):
-        stop = asyncio.Event()
+        stop, big = asyncio.Event(), asyncio.Event()
+        big.set()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(_load(d, stop, acked, codes))
+            tg.create_task(_load(d, stop, acked, codes, big))
             await asyncio.sleep(1.0)
             assert codes["ok"] > 0 and not codes["unavailable"]
             log_mark = d.log_path.stat().st_size
@@ -150,6 +157,7 @@ async def test_disk_full_refuses_unavailable_logs_little_and_recovers(
             assert len(await d.call("runs.list", {"limit": 5})) == 5  # reads still work
 
             filler.unlink()
+            big.clear()
             refused = codes["unavailable"]
             while True:  # the daemon notices by itself: no restart, no signal
                 status = await d.call("status")

@@ -238,8 +238,10 @@ def _shown(value: Any) -> str:
 def _structure(conn: sqlite3.Connection, pragma: str, problems: Problems) -> None:
     for (line,) in conn.execute(f"PRAGMA {pragma}({MAX_PROBLEMS})"):
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
-        if text != "ok":
-            problems.add(f"{pragma}: {text}")
+        if text != "ok":  # one problem may span lines ("*** in database main ***\n…")
+            parts = [p.strip() for p in text.splitlines() if p.strip()]
+            parts = [p for p in parts if not p.startswith("*** in database")]
+            problems.add(f"{pragma}: {'; '.join(parts) or text.strip()}")
 
 
 def _references(conn: sqlite3.Connection, problems: Problems) -> None:
