@@ -1,4 +1,4 @@
-"""``automationd run|check-config|check-store``: argv → exit code, nothing more.
+"""``automationd run|check-config|check-store|migrate``: argv → exit code, nothing more.
 
 Exit codes (SPEC §1): 0 clean stop / valid config, 2 bad config or bad usage, 1 any other
 fatal error (decided by the daemon). A bad config is always exactly one stderr line and
@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--config", type=Path, dest="config", metavar="FILE", help="the same as FILE"
     )
+    migrate = sub.add_parser(
+        "migrate",
+        help='create or upgrade the PostgreSQL schema ([store] backend = "postgresql")',
+        description="Create or upgrade the schema of the PostgreSQL database the config "
+        "names (run it once before the first start and after each upgrade; `run` never "
+        "migrates). Exit 0, or 1 with one line on stderr. SQLite migrates itself at start.",
+    )
+    migrate.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
+    )  # fmt: skip
     store = sub.add_parser(
         "check-store",
         help="check the store for damage (the daemon running or not)",
@@ -97,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "check-store":
         return _check_store(args.config)
+    if args.command == "migrate":
+        return _migrate(args.config)
     return _check(args.file or args.config or DEFAULT_CONFIG)
 
 
@@ -115,6 +128,31 @@ def _run(path: Path) -> int:
     from automationd.daemon import run_daemon  # lazy: check-config must not pay for the engine
 
     return run_daemon(config)
+
+
+def _migrate(path: Path) -> int:
+    """Exit 0 with what was done, or 1 with one line (SPEC §7.4)."""
+    config = _load(path)
+    if config is None:
+        return ConfigError.exit_code
+    if config.store.backend != "postgresql":
+        print(f"{path}: [store] backend is {config.store.backend}: it migrates itself at start")
+        return 0
+    import asyncio  # lazy, as for run
+
+    from automationd.errors import StoreError
+    from automationd.store.pg.schema_cmd import migrate_database
+
+    try:
+        before, after = asyncio.run(migrate_database(config.store.dsn))
+    except StoreError as exc:
+        print(f"automationd migrate: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"PostgreSQL schema is up to date (version {after})")
+    else:
+        print(f"PostgreSQL schema migrated from version {before} to {after}")
+    return 0
 
 
 def _check(path: Path) -> int:

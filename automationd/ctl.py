@@ -58,6 +58,7 @@ _HELP = {
     "reload": "re-read the config file (as SIGHUP); a bad file is refused, the old one stays",
     "store.check": "check the store for damage: integrity, references, every row decoded "
     "(exit 1 when damaged)",
+    "workers.list": "daemons sharing the store (a PostgreSQL fleet): heartbeat, load, leader",
     "jobs.list": "list jobs with their next and last run",
     "jobs.get": "one job, its next 5 fire times and last 5 runs",
     "jobs.add": "add a job (persisted; kept across restarts and reloads)",
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(top, "breakers", "breakers.list", "breakers")
     _leaf(top, "reload", "reload", "reload")
     _leaf(top, "check-store", "store.check", "store_check")
+    _leaf(top, "workers", "workers.list", "workers")
 
     jobs = _group(top, "jobs", "list and manage jobs")
     p = _leaf(jobs, "list", "jobs.list", "jobs", ["state"])

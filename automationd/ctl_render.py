@@ -227,6 +227,20 @@ VIEWS: dict[str, Callable[[Any], str]] = {
         if r.get("ok")
         else "store DAMAGED:\n" + "".join(f"  {cell(p, 200)}\n" for p in r.get("problems") or [])
     ),
+    "workers": lambda rows: rows_of(
+        [{**w, "leader": "yes" if w.get("leader") else ""} for w in rows],
+        [
+            ("ID", "id"),
+            ("HOST", "host"),
+            ("PID", "pid"),
+            ("VERSION", "version"),
+            ("STARTED", "started_at"),
+            ("HEARTBEAT", "heartbeat_at"),
+            ("BUSY", "busy"),
+            ("CAPACITY", "capacity"),
+            ("LEADER", "leader"),
+        ],
+    ),
     "reload": lambda r: (
         f"reloaded: {_count(r.get('jobs_added'))} added, {_count(r.get('jobs_updated'))} "
         f"updated, {_count(r.get('jobs_removed'))} removed\n"

@@ -34,11 +34,13 @@ from automationd.admin.check_cmds import CheckCommands
 from automationd.admin.command import invoke
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
+from automationd.admin.fleet_cmds import FleetCommands
 from automationd.admin.jobs_cmds import JobCommands
 from automationd.admin.runs_cmds import RunCommands
 from automationd.admin.served import Parts, served_table
 from automationd.admin.server import serve_admin
 from automationd.admin.undo_cmds import UndoCommands
+from automationd.backend import Backend
 from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
@@ -52,7 +54,6 @@ from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.outbox import Outbox
 from automationd.engine.pool import WorkerPool
-from automationd.engine.recovery import recover
 from automationd.engine.redo import Redo
 from automationd.engine.report import DlqCount, Report
 from automationd.engine.scheduler import Scheduler
@@ -63,8 +64,6 @@ from automationd.obs.metrics import Metrics
 from automationd.obs.systemd import Notifier, forget_env, run_watchdog
 from automationd.obs.web import serve_metrics
 from automationd.store.retention import Retention
-from automationd.store.sqlite.store import open_sqlite
-from automationd.store.writer import QUIET_AFTER
 
 log = structlog.get_logger("automationd.daemon")
 
@@ -110,21 +109,18 @@ class Daemon:
             async with contextlib.AsyncExitStack() as stack:
                 metrics = Metrics()
                 metrics.workers_max.set(cfg.workers.max_concurrency)
+                jobs = JobTable()
+                # issue 16: SQLite for one host, or a PostgreSQL several daemons share
+                backend = Backend(cfg.store, jobs, clock)
                 store = await stack.enter_async_context(
-                    open_sqlite(
-                        cfg.daemon.state_dir,
-                        clock=clock,
-                        on_error=metrics.store_error,
-                        quiet_after=QUIET_AFTER,  # issue 11: a flapping disk is one episode
-                    )
+                    backend.open_store(cfg.daemon.state_dir, metrics.store_error)
                 )
                 http = await stack.enter_async_context(HttpClients())
-                services = ServiceRegistry(cfg.services, clock, metrics)
+                services = ServiceRegistry(cfg.services, clock, metrics, backend.gates(store))
                 pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
                 ids = IdGenerator(rng)
                 draining = asyncio.Event()
-                jobs = JobTable()
                 outbox = Outbox()
                 dlq = DlqCount(metrics, await store.dlq_count())
                 report = Report(
@@ -145,7 +141,9 @@ class Daemon:
                     rng=rng,
                     draining=draining,
                 )
-                launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
+                launcher = Launcher(
+                    clock=clock, ids=ids, attempts=attempts, report=report, leases=backend.leases
+                )
                 scheduler = Scheduler(
                     launcher=launcher,
                     report=report,
@@ -154,6 +152,7 @@ class Daemon:
                     clock=clock,
                     rng=rng,
                     metrics=metrics,
+                    unit_per_fire=backend.fleet,
                 )
                 catalog = Catalog(
                     config=cfg,
@@ -168,6 +167,14 @@ class Daemon:
                 # gc.freeze() below makes them permanent, then collection resumes.
                 gc.disable()
                 catalog.load(await store.job_rows())
+                crew = backend.crew(
+                    store,
+                    launcher=launcher,
+                    scheduler=scheduler,
+                    catalog=catalog,
+                    report=report,
+                    pool=pool,
+                )
                 bus = EventBus(
                     clock=clock,
                     ids=ids,
@@ -199,6 +206,7 @@ class Daemon:
                             clock=clock,
                             started_at=started,
                             reload=reload,
+                            crew=crew,
                         ),
                         JobCommands(
                             catalog=catalog,
@@ -207,10 +215,16 @@ class Daemon:
                             clock=clock,
                         ),
                         RunCommands(
-                            store=store, launcher=launcher, report=report, redo=redo, clock=clock
+                            store=store,
+                            launcher=launcher,
+                            report=report,
+                            redo=redo,
+                            clock=clock,
+                            crew=crew,
                         ),
                         EventCommands(bus=bus, store=store, clock=clock),
                         UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
+                        FleetCommands(crew=crew),  # issue 16: workers.list
                         CheckCommands(store=store),  # issue 11: store.check
                     ],
                     Parts(
@@ -238,9 +252,7 @@ class Daemon:
 
                 async with asyncio.TaskGroup() as tg:
                     launcher.attach(tg)
-                    resumed = await recover(
-                        store=store, jobs=jobs, launcher=launcher, report=report, now=clock.time()
-                    )
+                    resumed = await crew.start()  # crash recovery; on a fleet: join it
                     scheduler.load(catch_up=True)
                     # Scheduling perf (issue 4): everything loaded so far (jobs, schedules,
                     # wheel entries) lives as long as the daemon. Freezing it moves it out of
@@ -258,6 +270,7 @@ class Daemon:
                         tg.create_task(scheduler.run(), name="scheduler"),
                         tg.create_task(retention.run(), name="retention"),
                         tg.create_task(bus.deliver_forever(), name="events:deliver"),
+                        tg.create_task(crew.run(), name="crew"),
                     ]
                     if self.notifier.watchdog_interval:
                         background.append(
@@ -302,6 +315,7 @@ class Daemon:
                     await self._settle(report)
                     for task in background:
                         task.cancel()
+                    await crew.stop()  # a fleet: hand what is left to the others now
             log.info("daemon.stopped", reason=self.stop_reason)
             return 0
         finally:

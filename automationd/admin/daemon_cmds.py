@@ -15,6 +15,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.pool import WorkerPool
 from automationd.engine.report import DlqCount
 from automationd.engine.services import ServiceRegistry
+from automationd.fleet.api import Crew
 from automationd.store.api import Store
 from automationd.units import rfc3339
 
@@ -32,7 +33,9 @@ class DaemonCommands:
         clock: Clock,
         started_at: float,
         reload: Callable[[], Awaitable[dict[str, int]]],
+        crew: Crew | None = None,
     ) -> None:
+        self._crew = crew
         self._jobs = jobs
         self._pool = pool
         self._launcher = launcher
@@ -69,6 +72,7 @@ class DaemonCommands:
             "runs_in_flight": len(self._launcher.live),
             "dlq_size": self._dlq.value,
             "store": {"healthy": self._store.healthy, "reason": self._store.health_reason},
+            **(self._crew.status() if self._crew is not None else {}),
         }
 
     async def limits_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.redo import Redo
 from automationd.engine.report import Report
 from automationd.errors import bad_request, conflict, not_found
+from automationd.fleet.api import Crew
 from automationd.records import DlqEntry, Run, Trigger
 from automationd.store.api import RunQuery, Store
 
@@ -32,9 +33,17 @@ _TRIGGERS = frozenset(t.value for t in Trigger)
 
 class RunCommands:
     def __init__(
-        self, *, store: Store, launcher: Launcher, report: Report, redo: Redo, clock: Clock
+        self,
+        *,
+        store: Store,
+        launcher: Launcher,
+        report: Report,
+        redo: Redo,
+        clock: Clock,
+        crew: Crew | None = None,
     ) -> None:
         self._clock = clock
+        self._crew = crew
         self._store = store
         self._launcher = launcher
         self._report = report
@@ -96,6 +105,8 @@ class RunCommands:
         run = await self._run(args)
         if live is None and run.state.terminal:
             raise conflict(f"run {run_id} already ended ({run.state.value})")
+        if live is None and self._crew is not None and await self._crew.cancel_elsewhere(run_id):
+            run = await self._run(args)  # held by another daemon of the fleet, or by nobody
         return run.to_json()
 
     async def runs_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from automationd.config.model import (
     Overlap,
     RetentionConfig,
     ServiceConfig,
+    StoreConfig,
     WorkersConfig,
 )
 from automationd.config.shared import Shared
@@ -39,7 +40,7 @@ except ImportError:  # pragma: no cover - tomli is optional; same behaviour, onl
 
 __all__ = ["gc_paused", "load_config", "parse_job", "parsed_schedule"]
 
-_TOP_KEYS = frozenset({"daemon", "workers", "retention", "defaults", "services", "jobs"})
+_TOP_KEYS = frozenset({"daemon", "workers", "retention", "defaults", "services", "jobs", "store"})
 _DAEMON_KEYS = frozenset(
     {
         "state_dir",
@@ -206,6 +207,34 @@ def build_config(raw: Mapping[str, Any], *, path: Path, pieces: Iterable[list[An
         defaults=defaults,
         services=services,
         jobs=_jobs(pieces or (raw.get("jobs", []),), defaults, services, base_dir, daemon.timezone),
+        store=_store(_section(raw, "store")),
+    )
+
+
+_STORE_KEYS = frozenset({"backend", "dsn", "lease_ttl", "node_id"})
+_BACKENDS = ("sqlite", "postgresql")
+
+
+def _store(raw: Mapping[str, Any]) -> StoreConfig:
+    """``[store]`` (SPEC §7.4): the backend, and for PostgreSQL its DSN and fleet settings."""
+    v.check_keys(raw, "store", _STORE_KEYS)
+    d = StoreConfig()
+    w = "store"
+    get = raw.get
+    dsn = v.string(get("dsn", d.dsn), w, "dsn")
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        v.fail(w, "dsn", f"expected a postgresql:// URL, got {dsn!r}")
+    ttl = v.duration(get("lease_ttl", "15s"), w, "lease_ttl", positive=True)
+    if ttl < 1.0:
+        v.fail(w, "lease_ttl", "must be at least 1s (heartbeats go out every third of it)")
+    node_id = v.string(get("node_id", d.node_id), w, "node_id")
+    if len(node_id) > 128 or any(ord(c) < 32 for c in node_id):
+        v.fail(w, "node_id", "at most 128 printable characters")
+    return StoreConfig(
+        backend=v.one_of(get("backend", d.backend), w, "backend", _BACKENDS),
+        dsn=dsn,
+        lease_ttl=ttl,
+        node_id=node_id,
     )
 
 

@@ -67,6 +67,17 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """``[store]``: where runs live. SQLite (one host, in ``daemon.state_dir``) or a shared
+    PostgreSQL for several daemons (SPEC §7.4)."""
+
+    backend: str = "sqlite"  # sqlite | postgresql
+    dsn: str = "postgresql:///automationd?host=/run/postgresql"
+    lease_ttl: float = 15.0  # a daemon silent for this long is declared dead
+    node_id: str = ""  # "" = hostname:pid
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkersConfig:
     max_concurrency: int = 16
 
@@ -380,3 +391,4 @@ class Config:
     defaults: Defaults = field(default_factory=Defaults)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     jobs: tuple[JobSpec, ...] = ()
+    store: StoreConfig = field(default_factory=StoreConfig)

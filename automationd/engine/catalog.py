@@ -33,7 +33,7 @@ from automationd.engine.scheduler import MARK, Scheduler
 from automationd.errors import ConfigError, bad_request, conflict, not_found
 from automationd.obs.metrics import Metrics
 from automationd.store.api import Store
-from automationd.store.jobs import ApiSpec, JobRow, StoredJobs, w_job, w_job_delete
+from automationd.store.jobs import ApiSpec, JobRow, StoredJobs, w_job_delete, w_job_state
 
 log = structlog.get_logger("automationd.catalog")
 _BATCH = 2000  # stored API jobs decoded at once: fast, yet a small peak of parser output
@@ -189,7 +189,7 @@ class Catalog:
             raise conflict(f"a job named {spec.name!r} already exists")
         job = self._put(spec, None)
         job.owner = owner
-        await self._store.commit([w_job(job_row(job))])
+        await self._store.commit([w_job_state(job_row(job))])
         self.scheduler.place(job, self._clock.time())
         self.scheduler.wake()
         self._refresh_gauges()
@@ -212,7 +212,7 @@ class Catalog:
             row = replace(job_row(job), spec=None, spec_json=None, override=True)
             row = replace(row, revision=row.revision + 1)
             self.removed[name] = row
-            await self._store.commit([w_job(row)])
+            await self._store.commit([w_job_state(row)])
         else:
             await self._store.commit([w_job_delete(name)])
         self._refresh_gauges()
@@ -229,7 +229,7 @@ class Catalog:
     async def set_paused(self, name: str, paused: bool) -> JobRuntime:
         job = self.get(name)
         job.paused = paused
-        await self._store.commit([w_job(job_row(job))])
+        await self._store.commit([w_job_state(job_row(job))])
         if paused:
             self.scheduler.unplace(job)
         else:
@@ -289,7 +289,7 @@ class Catalog:
             self.scheduler.place(job, now)
             rows.append(job_row(job))
         if rows:
-            self._store.post([w_job(r) for r in rows])
+            self._store.post([w_job_state(r) for r in rows])
         for job in self.jobs:  # services may have been re-created
             job.gate = self.services.get(job.spec.service)
         self.scheduler.wake()
@@ -299,6 +299,44 @@ class Catalog:
             "jobs_updated": updated,
             "jobs_removed": len(d.removed),
         }
+
+    def adopt(self, name: str, row: Any) -> None:
+        """A job changed on another daemon of the fleet (engine/crew.py): its stored row
+        (``JOB_COLUMNS`` order, or None when deleted) is the truth. API jobs appear,
+        change and go; every job takes its pause and completion."""
+        job = self.jobs.get(name)
+        if row is None:
+            if job is not None and job.spec.source == "api":
+                self.scheduler.unplace(job)
+                self.jobs.remove(name)
+                self._refresh_gauges()
+                log.info("job.removed", job=name, elsewhere=True)
+            return
+        stored = StoredJobs([row]).get(name)
+        if stored is None:
+            return
+        text = stored.spec_json
+        try:
+            raw = json.loads(text) if stored.source == "api" and text is not None else None
+            changed = raw is not None and (
+                job is None or (job.spec.source == "api" and raw != dict(job.spec.raw))
+            )
+            if changed:
+                spec = self._parse_api(raw, written=text)
+        except (ConfigError, ValueError) as exc:
+            log.error("job.adopt_failed", job=name, error=str(exc))
+            return
+        if changed:
+            if job is not None:
+                self.scheduler.unplace(job)
+            job = self._put(spec, stored)
+            log.info("job.adopted", job=name)
+        if job is None:
+            return
+        job.paused, job.completed = stored.paused, stored.completed
+        self.scheduler.place(job, self._clock.time())
+        self.scheduler.wake()
+        self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
         for state, n in self.jobs.counts().items():

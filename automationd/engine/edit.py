@@ -35,7 +35,7 @@ from automationd.engine.catalog import Catalog
 from automationd.engine.jobs import JobRuntime, job_row
 from automationd.errors import StoreError, bad_request, conflict, not_found
 from automationd.store.api import Store
-from automationd.store.jobs import w_job
+from automationd.store.jobs import w_job_state
 
 log = structlog.get_logger("automationd.catalog")
 
@@ -105,7 +105,7 @@ class Editor:
         job.gate = cat.services.get(spec.service)
         cat.jobs.put(job)
         try:
-            await self._store.commit([w_job(job_row(job))])
+            await self._store.commit([w_job_state(job_row(job))])
         except StoreError:
             job.redefine(old[0])
             job.override, job.revision, job.gate = old[1], old[2], old[3]
@@ -132,7 +132,7 @@ class Editor:
             raise not_found(f"no job named {u.name!r}")
         job = cat.restore(spec, tomb)
         try:
-            await self._store.commit([w_job(job_row(job))])
+            await self._store.commit([w_job_state(job_row(job))])
         except StoreError:
             cat.jobs.remove(u.name)
             cat.removed[u.name] = tomb

@@ -39,6 +39,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.once import OncePerKey
 from automationd.engine.outbox import Outbox
+from automationd.errors import StoreError
 from automationd.obs.metrics import Metrics
 from automationd.records import Event, Trigger
 from automationd.store.api import Store
@@ -96,7 +97,14 @@ class EventBus:
         async def create() -> tuple[Event, list[str]]:
             return await self._emit(name, payload, key, depth)
 
-        (event, triggered), existing = await self._once.get_or_create(key, lookup, create)
+        try:
+            (event, triggered), existing = await self._once.get_or_create(key, lookup, create)
+        except StoreError as exc:
+            # another daemon of the fleet stored this key first (store/pg/committer.py)
+            found = await lookup() if exc.kind == "duplicate" else None
+            if found is None:
+                raise
+            (event, triggered), existing = found, True
         return event, triggered, existing
 
     async def _emit(

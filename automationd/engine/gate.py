@@ -378,3 +378,8 @@ class ServiceGate:
         self._drop_child(metrics.ratelimit_wait_seconds)
         for status in self._http_children:
             self._drop_child(metrics.http_responses_total, str(status))
+
+
+# For engine/fleetgate.py, the fleet's variant of this gate.
+SERVICE_FAILURES = _SERVICE_FAILURES
+Ticket = _Ticket

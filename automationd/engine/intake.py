@@ -29,7 +29,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.once import OncePerKey
 from automationd.engine.report import Report
-from automationd.errors import conflict, not_found
+from automationd.errors import StoreError, conflict, not_found
 from automationd.records import Run, Trigger
 from automationd.store.api import Store
 
@@ -75,7 +75,14 @@ class Intake:
         async def create() -> str:
             return (await self._create(job, trigger, payload, key)).id
 
-        run_id, existing = await self._once.get_or_create((job.name, key), lookup, create)
+        try:
+            run_id, existing = await self._once.get_or_create((job.name, key), lookup, create)
+        except StoreError as exc:
+            # another daemon of the fleet stored this key first (store/pg/committer.py)
+            old = await self._store.run_by_key(job.name, key) if exc.kind == "duplicate" else None
+            if old is None:
+                raise
+            run_id, existing = old.id, True
         run = await self.current(run_id)
         if run is None:  # pruned by retention meanwhile: the key is free again
             return await self._create(job, trigger, payload, key), False

@@ -11,8 +11,12 @@ Rules:
   action (no service gate, no run to wait for, one target or a check), the run's first
   attempt is opened in the same unit: the run is born ``running`` with attempt 1 started, and
   its task calls the action on its first step (engine/attempt.py rules).
-- ``resume`` restarts a run found unfinished at start-up, under the same id.
+- ``resume`` restarts a run found unfinished at start-up (or claimed), under the same id.
 - Every run task is created in the daemon's TaskGroup, with a context of its own.
+- Several daemons (fleet/leases.py): a run that starts at once is held by this daemon from
+  birth, under its token; one that would only wait is born unowned and leaves memory once
+  durable, for whichever daemon has room to claim it. A run's lease is released once the
+  writes it left behind are durable. A run another daemon took over is ``abandon``ed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.report import Report
 from automationd.engine.run import RunParts, life
+from automationd.errors import StoreError
+from automationd.fleet.leases import Leases
 from automationd.records import Phase, Run, Trigger
 from automationd.store.api import Then, Write
 from automationd.store.rows import w_run, w_target
@@ -49,8 +55,11 @@ class Launcher:
         ids: IdGenerator,
         attempts: AttemptTools,
         report: Report,
+        leases: Leases | None = None,
     ) -> None:
         self._clock = clock
+        self._leases = leases if leases is not None else Leases("local")
+        self._fleet = self._leases.shares_work
         self._ids = ids
         self._attempts = attempts
         self._store = attempts.store
@@ -58,6 +67,7 @@ class Launcher:
         self._draining = attempts.draining
         self._parts = RunParts(attempts, report, self._leave)
         self.live: dict[str, LiveRun] = {}
+        self.freed = asyncio.Event()  # a run left memory (a fleet claims again: room)
         self._tg: asyncio.TaskGroup | None = None
         self._unstored = 0  # runs the store refused since the last line about them
         self._unstored_told = -NOT_STORED_EVERY
@@ -139,7 +149,14 @@ class Launcher:
     def _creation(self, live: LiveRun) -> list[Write]:
         """The rows that create ``live``; with its first attempt when it can start at once."""
         first = self._first_step(live)
-        if first is not None and self._pool.try_acquire():
+        opened = first is not None and self._pool.try_acquire()
+        if self._fleet:
+            live.unowned = not opened and not live.after and live.cancel_reason is None
+            if not live.unowned:
+                live.lease = self._leases.token
+                self._leases.hold(live.id, live.lease)
+        if opened:
+            assert first is not None
             live.first, writes = open_attempt(self._attempts, live, *first)
         else:
             writes = [w_run(live)]
@@ -170,11 +187,15 @@ class Launcher:
             for live in lives:
                 self._unopen(live)
                 self._leave(live)  # never stored: the caller is told; nothing to run
-            self._not_stored(lives, exc)
+            if isinstance(exc, StoreError) and exc.kind == "duplicate":
+                for live in lives:  # another leader made this fire: expected, per run
+                    log.info("run.duplicate", run_id=live.id, job=live.job_name, error=str(exc))
+            else:
+                self._not_stored(lives, exc)
         else:
             for live in lives:
-                if live.first is None and self._draining.is_set():
-                    self._leave(live)  # durable and queued: it resumes at next start
+                if live.unowned or (live.first is None and self._draining.is_set()):
+                    self._leave(live)  # durable and queued: claimed, or resumed at next start
                 else:
                     self.spawn(live)
         if then is not None:
@@ -227,10 +248,29 @@ class Launcher:
             live.task.cancel()
         return live
 
+    def abandon(self, run_id: str) -> bool:
+        """Another daemon holds the run now: stop its task without writing anything."""
+        live = self.live.get(run_id)
+        if live is None:
+            return False
+        live.abandoned = True
+        if live.task is not None and live.started:
+            live.task.cancel()
+        return True
+
     def _leave(self, live: LiveRun) -> None:
         self.live.pop(live.id, None)
         live.job.active.pop(live.id, None)
         live.leave()
+        if self._fleet:
+            self.freed.set()
+        if self._fleet and not live.unowned and not live.abandoned:
+            # the lease goes once every write the run left is durable (submission order)
+            run_id, leases = live.id, self._leases
+            try:
+                self._store.submit_then((), lambda _exc: leases.release(run_id), retry=True)
+            except StoreError:
+                leases.release(run_id)  # the store is closed: nothing more can be written
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The tasks of the runs in memory (what a shutdown drains)."""

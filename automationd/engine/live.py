@@ -91,6 +91,8 @@ class LiveRun:
     started: bool = False  # the task has taken its first step
     executing: int = 0  # attempts whose action is running now
     gone: bool = False  # left memory
+    abandoned: bool = False  # another daemon holds it now: stop without a word to the store
+    unowned: bool = False  # born for any daemon to claim (fleet/leases.py); not run here
     _ended: asyncio.Future[None] | None = None
     # The definition this run keeps when its job is redefined meanwhile (jobs.update, a
     # reload): (spec, built actions or None). None: the job's current one.

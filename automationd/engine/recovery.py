@@ -17,6 +17,7 @@ Rules (SPEC §4):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -29,7 +30,7 @@ from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
-from automationd.records import Phase, Run, RunError, Trigger
+from automationd.records import Phase, Run, RunError, Target, Trigger
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_attempt_interrupted
 
@@ -42,7 +43,26 @@ async def recover(
     *, store: Store, jobs: JobTable, launcher: Launcher, report: Report, now: float
 ) -> int:
     """Resume every live run; returns how many were resumed."""
-    found = await store.live_runs()
+    return await resume_runs(
+        await store.live_runs(), store=store, jobs=jobs, launcher=launcher, report=report, now=now
+    )
+
+
+async def resume_runs(
+    found: list[Run],
+    *,
+    store: Store,
+    jobs: JobTable,
+    launcher: Launcher,
+    report: Report,
+    now: float,
+    targets: Mapping[str, list[Target]] | None = None,
+) -> int:
+    """Resume ``found``, unfinished runs this daemon now holds: at start-up, or claimed from
+    a daemon that stopped or was declared dead (engine/crew.py). Returns how many.
+
+    ``targets``: the runs' stored targets when the caller read them at once (a claim of
+    many runs); a run that never started an attempt has no attempt rows to read."""
     if not found:
         return 0
     orphans: list[tuple[int, str]] = []
@@ -50,7 +70,8 @@ async def recover(
     resumed: list[LiveRun] = []
     jobless: list[Run] = []
     for run in found:
-        for a in await store.open_attempts(run.id):
+        started = run.attempts > 0  # attempt rows are written with the count, in one unit
+        for a in await store.open_attempts(run.id) if started else ():
             closes.append(w_attempt_interrupted(run.id, a.n, now, INTERRUPTED))
             if a.pgid:
                 orphans.append((a.pgid, run.id))
@@ -58,8 +79,9 @@ async def recover(
         if job is None:
             jobless.append(run)
             continue
-        live = LiveRun.from_stored(run, job, await store.target_rows(run.id))
-        attempts = await store.attempts(run.id)
+        rows = targets.get(run.id, []) if targets is not None else await store.target_rows(run.id)
+        live = LiveRun.from_stored(run, job, rows)
+        attempts = await store.attempts(run.id) if started else []
         if not live.persist_targets and live.targets:  # the implicit target: recount its tries
             live.targets[0].attempts = sum(a.phase is Phase.PERFORM for a in attempts)
         undecided = run.trigger is Trigger.APPLY and run.plan is None

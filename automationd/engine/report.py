@@ -218,6 +218,9 @@ class Report:
     def _settled(
         self, run: Run, job: JobRuntime, event_id: str | None, exc: BaseException | None
     ) -> None:
+        if exc is not None:  # refused (another daemon holds the run now): not ours to tell
+            log.warning("run.end_refused", run_id=run.id, job=job.name, error=str(exc))
+            return
         try:
             self._report(run, job, event_id)
         except Exception:  # the run has ended either way

@@ -62,6 +62,8 @@ async def life(parts: RunParts, live: LiveRun) -> None:
     live.started = True
     structlog.contextvars.bind_contextvars(run_id=live.id)
     try:
+        if live.abandoned:
+            return
         for prev in live.after:
             if not prev.done():
                 await asyncio.wait([prev])

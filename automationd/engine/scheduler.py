@@ -27,6 +27,11 @@ Theory of operation:
   ``MARK_EVERY``. Never-fired jobs count their misfires from it, so an ``@at`` whose time
   passed while the daemon was down still follows its misfire policy. Fires dropped by the
   policy advance the job's last scheduled fire, so they are counted once, not at every start.
+- Several daemons: only the leader fires (engine/crew.py says who). A follower keeps no
+  wheel; on becoming leader it reads every job's last scheduled fire and the mark from the
+  store (the old leader wrote them with its fires) and places the jobs with catch-up, so the
+  misfire policy covers what nobody fired in between. A fire that a second leader made in
+  the same split second is refused by the store (one run per job and due time).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from automationd.errors import StoreError
 from automationd.obs.metrics import Metrics
 from automationd.records import Trigger
 from automationd.store.api import Store
-from automationd.store.jobs import JobRow, w_job
+from automationd.store.jobs import JobRow, StoredJobs, w_job, w_job_state
 
 log = structlog.get_logger("automationd.scheduler")
 
@@ -71,6 +76,7 @@ class Scheduler:
         clock: Clock,
         rng: random.Random,
         metrics: Metrics,
+        unit_per_fire: bool = False,
     ) -> None:
         self.launcher = launcher
         self.report = report
@@ -86,6 +92,10 @@ class Scheduler:
         self.baseline: float | None = None  # everything due up to here was handled
         self._marked = -math.inf
         self._wake_at: float | None = None  # monotonic time the driver meant to wake
+        self.leading = True  # a follower in a fleet fires nothing (engine/crew.py)
+        # A fleet's store may refuse one fire (a second leader made it): each fire is then
+        # its own unit, so the refusal takes no other fire with it.
+        self.unit_per_fire = unit_per_fire
         # job → (fires dropped, when, misfire policy) at its last misfire, for jobs.explain
         self.dropped: dict[str, tuple[int, float, str]] = {}
 
@@ -101,6 +111,8 @@ class Scheduler:
     def _mark(self, now: float) -> None:
         """Remember (and persist, at most once per MARK_EVERY) that fires due by ``now`` were
         handled; never-fired jobs count misfires from here after a restart or clock jump."""
+        if not self.leading:
+            return
         if self.baseline is None or now > self.baseline:
             self.baseline = now
         if now - self._marked >= MARK_EVERY:
@@ -114,6 +126,7 @@ class Scheduler:
         sched = job.schedule
         if sched is None or not job.enabled:
             return
+        catch_up = catch_up and self.leading  # only a leader fires, catch-ups included
         spec = job.spec
         last = job.last_scheduled
         if last is None and catch_up:
@@ -155,7 +168,12 @@ class Scheduler:
     def _put(self, job: JobRuntime, due: float | None) -> None:
         if due is None:
             job.next_run = None
-            if job.schedule is not None and job.schedule.kind == "at" and job.spec.on is None:
+            if (
+                self.leading
+                and job.schedule is not None
+                and job.schedule.kind == "at"
+                and job.spec.on is None
+            ):
                 self._complete(job)
             return
         jitter = job.spec.jitter
@@ -174,8 +192,36 @@ class Scheduler:
         self._wake.set()
 
     # ------------------------------------------------------------ the loop
+    def lead(self, rows: StoredJobs) -> None:
+        """Become the leader: adopt the last fires the store knows, then place every job
+        with catch-up (the misfire policy covers the time nobody led)."""
+        mark = rows.get(MARK)
+        if mark is not None and mark.last_scheduled is not None:
+            self.baseline = max(self.baseline or mark.last_scheduled, mark.last_scheduled)
+        for job in self.jobs:
+            row = rows.get(job.name)
+            if row is None:
+                continue
+            if row.last_scheduled is not None:
+                job.note_fire(row.last_scheduled)
+            job.run_count = max(job.run_count, row.run_count)
+            job.paused, job.completed = row.paused, row.completed
+        self.leading = True
+        self._marked = -math.inf
+        self.load(catch_up=True)
+
+    def follow(self) -> None:
+        """Stop firing: another daemon leads (or we cannot tell that we still do). Jobs stay
+        placed, so a follower still shows each job's next fire."""
+        self.leading = False
+        self.wake()
+
     async def run(self) -> None:
         while not self.stopped:
+            if not self.leading:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             self.step()
             self._wake.clear()
             nd = self.wheel.next_deadline()
@@ -190,6 +236,8 @@ class Scheduler:
 
     def step(self) -> int:
         """Fire everything due now; returns the number of fires handed out."""
+        if not self.leading:
+            return 0
         now = self.clock.time()
         mono = self.clock.monotonic()
         behind = 0.0 if self._wake_at is None else mono - self._wake_at
@@ -221,7 +269,10 @@ class Scheduler:
             self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))
-        if batch:  # one durable unit for every plain fire of this step
+        if batch and self.unit_per_fire:
+            for live in batch:
+                self._launch([live])
+        elif batch:  # one durable unit for every plain fire of this step
             self._launch(batch)
         self._mark(now)  # after the batch: its write must not compete with the hand-out
         return len(due)
@@ -285,5 +336,5 @@ class Scheduler:
             gauge.labels("completed").inc()
         job.completed = True
         self.unplace(job)
-        self.store.post([w_job(job_row(job))])
+        self.store.post([w_job_state(job_row(job))])
         log.info("job.completed", job=job.name, run_count=job.run_count)

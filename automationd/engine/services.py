@@ -8,7 +8,7 @@ the new burst), pause, breaker and retry budget.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -27,8 +27,13 @@ class ServiceRegistry:
     """All gates by service name; ``reconfigure`` keeps each surviving gate object and state."""
 
     def __init__(
-        self, configs: Mapping[str, ServiceConfig], clock: Clock, metrics: Metrics
+        self,
+        configs: Mapping[str, ServiceConfig],
+        clock: Clock,
+        metrics: Metrics,
+        make_gate: Callable[..., ServiceGate] = ServiceGate,
     ) -> None:
+        self._make_gate = make_gate  # a fleet's gates share their limits (engine/fleetgate.py)
         self._clock = clock
         self._metrics = metrics
         self._gates: dict[str, ServiceGate] = {}
@@ -66,7 +71,7 @@ class ServiceRegistry:
         for name, config in configs.items():
             gate = self._gates.get(name)
             if gate is None:
-                self._gates[name] = ServiceGate(config, self._clock, self._metrics, name=name)
+                self._gates[name] = self._make_gate(config, self._clock, self._metrics, name=name)
                 # one series per service from the start: dashboards list services by it
                 self._metrics.service_in_flight.labels(name).set(0)
             else:

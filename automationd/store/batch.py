@@ -4,6 +4,7 @@ writer's, store/writer.py). A backend runs the steps in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from automationd.store.write import Stmt, Write
@@ -75,3 +76,15 @@ def plan_batch(entries: Sequence[Planned]) -> tuple[list[Step], int, int]:
 def keys_of(entries: Sequence[Planned]) -> set[tuple[Stmt, Hashable]]:
     """The (statement, key) of every keyed write: what a batch stored, for the retry rule."""
     return {(w.stmt, w.key) for e in entries for w in e.writes if w.key is not None}
+
+
+@dataclass(slots=True)
+class Settlement:
+    """What a committer that takes whole entries (``start_entries``) reports of a batch: the
+    functions' results in entry order, and the entries it refused (by index) with why. A
+    refused entry stored nothing (PostgreSQL: a stale fencing token, a duplicate key)."""
+
+    results: list[Any]
+    statements: int = 0
+    collapsed: int = 0
+    refused: dict[int, Exception] = field(default_factory=dict)

@@ -57,6 +57,12 @@ def w_job(row: JobRow) -> Write:
     )
 
 
+def w_job_state(row: JobRow) -> Write:
+    """The job's row as an operator change (pause, resume, add, completion): see
+    ``Stmt.JOB_STATE``. A barrier, so it lands after any counter write of the same batch."""
+    return w_job(row)._replace(stmt=Stmt.JOB_STATE, barrier=True)
+
+
 def w_job_delete(name: str) -> Write:
     return Write(Stmt.JOB_DELETE, (name,), barrier=True)
 

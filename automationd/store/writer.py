@@ -57,7 +57,7 @@ import structlog
 
 from automationd.clock import Clock
 from automationd.errors import StoreError
-from automationd.store.batch import Step, TxnFn, keys_of, plan_batch
+from automationd.store.batch import Settlement, Step, TxnFn, keys_of, plan_batch
 from automationd.store.write import Then, Write
 
 log = structlog.get_logger("automationd.store")
@@ -70,7 +70,10 @@ QUIET_AFTER = 5.0  # the daemon's seconds of committing writes before an episode
 
 
 class Committer(Protocol):
-    """Runs one batch's steps as one transaction (the backend's connection and thread)."""
+    """Runs one batch's steps as one transaction (the backend's connection and thread).
+
+    A committer may instead offer ``start_entries(entries) -> Future[Settlement]``: it then
+    plans the batch itself and may refuse whole entries (store/pg/committer.py: fencing)."""
 
     def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
         """Begin the transaction; the future gives the functions' results, in step order, or
@@ -113,6 +116,9 @@ class Writer:
     ) -> None:
         self._committer = committer
         self._quiet_after = quiet_after
+        self._by_entry: Callable[[list[_Entry]], asyncio.Future[Any]] | None = getattr(
+            committer, "start_entries", None
+        )
         self._on_health = on_health
         self._clock = clock
         self._max_batch = max_batch
@@ -202,8 +208,12 @@ class Writer:
             batch = self._take()
             started = self._clock.monotonic()
             try:
-                steps, statements, collapsed = plan_batch(batch)
-                fut = self._committer.start(steps)
+                if self._by_entry is not None:
+                    fut: asyncio.Future[Any] = self._by_entry(batch)
+                    statements = collapsed = 0
+                else:
+                    steps, statements, collapsed = plan_batch(batch)
+                    fut = self._committer.start(steps)
             except Exception as exc:  # an unhashable key, or the committer is gone
                 self._failed(batch, exc, started)
                 continue
@@ -228,14 +238,19 @@ class Writer:
         started: float,
         statements: int,
         collapsed: int,
-        fut: asyncio.Future[list[Any]],
+        fut: asyncio.Future[Any],
     ) -> None:
         self._inflight.remove(batch)
         exc = StoreError("batch abandoned", kind="closed") if fut.cancelled() else fut.exception()
         if exc is None:
+            result = fut.result()
+            refused: dict[int, Exception] = {}
+            if type(result) is Settlement:
+                statements, collapsed, refused = result.statements, result.collapsed, result.refused
+                result = result.results
             self.statements += statements
             self.collapsed += collapsed
-            self._succeeded(batch, fut.result(), started)
+            self._succeeded(batch, result, started, refused)
         else:
             self._failed(batch, exc, started)
         self._kick()
@@ -250,10 +265,12 @@ class Writer:
         self.commit_seconds += elapsed
         return size
 
-    def _succeeded(self, batch: list[_Entry], results: list[Any], started: float) -> None:
+    def _succeeded(
+        self, batch: list[_Entry], results: list[Any], started: float, refused: dict[int, Exception]
+    ) -> None:
         self.writes += self._account(batch, started)
         if self._held:  # rule 6: a row this batch stored is newer than the held write of it
-            stored = keys_of(batch)
+            stored = keys_of([e for i, e in enumerate(batch) if i not in refused])
             for entry in self._held:
                 entry.writes = [
                     w for w in entry.writes if w.key is None or (w.stmt, w.key) not in stored
@@ -261,7 +278,11 @@ class Writer:
         elif self.failing is not None and any(e.writes or e.fn is not None for e in batch):
             self._recovered()
         fn_results = iter(results)
-        for entry in batch:
+        for i, entry in enumerate(batch):
+            if refused and i in refused:  # stored nothing; never retried (it cannot land)
+                err = refused[i]
+                _tell(entry, err if isinstance(err, StoreError) else StoreError(str(err)))
+                continue
             value = next(fn_results) if entry.fn is not None else None
             if entry.future is not None:
                 if not entry.future.done():

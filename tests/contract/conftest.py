@@ -13,6 +13,7 @@ the fixture when its server is not there).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,14 +23,34 @@ import pytest
 from automationd.core.ids import IdGenerator
 from automationd.store.api import Store
 from automationd.store.sqlite.store import open_sqlite
+from tests.support.postgres import PgServer
 
-BACKENDS = [pytest.param("sqlite", id="sqlite")]
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+]
 
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     """A fresh SQLite store in its own state directory."""
     async with open_sqlite(tmp_path / "state", close_timeout=5.0) as store:
+        yield store
+
+
+@pytest.fixture
+async def postgresql_store(pg_server: PgServer) -> AsyncIterator[Store]:
+    """A fresh, migrated PostgreSQL database on the session's server (tests/support/postgres.py)
+    and a store on it, as a daemon alone in its fleet would open it."""
+    from automationd.config.model import StoreConfig
+    from automationd.fleet.leases import Leases
+    from automationd.store.pg.schema_cmd import migrate_database
+    from automationd.store.pg.store import open_pg
+
+    dsn = await asyncio.to_thread(pg_server.create_db)
+    await migrate_database(dsn)
+    config = StoreConfig(backend="postgresql", dsn=dsn)
+    async with open_pg(config, Leases("contract"), close_timeout=5.0) as store:
         yield store
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,22 @@ async def test_backup_is_a_new_consistent_file(
         assert size == target.stat().st_size > 0
         with pytest.raises(Exception, match="exists"):
             await store.backup(str(target))
+    if target.read_bytes()[:5] == b"PGDMP":  # PostgreSQL: a pg_dump archive of the database
+        listing = _pg_list(target)
+        assert "TABLE DATA public runs" in listing
+        return
     with sqlite3.connect(target) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT id FROM runs").fetchall() == [(run.id,)]
+
+
+def _pg_list(archive: Path) -> str:
+    """``pg_restore --list`` of a pg_dump archive (its table of contents)."""
+    from tests.support.postgres import find_bindir
+
+    bindir = find_bindir()
+    assert bindir is not None
+    return subprocess.run(
+        [str(bindir / "pg_restore"), "--list", str(archive)],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip

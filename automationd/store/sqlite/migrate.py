@@ -80,6 +80,13 @@ MIGRATIONS: tuple[Step, ...] = (
         CREATE INDEX IF NOT EXISTS fires_by_run ON fires (run_id);
         """,
     ),
+    # 5 (issue 16): one run per (job, due time) for scheduled fires, as on PostgreSQL, where
+    # two leaders for a split second must not make two runs (backfills: the fires table).
+    (
+        5,
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_fire ON runs (job, scheduled_for)"
+        " WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;",
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

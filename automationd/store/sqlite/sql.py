@@ -80,6 +80,7 @@ SQL: dict[Stmt, str] = {
     # batch rather than create a second run silently (engine/backfill.py checks first).
     Stmt.FIRE: "INSERT INTO fires (job, fire_ms, run_id) VALUES (?,?,?)",
 }
+SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 
 log = structlog.get_logger("automationd.store")
