@@ -30,7 +30,6 @@ import uvloop
 
 from automationd import __version__
 from automationd.actions.base import HttpClients
-from automationd.admin.check_cmds import CheckCommands
 from automationd.admin.command import invoke
 from automationd.admin.daemon_cmds import DaemonCommands
 from automationd.admin.events_cmds import EventCommands
@@ -215,17 +214,11 @@ class Daemon:
                             clock=clock,
                         ),
                         RunCommands(
-                            store=store,
-                            launcher=launcher,
-                            report=report,
-                            redo=redo,
-                            clock=clock,
-                            crew=crew,
+                            store=store, launcher=launcher, report=report, redo=redo, crew=crew
                         ),
                         EventCommands(bus=bus, store=store, clock=clock),
                         UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
                         FleetCommands(crew=crew),  # issue 16: workers.list
-                        CheckCommands(store=store),  # issue 11: store.check
                     ],
                     Parts(
                         catalog=catalog,

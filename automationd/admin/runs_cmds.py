@@ -17,7 +17,6 @@ from automationd.admin.args import (
 from automationd.admin.command import Command
 from automationd.admin.undo_cmds import kind_arg
 from automationd.caller import Caller
-from automationd.clock import Clock
 from automationd.core.runstate import RunState
 from automationd.engine.launcher import Launcher
 from automationd.engine.redo import Redo
@@ -39,10 +38,9 @@ class RunCommands:
         launcher: Launcher,
         report: Report,
         redo: Redo,
-        clock: Clock,
         crew: Crew | None = None,
     ) -> None:
-        self._clock = clock
+        self._clock = launcher.clock
         self._crew = crew
         self._store = store
         self._launcher = launcher

@@ -72,6 +72,10 @@ class Launcher:
         self._unstored = 0  # runs the store refused since the last line about them
         self._unstored_told = -NOT_STORED_EVERY
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     def attach(self, tg: asyncio.TaskGroup) -> None:
         """Run tasks belong to ``tg`` (the daemon's top TaskGroup)."""
         self._tg = tg

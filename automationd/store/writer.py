@@ -31,16 +31,13 @@ Rules:
    head of ``pending``, so submission order is kept across the failure. A held write whose
    row a batch already in the committer stored meanwhile is dropped (that row is newer). The
    other entries (``commit`` futures, ``submit_then`` without retry) fail at once with the
-   ``StoreError``, whose ``kind`` says why. While held entries wait for their retry, a new
-   entry of that other sort fails at once too, with the same error, instead of waiting up
-   to ``RETRY_MAX`` for a batch that would fail with it (the held writes probe recovery).
+   ``StoreError``, whose ``kind`` says why; while held entries wait, new ones of that sort
+   fail at once with it too, not after the retry timer (the held writes probe recovery).
 7. Failure is logged once per episode (``store.write_failed`` with the kind), then once a
    minute while it lasts (``store.still_failing`` with a count), and once when writes have
-   committed again for ``QUIET_AFTER`` (``store.write_recovered``); never once per request.
-   Health follows at once (``failing`` clears when a batch with writes commits; an empty
-   probe batch proves nothing), but the episode only ends after the quiet spell: a nearly
-   full disk lets some batches through and fails others, and that flapping is one episode,
-   not a pair of log lines per flap.
+   committed again for ``quiet_after`` (``store.write_recovered``); never once per request.
+   Health follows at once (a batch with writes commits; an empty probe proves nothing), but
+   the episode ends only after the quiet spell: a nearly full disk's flapping is one episode.
 8. A submitted write is never withdrawn. ``close()`` refuses new writes; ``drained``
    resolves once nothing is pending, held or in the committer.
 """
