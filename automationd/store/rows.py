@@ -30,6 +30,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from automationd import strictjson
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
 from automationd.records import (
@@ -51,16 +52,26 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
+    """Compact JSON text; never raises. Values are checked where they enter (admin/args.py,
+    the actions), so the fallback is for a value that slipped past: its non-finite numbers
+    become ``null`` and anything not JSON its ``repr``, instead of failing a run's write."""
+    if value is None:
+        return None
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError):
+        return strictjson.dumps_lenient(value)
 
 
 def loads(text: str | None) -> Any:
+    """A stored JSON value; one that does not read back as JSON an answer can carry (cut,
+    scribbled on, or a ``1e999`` an older version let in) reads as ``{"undecodable": …}``."""
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
-        return {"undecodable": text[:200]}
+        return strictjson.loads(text)
+    except (ValueError, TypeError):
+        return {"undecodable": text[:200] if isinstance(text, str) else repr(text)[:200]}
 
 
 class RunView(Protocol):
@@ -241,7 +252,7 @@ def w_event_row(
 # --- reading rows back ---------------------------------------------------------------------
 
 
-def _error(kind: str | None, message: str | None) -> RunError | None:
+def run_error(kind: str | None, message: str | None) -> RunError | None:
     if kind is None:
         return None
     try:
@@ -266,7 +277,7 @@ def run_from_row(r: Row) -> Run:
         targets_total=r["targets_total"],
         targets_succeeded=r["targets_succeeded"],
         targets_failed=r["targets_failed"],
-        error=_error(r["error_kind"], r["error_message"]),
+        error=run_error(r["error_kind"], r["error_message"]),
         result=loads(r["result"]),
         depth=r["depth"],
         origin=r["origin"],
@@ -285,7 +296,7 @@ def target_from_row(r: Row) -> Target:
         target=loads(r["target"]),
         state=TargetState(r["state"]),
         attempts=r["attempts"],
-        error=_error(r["error_kind"], r["error_message"]),
+        error=run_error(r["error_kind"], r["error_message"]),
         result=loads(r["result"]),
     )
 
@@ -311,7 +322,7 @@ def dlq_from_row(r: Row) -> DlqEntry:
         job=r["job"],
         target_idx=r["target_idx"],
         target=loads(r["target"]),
-        error=_error(r["error_kind"], r["error_message"])
+        error=run_error(r["error_kind"], r["error_message"])
         or RunError(kind=ErrorKind.FATAL, message=""),
         failed_at=r["failed_at"],
         phase=Phase(r["phase"]),

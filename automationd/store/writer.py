@@ -31,10 +31,13 @@ Rules:
    head of ``pending``, so submission order is kept across the failure. A held write whose
    row a batch already in the committer stored meanwhile is dropped (that row is newer). The
    other entries (``commit`` futures, ``submit_then`` without retry) fail at once with the
-   ``StoreError``, whose ``kind`` says why.
+   ``StoreError``, whose ``kind`` says why; while held entries wait, new ones of that sort
+   fail at once with it too, not after the retry timer (the held writes probe recovery).
 7. Failure is logged once per episode (``store.write_failed`` with the kind), then once a
-   minute while it lasts (``store.still_failing`` with a count), and once when a batch
-   commits again (``store.write_recovered``); never once per request.
+   minute while it lasts (``store.still_failing`` with a count), and once when writes have
+   committed again for ``quiet_after`` (``store.write_recovered``); never once per request.
+   Health follows at once (a batch with writes commits; an empty probe proves nothing), but
+   the episode ends only after the quiet spell: a nearly full disk's flapping is one episode.
 8. A submitted write is never withdrawn. ``close()`` refuses new writes; ``drained``
    resolves once nothing is pending, held or in the committer.
 """
@@ -60,6 +63,7 @@ MAX_BATCH = 5000
 PIPELINE = 2  # batches in the committer at once
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
 STILL_FAILING_EVERY = 60.0
+QUIET_AFTER = 5.0  # the daemon's seconds of committing writes before an episode is over
 
 
 class Committer(Protocol):
@@ -105,8 +109,10 @@ class Writer:
         max_batch: int = MAX_BATCH,
         on_error: Callable[[str], None] | None = None,
         on_health: Callable[[], None] | None = None,
+        quiet_after: float = 0.0,
     ) -> None:
         self._committer = committer
+        self._quiet_after = quiet_after
         self._by_entry: Callable[[list[_Entry]], asyncio.Future[Any]] | None = getattr(
             committer, "start_entries", None
         )
@@ -125,7 +131,10 @@ class Writer:
         self._closing = False
         self._drained: asyncio.Future[None] = self._loop.create_future()
         self.failing: str | None = None  # the kind, while batches fail
+        self.episode = False  # from the first failure until writes committed for QUIET_AFTER
+        self._quiet: asyncio.TimerHandle | None = None
         self.last_error: str | None = None
+        self._failure: StoreError | None = None  # the last batch failure, while failing
         self._failed_since = 0.0
         self._failed_count = 0
         self._told = 0.0
@@ -164,6 +173,9 @@ class Writer:
     def _enqueue(self, entry: _Entry) -> None:
         if self._closing:
             raise StoreError("the store is closed; write not accepted", kind="closed")
+        if self._held and self._failure is not None and not entry.retry and entry.fn is None:
+            _tell(entry, self._failure)  # rule 6: refused now, not after the retry timer
+            return
         self._pending.append(entry)
         self._pending_writes += entry.weight
         if not self._kicked:
@@ -261,7 +273,7 @@ class Writer:
                 entry.writes = [
                     w for w in entry.writes if w.key is None or (w.stmt, w.key) not in stored
                 ]
-        elif self.failing is not None:
+        elif self.failing is not None and any(e.writes or e.fn is not None for e in batch):
             self._recovered()
         observer = self.observer
         if observer is not None:
@@ -314,10 +326,15 @@ class Writer:
     # -- failure episodes (rule 7) --------------------------------------------------------
     def _note_failure(self, err: StoreError) -> None:
         now = self._clock.monotonic()
-        self.last_error = str(err)
+        self.last_error = err.reason
+        self._failure = err
         if self._on_error is not None:
             self._on_error(err.kind)
-        if self.failing is None:
+        if self._quiet is not None:  # failing again within the quiet spell: same episode
+            self._quiet.cancel()
+            self._quiet = None
+        if not self.episode:
+            self.episode = True
             self.failing = err.kind
             self._failed_since = self._told = now
             self._failed_count = 1
@@ -325,8 +342,11 @@ class Writer:
             if self._on_health is not None:
                 self._on_health()
             return
+        was_failing = self.failing is not None
         self.failing = err.kind
         self._failed_count += 1
+        if not was_failing and self._on_health is not None:
+            self._on_health()
         if now - self._told >= STILL_FAILING_EVERY:
             self._told = now
             log.error(
@@ -337,16 +357,26 @@ class Writer:
             )
 
     def _recovered(self) -> None:
-        log.info(
-            "store.write_recovered",
-            kind=self.failing,
-            failed_batches=self._failed_count,
-            after_s=round(self._clock.monotonic() - self._failed_since, 3),
-        )
-        self.failing = None
+        """Writes commit again: healthy now; the episode ends after QUIET_AFTER of that."""
+        kind, self.failing = self.failing, None
+        self._failure = None
         self._retry_delay = RETRY_FIRST
         if self._on_health is not None:
             self._on_health()
+        if self._quiet_after <= 0:
+            self._episode_over(kind)
+        elif self._quiet is None:
+            self._quiet = self._loop.call_later(self._quiet_after, self._episode_over, kind)
+
+    def _episode_over(self, kind: str | None) -> None:
+        self._quiet = None
+        self.episode = False
+        log.info(
+            "store.write_recovered",
+            kind=kind,
+            failed_batches=self._failed_count,
+            after_s=round(self._clock.monotonic() - self._failed_since, 3),
+        )
 
     def _check_drained(self) -> None:
         if (
