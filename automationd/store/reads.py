@@ -307,19 +307,15 @@ class SqlReads:
 
     # -- fires and the audit trail (issue 14) ---------------------------------------------
     async def fired(self, job: str, since: float, until: float) -> set[int]:
-        """Fire times (``fire_ms``) in [since, until) that already have a run: claimed in the
-        fires table, or the ``scheduled_for`` of any stored run of the job."""
+        """Fire times (``fire_ms``) in [since, until) that already have a run: the
+        ``scheduled_for`` of any stored run of the job."""
         lo, hi = fire_ms(since), fire_ms(until)
-        claimed = await self._fetch(
-            "SELECT fire_ms FROM fires WHERE job=? AND fire_ms >= ? AND fire_ms < ?",
-            (job, lo, hi),
-        )
         runs = await self._fetch(
             "SELECT scheduled_for FROM runs WHERE job=? AND scheduled_for >= ?"
             " AND scheduled_for < ?",
             (job, lo / 1000 - 0.0005, hi / 1000 - 0.0005),
         )
-        return {r["fire_ms"] for r in claimed} | {fire_ms(r["scheduled_for"]) for r in runs}
+        return {fire_ms(r["scheduled_for"]) for r in runs}
 
     async def audit(self, q: AuditQuery) -> list[AuditEntry]:
         where: list[str] = []

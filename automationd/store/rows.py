@@ -16,7 +16,6 @@ every backend's SQL for that ``Stmt`` binds:
     DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at, phase
     DLQ_DELETE  id                         EVENT  id, name, payload, created_at, key, depth
     AUDIT    id, at, via, uid, user, cmd, target, job, args, digest, outcome, error
-    FIRE     job, fire_ms, run_id
 
 Every row write is a full-row upsert keyed by the row's primary key, so the writer may
 collapse several writes of one row inside a batch to the last one. Times are epoch seconds;
@@ -386,13 +385,6 @@ def audit_from_row(r: Row) -> AuditEntry:
 
 
 def fire_ms(due: float) -> int:
-    """A fire time as the fires table keys it: whole milliseconds (a float's last bits must
-    not make one fire two)."""
+    """A fire time compared in whole milliseconds (a float's last bits must not make one
+    fire two when a backfill looks for the runs a window already has)."""
     return round(due * 1000)
-
-
-def w_fire(job: str, due: float, run_id: str) -> Write:
-    """Claim fire ``due`` of ``job`` for ``run_id``: written in the unit that creates the run,
-    so a run and its claim are durable together. The table's primary key (job, fire_ms) is
-    what makes "one run per (job, fire time)" hold on every backend; a second claim fails."""
-    return Write(Stmt.FIRE, (job, fire_ms(due), run_id), key=(job, fire_ms(due)))

@@ -137,7 +137,6 @@ _REFERENCES = (
     ("targets", "run_id"),
     ("attempts", "run_id"),
     ("dlq", "run_id"),
-    ("fires", "run_id"),
 )
 
 

@@ -76,9 +76,6 @@ SQL: dict[Stmt, str] = {
         "INSERT INTO audit (id, at, via, uid, user, cmd, target, job, args, digest, outcome,"
         " error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
     ),
-    # No conflict clause on purpose: a second claim of one fire is a bug, and must fail its
-    # batch rather than create a second run silently (engine/backfill.py checks first).
-    Stmt.FIRE: "INSERT INTO fires (job, fire_ms, run_id) VALUES (?,?,?)",
 }
 SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
