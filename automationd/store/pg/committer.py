@@ -16,8 +16,8 @@ Theory of operation (the writer's rules, store/writer.py, hold; these add the fl
    first, ``ON CONFLICT DO NOTHING RETURNING id``. One that is not returned collided with a
    unique key another daemon stored first (an idempotency key; a (job, due time) fired by a
    second leader for a split second, or backfilled twice): its entry is refused whole (kind
-   ``duplicate``), and so is an entry whose keyed event collided. A refused entry's rows already inserted are
-   deleted again, so an entry is all or nothing.
+   ``duplicate``), and so is an entry whose keyed event collided. A refused entry's rows
+   already inserted are deleted again, so an entry is all or nothing.
 4. What is left is planned with the shared ``plan_batch`` and run as one statement per
    group (store/pg/sql.py), then NOTIFY: new unowned runs wake idle daemons, job changes
    tell the others to re-read the job. NOTIFY is delivered at COMMIT, never before.
