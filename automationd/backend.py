@@ -27,6 +27,7 @@ from automationd.fleet.api import Crew, default_node_id
 from automationd.fleet.leases import Leases
 from automationd.store.api import Store
 from automationd.store.sqlite.store import open_sqlite
+from automationd.store.writer import QUIET_AFTER
 
 
 class Backend:
@@ -48,7 +49,8 @@ class Backend:
             from automationd.store.pg.store import open_pg
 
             return open_pg(self.config, self.leases, clock=self._clock, on_error=on_error)
-        return open_sqlite(state_dir, clock=self._clock, on_error=on_error)
+        # issue 11: a flapping disk is one failure episode (store/writer.py rule 7)
+        return open_sqlite(state_dir, clock=self._clock, on_error=on_error, quiet_after=QUIET_AFTER)
 
     def gates(self, store: Store) -> Callable[..., ServiceGate]:
         """A fleet's service gates take from the fleet's buckets (engine/fleetgate.py)."""

@@ -1,4 +1,4 @@
-"""``automationd run|check-config|migrate``: argv → exit code, nothing more.
+"""``automationd run|check-config|check-store|migrate``: argv → exit code, nothing more.
 
 Exit codes (SPEC §1): 0 clean stop / valid config, 2 bad config or bad usage, 1 any other
 fatal error (decided by the daemon). A bad config is always exactly one stderr line and
@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
         help=f"the TOML config file (default: {DEFAULT_CONFIG})",
     )  # fmt: skip
+    store = sub.add_parser(
+        "check-store",
+        help="check the store for damage (the daemon running or not)",
+        description="Check the SQLite store of a config for damage: SQLite's integrity_check,"
+        " rows pointing at runs that are not stored, and every row decoded. Exit 0 sound,"
+        " 1 damaged (one line per problem), 2 bad config.",
+    )
+    store.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
+    )  # fmt: skip
     return parser
 
 
@@ -95,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "run":
         return _run(args.config)
+    if args.command == "check-store":
+        return _check_store(args.config)
     if args.command == "migrate":
         return _migrate(args.config)
     return _check(args.file or args.config or DEFAULT_CONFIG)
@@ -158,6 +171,27 @@ def _check(path: Path) -> int:
         f"{path}: OK ({len(config.jobs)} job{'s' * (len(config.jobs) != 1)}, "
         f"{services} service{'s' * (services != 1)})\n"
     )
+    return 0
+
+
+def _check_store(path: Path) -> int:
+    config = _load(path)
+    if config is None:
+        return ConfigError.exit_code
+    from automationd.store.sqlite.check import check_problems  # lazy, as in _run
+    from automationd.store.sqlite.store import DB_NAME
+
+    db = config.daemon.state_dir / DB_NAME
+    if not db.exists():
+        print(f"{db}: no store yet (the daemon creates it at its first start)", file=sys.stderr)
+        return 1
+    problems = check_problems(db)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{db}: DAMAGED ({len(problems)} problem(s) above)", file=sys.stderr)
+        return 1
+    print(f"{db}: OK (integrity, references and every row checked)")
     return 0
 
 

@@ -223,6 +223,11 @@ VIEWS: dict[str, Callable[[Any], str]] = {
         ],
     ),
     "web_login": lambda r: f"{r['url']}\n",
+    "store_check": lambda r: (
+        "store OK\n"
+        if r.get("ok")
+        else "store DAMAGED:\n" + "".join(f"  {cell(p, 200)}\n" for p in r.get("problems") or [])
+    ),
     "workers": lambda rows: rows_of(
         [{**w, "leader": "yes" if w.get("leader") else ""} for w in rows],
         [

@@ -217,7 +217,7 @@ class Daemon:
                         RunCommands(
                             store=store, launcher=launcher, report=report, redo=redo, crew=crew
                         ),
-                        EventCommands(bus=bus, store=store),
+                        EventCommands(bus=bus, store=store, clock=clock),
                         UndoCommands(redo=redo, store=store),  # issue 15: rollback, dlq.summary
                         FleetCommands(crew=crew),  # issue 16: workers.list
                         (web := WebConsole(cfg, clock, store, jobs, (pool, launcher, dlq))),

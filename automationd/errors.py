@@ -98,9 +98,12 @@ class StoreError(AutomationdError):
     answers every kind ``unavailable``: the request was fine, the store could not take it.
     """
 
-    def __init__(self, message: str, *, kind: str = "other") -> None:
+    def __init__(self, message: str, *, kind: str = "other", reason: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        # what an answer, /healthz and status say ("store: disk full"); the message keeps
+        # the driver's words for the log
+        self.reason = reason or message
 
 
 class LockedError(StoreError):

@@ -12,6 +12,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+MAX_DURATION = 100 * 365 * 86400.0  # a longer one is a typo, and past 1e308 it is infinite
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
@@ -24,7 +25,10 @@ def parse_duration(text: object) -> float:
     s = text.strip()
     if not s or not _WHOLE.fullmatch(s):
         raise ValueError(f"bad duration {text!r}")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(s))
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(s))
+    if not seconds <= MAX_DURATION:  # also catches inf ("999…9s" overflows) and nan
+        raise ValueError(f"bad duration {text[:40]!r}: longer than 100 years")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from automationd import strictjson
 from automationd.actions.base import OUTPUT_CAP, ActionContext, ActionResult, Output, phase_result
 from automationd.config.model import ExecAction
 from automationd.core.outcome import CHECK_SKIP_CODE, classify_exit, classify_spawn_errno
@@ -189,7 +190,7 @@ def _json_object(tail: _Tail) -> dict[str, Any] | None:
     if not text.startswith(b"{"):
         return None
     try:
-        value = json.loads(text)
+        value = strictjson.loads(text)  # 1e999 or NaN must not reach the store
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

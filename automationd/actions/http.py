@@ -10,21 +10,22 @@
   saying so. TLS is verified (aiohttp's default context).
 - The body is read incrementally and cut at ``BODY_CAP`` bytes counted after decompression,
   so a small gzip bomb cannot fill memory. A JSON body (by content type) becomes the value;
-  any other body is the value as text. The start of the body is kept as the attempt's
-  ``stdout``; a cut is noted on ``stderr``.
+  any other body is the value as text, and so is JSON a store cannot hold (``1e999``, ``NaN``,
+  lone surrogates: automationd/strictjson.py), with a note on ``stderr``. The start of the
+  body is kept as the attempt's ``stdout``; a cut is noted on ``stderr``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import json
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
+from automationd import strictjson
 from automationd.actions.base import OUTPUT_CAP, ActionContext, ActionResult, HttpClients, Output
 from automationd.actions.base import phase_result as _phase_result
 from automationd.clock import Clock
@@ -193,9 +194,11 @@ class HttpRunner:
             value: Any = text if body else None
             if body and not truncated and _is_json(resp.content_type):
                 try:
-                    value = json.loads(body)
-                except ValueError:
+                    value = strictjson.loads(body)
+                except ValueError as exc:  # not JSON, or JSON no store can hold (1e999)
                     value = text
+                    note = f"automationd: response body kept as text: {exc}"
+                    output = (*output, ("stderr", note))
             return _phase_result(ctx.phase, value, output=output)
         retry_after = None
         if kind is ErrorKind.RATE_LIMITED:

@@ -20,6 +20,7 @@ from automationd.actions.base import ActionContext, ActionResult, phase_result
 from automationd.actions.deadline import Deadlines
 from automationd.config.model import PythonAction
 from automationd.errors import ActionError, ErrorKind
+from automationd.strictjson import finite_path
 
 PythonFn = Callable[[ActionContext], Awaitable[Any]]
 
@@ -52,14 +53,21 @@ def resolve_callable(spec: str) -> PythonFn:
     return fn
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def _check_json(value: Any) -> None:
-    if value is None or type(value) in (str, int, float, bool):
+    """The value is stored as JSON: refuse what JSON cannot hold (NaN and infinities, lone
+    surrogates, objects), naming the place, rather than failing the store later."""
+    if value is None or type(value) in (int, bool):
         return
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
+        _encode(value).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        where = finite_path(value, "value")
+        problem = f"{where} is not a finite number" if where else str(exc)
         raise ActionError(
-            f"python: returned a value that is not JSON-able: {exc}", kind=ErrorKind.FATAL
+            f"python: returned a value that is not JSON-able: {problem}", kind=ErrorKind.FATAL
         ) from exc
 
 

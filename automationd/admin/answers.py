@@ -3,8 +3,8 @@
 A handler either answers with a coroutine (awaited in its own task), with a future (settled by
 a callback), or, if it is a replying command (admin/command.py), by calling the ``reply`` it was
 given (no task and no future at all: the hot path). Either way the connection gets exactly one
-line per request: the result, the ``AdminError``'s code, or ``internal`` (logged) for anything
-unexpected.
+line per request: the result, the ``AdminError``'s code, ``unavailable`` with the store's
+one-line reason for a ``StoreError``, or ``internal`` (logged) for anything unexpected.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from automationd.admin.protocol import Request, encode_error, encode_ok
-from automationd.errors import AdminError
+from automationd.errors import AdminError, StoreError
 from automationd.obs.logs import get_logger
 
 log = get_logger()
@@ -57,6 +57,11 @@ def reply_to(req: Request, fill: Fill, value: Any, exc: BaseException | None) ->
 def error_line(req: Request, exc: BaseException) -> bytes:
     if isinstance(exc, AdminError):
         return encode_error(req.id, exc.code, exc.message)
+    if isinstance(exc, StoreError):
+        # The request was fine; the store could not take it (disk full, I/O error, read-only,
+        # stopping). The store logs each failure episode once (store/writer.py rule 7), so
+        # this answer logs nothing: a full disk must not turn into a traceback per request.
+        return encode_error(req.id, "unavailable", exc.reason)
     log.error(
         "admin.internal_error", cmd=req.cmd, error=f"{type(exc).__name__}: {exc}", exc_info=exc
     )

@@ -36,6 +36,7 @@ from automationd.store.api import Store, Write
 from automationd.store.rows import w_audit_row
 
 log = structlog.get_logger("automationd.audit")
+_TELL_EVERY = 60.0  # seconds between log lines about entries the store refused
 
 
 def target_of(cmd: str, args: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -60,6 +61,8 @@ class AuditTrail:
         self._store = store
         self._clock = clock
         self._ids = ids
+        self._unwritten = 0  # entries the store refused since the last line about them
+        self._told = -_TELL_EVERY
 
     def wrap(self, table: dict[str, Command]) -> dict[str, Command]:
         """The same table; every state-changing command records itself."""
@@ -108,7 +111,7 @@ class AuditTrail:
         try:
             await self._store.commit([entry])
         except StoreError as exc:
-            log.error("audit.write_failed", cmd=entry.params[5], error=str(exc))
+            self._refused(entry, exc)
             with contextlib.suppress(StoreError):  # closing: nothing more can be stored
                 self._store.post([entry])  # lands once the store heals
 
@@ -116,7 +119,22 @@ class AuditTrail:
         try:
             self._store.post([entry])
         except StoreError as exc:
-            log.error("audit.write_failed", cmd=entry.params[5], error=str(exc))
+            self._refused(entry, exc)
+
+    def _refused(self, entry: Write, exc: StoreError) -> None:
+        """Said at most once a minute with a count (issue 11: a full disk refuses every
+        write; the store logs the episode itself, so one line per entry would be a flood)."""
+        self._unwritten += 1
+        now = self._clock.monotonic()
+        if now - self._told >= _TELL_EVERY:
+            log.error(
+                "audit.write_failed",
+                cmd=entry.params[5],
+                entries=self._unwritten,
+                error=exc.reason,
+                note="retried until stored; said at most once a minute",
+            )
+            self._unwritten, self._told = 0, now
 
     def _recording(self, command: Command) -> Callable[..., Awaitable[Any] | None]:
         inner, name = command.handler, command.name

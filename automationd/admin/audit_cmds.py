@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automationd.admin.args import int_arg, opt_str, time_arg
+from automationd.admin.args import int_arg, opt_name, time_arg
 from automationd.admin.command import Command
 from automationd.caller import Caller
 from automationd.store.api import AuditQuery, Store
@@ -20,7 +20,7 @@ class AuditCommands:
     async def audit_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         """An admin sees every entry; a ``user_group`` member only its own."""
         query = AuditQuery(
-            job=opt_str(args, "job"),
+            job=opt_name(args, "job"),
             uid=None if caller.admin else caller.uid,
             since=time_arg(args, "since"),
             limit=int_arg(args, "limit", 50, 1, 1000),

@@ -25,7 +25,7 @@ class BackupCommands:
         return [Command("store.backup", self.store_backup, writes=True)]
 
     async def store_backup(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        path = req_str(args, "path")
+        path = req_str(args, "path", limit=4096)  # PATH_MAX
         started = self._clock.monotonic()
         size = await self._store.backup(path)
         took = self._clock.monotonic() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automationd.admin.args import bool_arg, req_str, time_arg
+from automationd.admin.args import bool_arg, name_arg, payload_arg, time_arg
 from automationd.admin.command import Command
 from automationd.caller import Caller
 from automationd.engine.backfill import Backfill
@@ -31,13 +31,14 @@ class JobChangeCommands:
         ]
 
     async def jobs_update(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        name = req_str(args, "name")
+        name = name_arg(args)
         drop = bool_arg(args, "drop_override")
         patch = args.get("patch")
         if drop and patch:
             raise bad_request("args.patch: give a patch or drop_override, not both")
         if not drop and not isinstance(patch, dict):
             raise bad_request("args.patch: expected an object of [[jobs]] keys (null removes)")
+        payload_arg(args, "patch")  # finite numbers, at most 1 MiB of JSON
         rev = args.get("if_revision")
         if rev is not None and (isinstance(rev, bool) or not isinstance(rev, int) or rev < 1):
             raise bad_request("args.if_revision: expected a positive integer")
@@ -51,10 +52,10 @@ class JobChangeCommands:
         return (await self._editor.update(update)).to_json()
 
     async def jobs_explain(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return await self._explainer.explain(self._catalog.get(req_str(args, "name")))
+        return await self._explainer.explain(self._catalog.get(name_arg(args)))
 
     async def jobs_backfill(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        job = self._catalog.get(req_str(args, "name"))
+        job = self._catalog.get(name_arg(args))
         since, until = time_arg(args, "since"), time_arg(args, "until")
         if since is None or until is None:
             raise bad_request("args.since, args.until: both required (RFC 3339)")

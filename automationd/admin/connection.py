@@ -13,6 +13,12 @@ Theory of operation:
 * Idle means "nothing in flight and no complete line for ``idle_timeout``"; a timer (not a
   task) stops such a connection, so a client that never sends a newline is idle too. A client
   that stops reading its responses for ``idle_timeout`` is aborted: it would hold a slot.
+* A line has a deadline (SPEC §7.5): a new connection must complete its first request line
+  within ``line_timeout`` (10 s), and a line once begun must be completed within as long. A
+  second timer enforces it: armed at connect and whenever a partial line is left in the
+  buffer, cleared when a line completes. A half-open or slowloris client hears
+  ``bad_request`` and is closed; one that waits quietly *between* requests is only idle.
+* ``evict()`` closes an idle connection to make room for a newer one (admin/server.py).
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class Limits(Protocol):
     @property
     def idle_timeout(self) -> float: ...
     @property
+    def line_timeout(self) -> float: ...
+    @property
     def max_inflight(self) -> int: ...
 
 
@@ -101,11 +109,13 @@ class Connection:
         self.stopping = False
         self.last = self.loop.time()
         self.idle: asyncio.TimerHandle | None = None
+        self.line_timer: asyncio.TimerHandle | None = None
         self.tg: asyncio.TaskGroup | None = None
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         self.idle = self.loop.call_at(self.last + self.server.settings.idle_timeout, self._on_idle)
+        self._arm_line()
         try:
             async with asyncio.TaskGroup() as tg:
                 self.tg = tg
@@ -115,6 +125,7 @@ class Connection:
             log.exception("admin.connection_failed", conn=self.n)
         finally:
             self.idle.cancel()
+            self._disarm_line()
             self.w.close()
             self.server.forget(self)
 
@@ -131,6 +142,44 @@ class Connection:
             pause()
         self.reader.feed_eof()
         self.room.set()
+
+    @property
+    def busy(self) -> bool:
+        """Requests in flight or answers not yet written."""
+        return bool(self.pending)
+
+    def evict(self, why: str) -> None:
+        """Close an idle connection to free its slot for a newer one; it hears why."""
+        if self.stopping:
+            return
+        log.debug("admin.evicted", conn=self.n)
+        self._push(encode_error(None, "unavailable", why))
+        self.stop()
+
+    def _arm_line(self) -> None:
+        if self.line_timer is None and not self.stopping:
+            self.line_timer = self.loop.call_later(
+                self.server.settings.line_timeout, self._on_line_deadline
+            )
+
+    def _disarm_line(self) -> None:
+        if self.line_timer is not None:
+            self.line_timer.cancel()
+            self.line_timer = None
+
+    def _on_line_deadline(self) -> None:
+        self.line_timer = None
+        if self.stopping:
+            return
+        if self.pending:  # we stopped reading (throttled), not the client: look again later
+            self._arm_line()
+            return
+        timeout = self.server.settings.line_timeout
+        log.debug("admin.line_timeout", conn=self.n, timeout_s=timeout)
+        self._push(
+            encode_error(None, "bad_request", f"no complete request line within {timeout:g}s")
+        )
+        self.stop()
 
     def _on_idle(self) -> None:
         if self.stopping:
@@ -184,6 +233,9 @@ class Connection:
             tail = lines.pop()
             if lines:
                 self.last = self.loop.time()
+                self._disarm_line()
+            if tail or skipping:  # a line is under way: it has line_timeout to complete
+                self._arm_line()
             for line in lines:
                 if skipping:  # the end of an over-long line
                     skipping = False

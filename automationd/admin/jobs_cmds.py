@@ -7,7 +7,15 @@ import math
 from collections.abc import Awaitable
 from typing import Any
 
-from automationd.admin.args import bool_arg, opt_str, req_str
+from automationd.admin.args import (
+    bool_arg,
+    choice_arg,
+    key_arg,
+    name_arg,
+    opt_id,
+    opt_name,
+    payload_arg,
+)
 from automationd.admin.command import Command, Reply
 from automationd.caller import Caller
 from automationd.clock import Clock
@@ -18,6 +26,8 @@ from automationd.errors import bad_request
 from automationd.records import Run
 from automationd.store.api import RunQuery, Store
 from automationd.units import rfc3339
+
+_JOB_STATES = frozenset({"enabled", "paused", "completed"})
 
 
 class JobCommands:
@@ -39,13 +49,11 @@ class JobCommands:
         ]
 
     async def jobs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
-        state = opt_str(args, "state")
-        if state is not None and state not in ("enabled", "paused", "completed"):
-            raise bad_request("args.state: expected enabled, paused or completed")
+        state = choice_arg(args, "state", _JOB_STATES)
         return [j.to_json() for j in self._catalog.jobs if state is None or j.state == state]
 
     async def jobs_get(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        job = self._catalog.get(req_str(args, "name"))
+        job = self._catalog.get(name_arg(args))
         out = job.to_json()
         now = self._clock.time()
         fires = (
@@ -63,18 +71,22 @@ class JobCommands:
         return out
 
     async def jobs_add(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        job = args.get("job")
+        if not isinstance(job, dict):
+            raise bad_request("args.job: expected an object with the keys of a [[jobs]] table")
+        payload_arg(args, "job")  # finite numbers, at most 1 MiB of JSON
         # the owner is the uid that added it (SO_PEERCRED); admin/scope.py acts on it
-        return (await self._catalog.add(args.get("job"), owner=caller.uid)).to_json()
+        return (await self._catalog.add(job, owner=caller.uid)).to_json()
 
     async def jobs_remove(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        name, override = req_str(args, "name"), bool_arg(args, "override")
+        name, override = name_arg(args), bool_arg(args, "override")
         return (await self._catalog.remove(name, override=override)).to_json()
 
     async def jobs_pause(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.set_paused(req_str(args, "name"), True)).to_json()
+        return (await self._catalog.set_paused(name_arg(args), True)).to_json()
 
     async def jobs_resume(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._catalog.set_paused(req_str(args, "name"), False)).to_json()
+        return (await self._catalog.set_paused(name_arg(args), False)).to_json()
 
     def jobs_trigger(
         self, args: dict[str, Any], caller: Caller, reply: Reply
@@ -83,12 +95,12 @@ class JobCommands:
 
         ``dry_run`` makes a stored preview run; ``apply`` (a preview's run id; ``name`` may
         then be left out) applies one (SPEC §7.2, engine/intake.py)."""
-        preview_id = opt_str(args, "apply")
+        preview_id = opt_id(args, "apply")
         if preview_id is not None:
             return self._apply(args, preview_id)
-        job = self._catalog.get(req_str(args, "name"))
-        payload = args.get("payload")
-        key = opt_str(args, "idempotency_key")
+        job = self._catalog.get(name_arg(args))
+        payload = payload_arg(args)
+        key = key_arg(args)
         if bool_arg(args, "dry_run"):
             return self._preview(job, payload, key)
         if key is None:
@@ -110,7 +122,7 @@ class JobCommands:
         for key in ("payload", "idempotency_key"):
             if args.get(key) is not None:
                 raise bad_request(f"args.{key}: an apply takes its preview's (leave it out)")
-        name = opt_str(args, "name")
+        name = opt_name(args, "name")
         if name is not None:
             self._catalog.get(name)  # an unknown job is not_found, as for any trigger
         run, existing = await self._intake.apply(preview_id, name)

@@ -9,6 +9,9 @@ Rules:
   still lets a pipelining client match it to its request.
 * Nesting is capped at ``MAX_DEPTH`` *before* ``json`` parses, by a scan that is skipped
   outright when the line holds too few brackets to be that deep (the common case).
+* Numbers must be finite: ``NaN``, ``Infinity`` and literals that overflow (``1e999``) are
+  refused with their path (``args.payload.x: 1e999 is not a finite number``), id echoed
+  (automationd/strictjson.py).
 * Lone surrogates (``"\\ud800"``) decode fine in Python but cannot be re-encoded as UTF-8 and
   would blow up later in a handler or the store; they are refused here. The check only runs
   when the line contains a ``\\u`` escape at all.
@@ -26,6 +29,7 @@ import re
 from typing import Any, NamedTuple
 
 from automationd.errors import AdminError
+from automationd.strictjson import NonFiniteError, decode_prefix, has_lone_surrogate
 
 MAX_LINE = 1 << 20
 MAX_DEPTH = 64
@@ -44,11 +48,6 @@ _JSON_SPACE = " \t\r\n"
 _DEPTH_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -84,14 +83,6 @@ def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def _has_surrogates(value: object) -> bool:
-    try:
-        _ENCODER.encode(value).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def parse_request(line: bytes) -> Request:
     """Parse one line (with or without its trailing newline) into a ``Request``."""
     body = line.rstrip(b"\r\n")
@@ -106,8 +97,12 @@ def parse_request(line: bytes) -> Request:
     if too_deep(body):
         raise RequestError(f"request nests deeper than {MAX_DEPTH} levels")
     try:
-        obj, end = _DECODER.raw_decode(text)
-    except ValueError as exc:  # JSONDecodeError is a ValueError, and so is NaN/Infinity
+        obj, end = decode_prefix(text)
+    except NonFiniteError as exc:  # NaN, Infinity, 1e999: named by path, id echoed
+        doc = exc.document
+        rid = doc.get("id") if type(doc) is dict else None
+        raise RequestError(str(exc), rid if type(rid) in _ID_TYPES else None) from None
+    except ValueError as exc:  # JSONDecodeError is a ValueError
         raise RequestError(f"invalid JSON: {exc}") from None
     if end != len(text):
         raise RequestError(f"invalid JSON: extra data at char {end}")
@@ -117,8 +112,8 @@ def parse_request(line: bytes) -> Request:
     rid = obj.get("id")
     if type(rid) not in _ID_TYPES:  # bool is an int subclass, and refused
         raise RequestError("'id' must be an integer, a string or null")
-    if "\\u" in text and _has_surrogates(obj):
-        if isinstance(rid, str) and _has_surrogates(rid):
+    if "\\u" in text and has_lone_surrogate(obj):
+        if isinstance(rid, str) and has_lone_surrogate(rid):
             rid = None  # cannot be echoed as valid UTF-8
         raise RequestError("request contains a lone UTF-16 surrogate", rid)
     if len(obj) > 1 and not _REQUEST_KEYS.issuperset(obj):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from automationd.admin.args import bool_arg, int_arg, opt_str, req_str, time_arg
+from automationd.admin.args import (
+    bool_arg,
+    choice_arg,
+    id_arg,
+    int_arg,
+    opt_id,
+    opt_name,
+    time_arg,
+)
 from automationd.admin.command import Command
 from automationd.admin.undo_cmds import kind_arg
 from automationd.caller import Caller
@@ -18,6 +26,9 @@ from automationd.fleet.api import Crew
 from automationd.records import DlqEntry, Run, Trigger
 from automationd.store.api import RunQuery, Store
 
+_RUN_STATES = frozenset(s.value for s in RunState)
+_TRIGGERS = frozenset(t.value for t in Trigger)
+
 
 class RunCommands:
     def __init__(
@@ -29,6 +40,7 @@ class RunCommands:
         redo: Redo,
         crew: Crew | None = None,
     ) -> None:
+        self._clock = launcher.clock
         self._crew = crew
         self._store = store
         self._launcher = launcher
@@ -48,20 +60,15 @@ class RunCommands:
         ]
 
     async def runs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
-        state = opt_str(args, "state")
-        if state is not None and state not in RunState.__members__.values():
-            raise bad_request(f"args.state: unknown run state {state!r}")
-        trigger = opt_str(args, "trigger")
-        if trigger is not None and trigger not in Trigger.__members__.values():
-            raise bad_request(f"args.trigger: unknown trigger {trigger!r}")
+        now = self._clock.time()
         runs = await self._store.runs(
             RunQuery(
-                job=opt_str(args, "job"),
-                state=state,
-                trigger=trigger,
-                since=time_arg(args, "since"),
-                until=time_arg(args, "until"),
-                before=opt_str(args, "before"),
+                job=opt_name(args, "job"),
+                state=choice_arg(args, "state", _RUN_STATES),
+                trigger=choice_arg(args, "trigger", _TRIGGERS),
+                since=time_arg(args, "since", now),
+                until=time_arg(args, "until", now),
+                before=opt_id(args, "before"),
                 limit=int_arg(args, "limit", 50, 1, 1000),
                 offset=int_arg(args, "offset", 0, 0, 1 << 40),
             )
@@ -69,7 +76,7 @@ class RunCommands:
         return [r.to_json() for r in runs]
 
     async def _run(self, args: dict[str, Any]) -> Run:
-        run_id = req_str(args, "id")
+        run_id = id_arg(args)
         run = await self._store.run(run_id)
         if run is None:
             raise not_found(f"no run with id {run_id!r}")
@@ -87,7 +94,7 @@ class RunCommands:
         return await self._store.logs(run.id)
 
     async def runs_cancel(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        run_id = req_str(args, "id")
+        run_id = id_arg(args)
         live = self._launcher.cancel(run_id)
         if live is not None:
             if live.task is not None:
@@ -101,19 +108,19 @@ class RunCommands:
         return run.to_json()
 
     async def runs_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._redo.retry_run(req_str(args, "id"))).to_json()
+        return (await self._redo.retry_run(id_arg(args))).to_json()
 
     async def dlq_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         entries = await self._store.dlq(
-            job=opt_str(args, "job"), limit=int_arg(args, "limit", 50, 1, 1000)
+            job=opt_name(args, "job"), limit=int_arg(args, "limit", 50, 1, 1000)
         )
         return [e.to_json() for e in entries]
 
     async def _dlq_pick(self, args: dict[str, Any]) -> list[DlqEntry]:
         """One entry by ``id``; or every entry matching all filters given (``job``, ``kind``,
         ``since``); or ``all``."""
-        id_, job, all_ = opt_str(args, "id"), opt_str(args, "job"), bool_arg(args, "all")
-        kind, since = kind_arg(args), time_arg(args, "since")
+        id_, job, all_ = opt_id(args, "id"), opt_name(args, "job"), bool_arg(args, "all")
+        kind, since = kind_arg(args), time_arg(args, "since", self._clock.time())
         filtered = job is not None or kind is not None or since is not None
         if id_ is None and not filtered and not all_:
             raise bad_request("args: give one of id, job, kind, since or all=true")

@@ -1,7 +1,7 @@
 """The command table as the daemon serves it: every group's commands, plus issue 14's (job
-changes, the audit trail, backups), scoped by ``user_group`` (admin/scope.py) and audited
-(admin/audit.py). The socket, the web console and SIGHUP all use this one table, so the
-rules and the trail hold whoever calls."""
+changes, the audit trail, backups) and issue 11's store check, scoped by ``user_group``
+(admin/scope.py) and audited (admin/audit.py). The socket, the web console and SIGHUP all
+use this one table, so the rules and the trail hold whoever calls."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from automationd.admin.audit import AuditTrail
 from automationd.admin.audit_cmds import AuditCommands
 from automationd.admin.backup_cmds import BackupCommands
 from automationd.admin.change_cmds import JobChangeCommands
+from automationd.admin.check_cmds import CheckCommands
 from automationd.admin.command import Command
 from automationd.admin.commands import CommandGroup, build_table
 from automationd.admin.scope import Scope
@@ -52,6 +53,7 @@ def served_table(groups: Iterable[CommandGroup], p: Parts) -> dict[str, Command]
             changes,
             AuditCommands(store=p.store),
             BackupCommands(store=p.store, clock=p.clock),
+            CheckCommands(store=p.store),  # issue 11: store.check
         ]
     )
     scope = Scope(jobs=cat.jobs, store=p.store, config_path=lambda: cat.config.path)

@@ -4,9 +4,13 @@ Theory of operation:
 
 * The socket file and the peer check live in ``admin/access.py``: the file is born 0660, a
   stale socket of ours is replaced, anything else at the path stops start-up.
-* A newcomer past ``max_connections`` gets one ``unavailable`` line; a peer that SO_PEERCRED
-  refuses gets one ``forbidden`` line. Both are answered from the accept callback and closed,
-  without spawning a task, so a flood costs no more than accepting it.
+* The operator always gets in (SPEC §7.5): when all ``max_connections`` slots are taken, the
+  connection idle the longest (nothing in flight) is told ``unavailable`` and closed, and the
+  newcomer takes its slot (as PostgreSQL keeps slots for superusers, for the same reason).
+  With every slot busy, the newcomer gets one ``unavailable`` line. A peer that SO_PEERCRED
+  refuses gets one ``forbidden`` line. Refusals are answered from the accept callback and
+  closed, without spawning a task, so a flood costs no more than accepting it. Half-open
+  connections also expire on their own after ``line_timeout`` (admin/connection.py).
 * Each connection is a ``Connection`` (admin/connection.py): one task, its reads, its
   requests and its responses in order.
 * Stopping a connection pauses the transport and feeds EOF to its reader: the read loop ends,
@@ -47,6 +51,7 @@ log = get_logger()
 @dataclass(frozen=True, slots=True)
 class _Settings:
     idle_timeout: float
+    line_timeout: float
     max_connections: int
     max_inflight: int
     peers: PeerPolicy
@@ -71,6 +76,8 @@ class AdminServer:
         self._closing = False
         self._saturated = False
         self._server: asyncio.Server | None = None
+        self._all: set[Connection] = set()  # every connection task still alive (for close)
+        self.evicted = 0
 
     @property
     def connections(self) -> int:
@@ -79,36 +86,61 @@ class AdminServer:
 
     def forget(self, conn: Connection) -> None:
         self._conns.discard(conn)
+        self._all.discard(conn)
         if len(self._conns) < self.settings.max_connections // 2:
             self._saturated = False
 
+    def _make_room(self) -> bool:
+        """All slots taken: evict the connection idle the longest; False if all are busy."""
+        idle = [c for c in self._conns if not c.busy and not c.stopping]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: (c.last, c.n))  # ties: the loop clock is coarse
+        oldest.evict("closed to make room for a newer connection (all admin slots were taken)")
+        self._conns.discard(oldest)  # its slot is free now; its task finishes on its own
+        self.evicted += 1
+        return True
+
     def accept(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         """Accept callback (plain function): refuse or hand the connection to a task."""
-        if self._closing or len(self._conns) >= self.settings.max_connections:
-            why = "daemon is shutting down" if self._closing else "too many admin connections"
-            # Warn once per saturation episode: a flood must not turn into a log flood.
-            (log.debug if self._saturated else log.warning)("admin.connection_refused", reason=why)
-            self._saturated = True
-            w.write(encode_error(None, "unavailable", why))
-            w.close()
+        if self._closing:
+            self._refuse(w, "unavailable", "daemon is shutting down")
             return
         try:
             peer = self.settings.peers.check(w.get_extra_info("socket"))
         except OSError:
             peer = None
-        if peer is None or not peer.allowed:
+        if peer is None or not peer.allowed:  # checked first: a stranger evicts nobody
             uid = peer.uid if peer else "unknown"
             log.warning("admin.forbidden", peer_pid=peer and peer.pid, peer_uid=uid)
-            w.write(encode_error(None, "forbidden", f"uid {uid} may not use the admin socket"))
-            w.close()
+            self._refuse(w, "forbidden", f"uid {uid} may not use the admin socket")
             return
+        if len(self._conns) >= self.settings.max_connections:
+            room = self._make_room()
+            # Once per saturation episode: a flood must not turn into a log flood.
+            if not self._saturated:
+                self._saturated = True
+                log.warning(
+                    "admin.slots_full",
+                    max_connections=self.settings.max_connections,
+                    action="evicted the longest-idle connection" if room else "refused",
+                )
+            if not room:
+                self._refuse(w, "unavailable", "too many admin connections, all busy")
+                return
         self._count += 1
         caller = Caller(
             via=Via.SOCKET, uid=peer.uid, pid=peer.pid, user=user_name(peer.uid), admin=peer.admin
         )
         conn = Connection(self, self._count, caller, reader, w)
         self._conns.add(conn)
+        self._all.add(conn)
         conn.task = self._tg.create_task(conn.run(), name=f"admin-conn:{self._count}")
+
+    @staticmethod
+    def _refuse(w: asyncio.StreamWriter, code: str, why: str) -> None:
+        w.write(encode_error(None, code, why))
+        w.close()
 
     async def listen(self, sock: socket.socket) -> None:
         """Start accepting on the bound ``sock``."""
@@ -131,7 +163,7 @@ class AdminServer:
                     loop.remove_reader(s.fileno())
             await _settle()
             self._server.close()
-        conns = list(self._conns)
+        conns = list(self._all)
         for conn in conns:
             conn.stop()
         tasks = [c.task for c in conns if c.task is not None]
@@ -166,6 +198,7 @@ async def serve_admin(
     group: str = "",
     user_group: str = "",
     idle_timeout: float = 300.0,
+    line_timeout: float = 10.0,
     max_connections: int = 64,
     max_inflight_per_conn: int = 1024,
 ) -> AsyncIterator[AdminServer]:
@@ -179,6 +212,7 @@ async def serve_admin(
     path = Path(path)
     settings = _Settings(
         idle_timeout=idle_timeout,
+        line_timeout=line_timeout,
         max_connections=max_connections,
         max_inflight=max_inflight_per_conn,
         peers=PeerPolicy(

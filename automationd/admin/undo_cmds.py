@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automationd.admin.args import opt_str, req_str, time_arg
+from automationd.admin.args import id_arg, opt_name, opt_str, time_arg
 from automationd.admin.command import Command
 from automationd.caller import Caller
 from automationd.engine.redo import Redo
@@ -41,11 +41,11 @@ class UndoCommands:
         ]
 
     async def runs_rollback(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return (await self._redo.rollback(req_str(args, "id"))).to_json()
+        return (await self._redo.rollback(id_arg(args))).to_json()
 
     async def dlq_summary(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         groups = await self._store.dlq_summary(
-            job=opt_str(args, "job"), kind=kind_arg(args), since=time_arg(args, "since")
+            job=opt_name(args, "job"), kind=kind_arg(args), since=time_arg(args, "since")
         )
         for g in groups:
             g["oldest"] = rfc3339(g["oldest"])

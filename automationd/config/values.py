@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import enum
 import functools
+import math
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -100,8 +101,8 @@ def number(
     if type(value) is not int and type(value) is not float:
         fail(where, key, f"expected a number, got {show(value)}")
     out = float(value)
-    if out != out:  # NaN compares unequal to itself and would slip past both bounds
-        fail(where, key, "must be a number, got nan")
+    if not math.isfinite(out):  # TOML has nan and inf; NaN would slip past both bounds
+        fail(where, key, f"must be a finite number, got {out}")
     if low is not None and out < low:
         fail(where, key, f"must be at least {low:g}, got {out:g}")
     if high is not None and out > high:

@@ -8,9 +8,9 @@ Rules:
   or misfire run with that ``scheduled_for``, an earlier backfill's, or one still in memory)
   is left out. Backfills are serialised, and each starts by waiting until everything
   submitted before it is durable, so what it reads is complete.
-- Each new run claims its fire in the fires table (store/rows.py ``w_fire``) in the same unit
-  that creates it: the run and its claim are durable together, and the table's primary key
-  refuses a second claim on any backend.
+- The store holds one run per (job, fire time) for schedule, misfire and backfill runs (a
+  unique key on the run's job and ``scheduled_for``, on every backend): a second backfill
+  racing this one on another daemon of a fleet is refused whole, never doubled.
 - Runs are created in fire order (their ids sort the same way), with trigger ``backfill`` and
   ``scheduled_for`` set, and go through the normal worker pool and service limits; the
   overlap policy does not apply (they were asked for).
@@ -31,7 +31,7 @@ from automationd.engine.launcher import Launcher
 from automationd.errors import bad_request
 from automationd.records import Trigger
 from automationd.store.api import Store
-from automationd.store.rows import fire_ms, w_fire
+from automationd.store.rows import fire_ms
 from automationd.units import rfc3339
 
 log = structlog.get_logger("automationd.backfill")
@@ -100,7 +100,6 @@ class Backfill:
             lives = [
                 launcher.prepare(job, trigger=Trigger.BACKFILL, scheduled_for=f) for f in chunk
             ]
-            claims = [w_fire(job.name, f, lv.id) for f, lv in zip(chunk, lives, strict=True)]
-            await launcher.start(lives, claims)
+            await launcher.start(lives)
             out.extend(lv.id for lv in lives)
         return out

@@ -128,6 +128,8 @@ class Catalog:
             job.revision = row.revision
             job.owner = row.owner
             job.override = row.override
+            if row.last_success is not None:  # the dead-man's switch survives restarts
+                self._metrics.last_succeeded(spec.name, row.last_success)
         job.gate = self.services.get(spec.service)
         self.jobs.put(job)
         return job
@@ -205,6 +207,7 @@ class Catalog:
             )
         self.scheduler.unplace(job)
         self.jobs.remove(name)
+        self._metrics.forget_job(name)
         if job.spec.source == "config":
             row = replace(job_row(job), spec=None, spec_json=None, override=True)
             row = replace(row, revision=row.revision + 1)
@@ -253,6 +256,7 @@ class Catalog:
             job = self.jobs.remove(name)
             if job is not None:
                 self.scheduler.unplace(job)
+                self._metrics.forget_job(name)
                 if job.override:
                     rows.append(replace(job_row(job), override=False, spec=None, spec_json=None))
         for name in d.added:

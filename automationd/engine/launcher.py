@@ -52,6 +52,8 @@ from automationd.records import Phase, Run, Trigger
 from automationd.store.api import Then, Write
 from automationd.store.rows import w_run, w_target
 
+NOT_STORED_EVERY = 60.0  # seconds between log lines about runs the store refused
+
 log = structlog.get_logger("automationd.engine")
 
 
@@ -77,6 +79,12 @@ class Launcher:
         self.live: dict[str, LiveRun] = {}
         self.freed = asyncio.Event()  # a run left memory (a fleet claims again: room)
         self._tg: asyncio.TaskGroup | None = None
+        self._unstored = 0  # runs the store refused since the last line about them
+        self._unstored_told = -NOT_STORED_EVERY
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     def attach(self, tg: asyncio.TaskGroup) -> None:
         """Run tasks belong to ``tg`` (the daemon's top TaskGroup)."""
@@ -204,10 +212,11 @@ class Launcher:
             for live in lives:
                 self._unopen(live)
                 self._leave(live)  # never stored: the caller is told; nothing to run
-                if isinstance(exc, StoreError) and exc.kind == "duplicate":
+            if isinstance(exc, StoreError) and exc.kind == "duplicate":
+                for live in lives:  # another leader made this fire: expected, per run
                     log.info("run.duplicate", run_id=live.id, job=live.job_name, error=str(exc))
-                else:
-                    log.error("run.not_stored", run_id=live.id, job=live.job_name, error=str(exc))
+            else:
+                self._not_stored(lives, exc)
         else:
             for live in lives:
                 if live.unowned or (live.first is None and self._draining.is_set()):
@@ -249,6 +258,24 @@ class Launcher:
         else:  # abandoned at close: the attempt may not be stored; recovery decides
             self._unopen(live)
             self._leave(live)
+
+    def _not_stored(self, lives: Sequence[LiveRun], exc: BaseException) -> None:
+        """Runs the store refused (disk full, I/O error): their callers hear it; the log says
+        so at most once a minute, with how many since the last line, not once per run (a
+        full disk under load refused thousands a second)."""
+        self._unstored += len(lives)
+        now = self._clock.monotonic()
+        if now - self._unstored_told >= NOT_STORED_EVERY:
+            live = lives[0]
+            log.error(
+                "run.not_stored",
+                runs=self._unstored,
+                run_id=live.id,
+                job=live.job_name,
+                error=str(exc),
+                note=f"said at most once per {NOT_STORED_EVERY:g}s while the store refuses",
+            )
+            self._unstored, self._unstored_told = 0, now
 
     def _unopen(self, live: LiveRun) -> None:
         if live.first is not None:

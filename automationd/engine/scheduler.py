@@ -15,6 +15,14 @@ Theory of operation:
 - The plain fires of one step are launched in units of ``CHUNK``: with the writer's rule 2
   (store/writer.py), the first units of a herd are durable, and their runs started, while
   the rest are still being made.
+- A stall (SIGSTOP, a VM pause, a long GC: wall and monotonic time both moved on, so it is no
+  clock jump) is noticed too: before sleeping the driver notes when it means to wake, and a
+  step that starts more than ``STALL_TOLERANCE`` after that woke far behind. In such a step a
+  fire later than its job's ``misfire_grace`` is not run as a plain late fire: the job is
+  placed again with catch-up, so its misfire policy applies to every fire it slept through,
+  exactly as after a restart (and ``fires_missed_total`` counts them). The fires inside the
+  grace window that this puts back on the wheel come due in the very next step, which did
+  not stall, so they run as ordinary (late) fires, as they would after a restart.
 - At start, fires missed while the daemon was down follow the misfire policy, computed from
   each job's persisted last scheduled fire. A job that never fired has none, so the scheduler
   keeps a *mark*: the last time it had handled everything due (``baseline``), in memory at
@@ -55,6 +63,7 @@ log = structlog.get_logger("automationd.scheduler")
 
 MAX_SLEEP = 30.0
 JUMP_TOLERANCE = 1.0
+STALL_TOLERANCE = 1.0  # waking later than meant by more than this is a stall
 MARK = "~scheduler"  # reserved jobs-table row; "~" can never start a job name
 MARK_EVERY = 1.0  # seconds between persisted marks
 CHUNK = 128  # plain fires of one step per durable unit (see the top)
@@ -86,6 +95,7 @@ class Scheduler:
         self.stopped = False
         self.baseline: float | None = None  # everything due up to here was handled
         self._marked = -math.inf
+        self._wake_at: float | None = None  # monotonic time the driver meant to wake
         self.leading = True  # a follower in a fleet fires nothing (engine/crew.py)
         # A fleet's store may refuse one fire (a second leader made it): each fire is then
         # its own unit, so the refusal takes no other fire with it.
@@ -220,6 +230,7 @@ class Scheduler:
             self._wake.clear()
             nd = self.wheel.next_deadline()
             delay = MAX_SLEEP if nd is None else min(MAX_SLEEP, nd - self.clock.time())
+            self._wake_at = self.clock.monotonic() + max(0.0, delay)
             if delay > 0:
                 try:
                     async with asyncio.timeout(delay):
@@ -232,7 +243,13 @@ class Scheduler:
         if not self.leading:
             return 0
         now = self.clock.time()
-        offset = now - self.clock.monotonic()
+        mono = self.clock.monotonic()
+        behind = 0.0 if self._wake_at is None else mono - self._wake_at
+        self._wake_at = None
+        stalled = behind > STALL_TOLERANCE
+        if stalled:
+            log.warning("schedule.stalled", behind_s=round(behind, 3))
+        offset = now - mono
         if abs(offset - self._offset) > JUMP_TOLERANCE:
             log.warning("clock.jumped", by_s=round(offset - self._offset, 3))
             self._offset = offset
@@ -248,7 +265,11 @@ class Scheduler:
             handle, job.wheel_handle = job.wheel_handle, None
             nominal = job.wheel_due if job.wheel_due is not None else now
             # lateness against the jittered deadline (the jitter is intended, not late)
-            observe(max(0.0, now - (handle.deadline if handle is not None else nominal)))
+            late = max(0.0, now - (handle.deadline if handle is not None else nominal))
+            if stalled and late > job.spec.misfire_grace:
+                self.place(job, now, catch_up=True)  # woke far behind: a misfire (see top)
+                continue
+            observe(late)
             self._fire(job, nominal, Trigger.SCHEDULE, now, batch)
             if job.enabled and job.schedule is not None:
                 self._put(job, job.schedule.next_after(nominal))

@@ -7,10 +7,16 @@ start time: restarts show as ``changes(process_start_time_seconds[1h])``) and ``
 Label children for jobs are capped: after ``JOB_LABEL_CAP`` distinct job names, further jobs
 report under ``job="_other"`` so the series count stays bounded. Children are cached so the hot
 path is a dict lookup plus an ``inc()``.
+
+The dead-man's switch ``automationd_job_last_success_timestamp_seconds`` has a series only for
+a job that has succeeded: it is filled from the store at start (``last_succeeded``) and set at
+every success; a job that never succeeded has none (a ``0`` would read as "not for 56 years"),
+and a removed job's series goes with it (``forget_job``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import (
@@ -128,6 +134,17 @@ class Metrics:
     def store_error(self, kind: str) -> None:
         self.store_errors_total.labels(kind).inc()
 
+    def last_succeeded(self, name: str, at: float) -> None:
+        """The job's last success as the store knows it (at start, before any run)."""
+        self.job_last_success_timestamp_seconds.labels(self.job(name)).set(at)
+
+    def forget_job(self, name: str) -> None:
+        """A removed job: drop its dead-man series (not ``_other``, which others share)."""
+        label = self._job_labels.get(name)
+        if label is not None and label != OTHER:
+            with contextlib.suppress(KeyError):
+                self.job_last_success_timestamp_seconds.remove(label)
+
     def job(self, name: str) -> str:
         """The label value to use for job ``name`` (its own name, or ``_other`` past the cap)."""
         label = self._job_labels.get(name)
@@ -148,7 +165,7 @@ class JobMetrics:
         self._attempts: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
         self._duration = metrics.run_duration_seconds.labels(self.label)
-        self._success = metrics.job_last_success_timestamp_seconds.labels(self.label)
+        self._success: Any = None  # made at the first success: no series before (see top)
 
     def attempt(self, outcome: str, n: int = 1) -> None:
         child = self._attempts.get(outcome)
@@ -169,7 +186,7 @@ class JobMetrics:
         for d in durations:
             observe(d)
         if last_success is not None:
-            self._success.set(last_success)
+            self._succeeded(last_success)
 
     def run_ended(self, state: str, duration: float | None, now: float) -> None:
         child = self._runs.get(state)
@@ -179,4 +196,9 @@ class JobMetrics:
         if duration is not None:
             self._duration.observe(duration)
         if state == "succeeded":
-            self._success.set(now)
+            self._succeeded(now)
+
+    def _succeeded(self, at: float) -> None:
+        if self._success is None:
+            self._success = self._m.job_last_success_timestamp_seconds.labels(self.label)
+        self._success.set(at)

@@ -204,10 +204,15 @@ class Store(Protocol):
     async def job_rows(self) -> StoredJobs:
         """Every job's durable state (and API jobs' specs), as read at start-up."""
 
+    # -- damage ---------------------------------------------------------------------------
+    async def check(self) -> list[str]:
+        """Problems found reading the whole store (``store.check``), or none."""
+
     # -- fires, the audit trail, backups (issue 14) ----------------------------------------
     async def fired(self, job: str, since: float, until: float) -> set[int]:
         """Fire times in [since, until) of ``job`` that already have a run, as ``fire_ms``
-        (store/rows.py): claimed in the fires table or the ``scheduled_for`` of a run."""
+        (store/rows.py): the ``scheduled_for`` of its stored runs. Schedule, misfire and
+        backfill runs are unique per (job, ``scheduled_for``): a second one is refused."""
 
     async def audit(self, query: AuditQuery) -> list[AuditEntry]: ...
 

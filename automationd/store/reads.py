@@ -21,18 +21,9 @@ from automationd.records import Attempt, AuditEntry, DlqEntry, Event, Run, Targe
 from automationd.store import runpages
 from automationd.store.api import AuditQuery, OpenAttempt, RunQuery
 from automationd.store.jobs import JOB_COLUMNS, StoredJobs
-from automationd.store.rows import (
-    Row,
-    attempt_from_row,
-    audit_from_row,
-    dlq_from_row,
-    event_from_row,
-    fire_ms,
-    loads,
-    run_from_row,
-    target_from_row,
-)
+from automationd.store.rows import Row, audit_from_row, fire_ms, loads
 from automationd.store.runpages import STATE_INDEX, ms_id, run_filters
+from automationd.store.salvage import read_attempt, read_dlq, read_event, read_run, read_target
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 
@@ -60,20 +51,20 @@ class SqlReads:
     # -- runs -----------------------------------------------------------------------------
     async def run(self, run_id: str) -> Run | None:
         row = await self._one(f"SELECT {RUN_COLS} FROM runs WHERE id=?", (run_id,))
-        return run_from_row(row) if row else None
+        return read_run(row) if row else None
 
     async def run_by_key(self, job: str, key: str) -> Run | None:
         row = await self._one(
             f"SELECT {RUN_COLS} FROM runs WHERE job=? AND idempotency_key=?", (job, key)
         )
-        return run_from_row(row) if row else None
+        return read_run(row) if row else None
 
     async def apply_of(self, preview_id: str) -> Run | None:
         row = await self._one(
             f"SELECT {RUN_COLS} FROM runs WHERE origin=? AND trigger='apply' ORDER BY id LIMIT 1",
             (preview_id,),
         )
-        return run_from_row(row) if row else None
+        return read_run(row) if row else None
 
     async def runs(self, q: RunQuery) -> list[Run]:
         where, params = run_filters(q)
@@ -85,7 +76,7 @@ class SqlReads:
             f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
             (*params, q.limit, q.offset),
         )
-        return [run_from_row(r) for r in rows]
+        return [read_run(r) for r in rows]
 
     async def runs_window(self, q: RunQuery, scan: int) -> tuple[list[Run], str | None]:
         return await runpages.runs_window(self._fetch, RUN_COLS, q, scan)
@@ -100,11 +91,11 @@ class SqlReads:
             " ORDER BY id",
             states,
         )
-        return [run_from_row(r) for r in rows]
+        return [read_run(r) for r in rows]
 
     async def target_rows(self, run_id: str) -> list[Target]:
         rows = await self._fetch("SELECT * FROM targets WHERE run_id=? ORDER BY idx", (run_id,))
-        return [target_from_row(r) for r in rows]
+        return [read_target(r) for r in rows]
 
     async def targets(self, run: Run) -> list[Target]:
         stored = await self.target_rows(run.id)
@@ -133,7 +124,7 @@ class SqlReads:
 
     async def attempts(self, run_id: str) -> list[Attempt]:
         rows = await self._fetch("SELECT * FROM attempts WHERE run_id=? ORDER BY n", (run_id,))
-        return [attempt_from_row(r) for r in rows]
+        return [read_attempt(r) for r in rows]
 
     async def open_attempts(self, run_id: str) -> list[OpenAttempt]:
         rows = await self._fetch(
@@ -172,7 +163,7 @@ class SqlReads:
             rows = await self._fetch(
                 "SELECT * FROM dlq WHERE job=? ORDER BY id DESC LIMIT ?", (job, limit)
             )
-        return [dlq_from_row(r) for r in rows]
+        return [read_dlq(r) for r in rows]
 
     async def dlq_select(
         self,
@@ -192,7 +183,7 @@ class SqlReads:
             rows = await self._fetch("SELECT * FROM dlq ORDER BY id", ())
         else:
             rows = []
-        return [dlq_from_row(r) for r in rows]
+        return [read_dlq(r) for r in rows]
 
     async def dlq_summary(
         self,
@@ -248,7 +239,7 @@ class SqlReads:
     # -- events ---------------------------------------------------------------------------
     async def event_by_key(self, key: str) -> Event | None:
         row = await self._one("SELECT * FROM events WHERE idempotency_key=?", (key,))
-        return event_from_row(row) if row else None
+        return read_event(row) if row else None
 
     async def event_runs(self, event: Event) -> list[str]:
         # created in the event's transaction, so their ids lie just above the event's
@@ -303,9 +294,7 @@ class SqlReads:
             rows = await self._fetch(
                 f"SELECT * FROM events {clause} ORDER BY id {order} LIMIT {_PAGE}", page_params
             )
-            out.extend(
-                event_from_row(r) for r in rows if name is None or glob_match(name, r["name"])
-            )
+            out.extend(read_event(r) for r in rows if name is None or glob_match(name, r["name"]))
             if len(rows) < _PAGE:
                 break
             cursor = rows[-1]["id"]
@@ -318,19 +307,15 @@ class SqlReads:
 
     # -- fires and the audit trail (issue 14) ---------------------------------------------
     async def fired(self, job: str, since: float, until: float) -> set[int]:
-        """Fire times (``fire_ms``) in [since, until) that already have a run: claimed in the
-        fires table, or the ``scheduled_for`` of any stored run of the job."""
+        """Fire times (``fire_ms``) in [since, until) that already have a run: the
+        ``scheduled_for`` of any stored run of the job."""
         lo, hi = fire_ms(since), fire_ms(until)
-        claimed = await self._fetch(
-            "SELECT fire_ms FROM fires WHERE job=? AND fire_ms >= ? AND fire_ms < ?",
-            (job, lo, hi),
-        )
         runs = await self._fetch(
             "SELECT scheduled_for FROM runs WHERE job=? AND scheduled_for >= ?"
             " AND scheduled_for < ?",
             (job, lo / 1000 - 0.0005, hi / 1000 - 0.0005),
         )
-        return {r["fire_ms"] for r in claimed} | {fire_ms(r["scheduled_for"]) for r in runs}
+        return {fire_ms(r["scheduled_for"]) for r in runs}
 
     async def audit(self, q: AuditQuery) -> list[AuditEntry]:
         where: list[str] = []

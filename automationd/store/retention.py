@@ -23,6 +23,7 @@ import structlog
 from automationd.clock import Clock
 from automationd.config.model import RetentionConfig
 from automationd.core.ids import id_floor
+from automationd.errors import StoreError
 from automationd.store.api import PrunePass, Store
 
 log = structlog.get_logger("automationd.retention")
@@ -61,7 +62,9 @@ class Retention:
         while True:
             try:
                 await self.prune_once()
-            except Exception:  # the store logs its own failure; pruning tries again later
+            except StoreError as exc:  # the store logs its own failure episode, once
+                log.warning("retention.skipped", error=str(exc))
+            except Exception:  # a bug: pruning tries again later
                 log.exception("retention.failed")
             await self._pause(self.interval)
 

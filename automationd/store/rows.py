@@ -16,7 +16,6 @@ every backend's SQL for that ``Stmt`` binds:
     DLQ      id, run_id, job, target_idx, target, error_kind, error_message, failed_at, phase
     DLQ_DELETE  id                         EVENT  id, name, payload, created_at, key, depth
     AUDIT    id, at, via, uid, user, cmd, target, job, args, digest, outcome, error
-    FIRE     job, fire_ms, run_id
 
 Every row write is a full-row upsert keyed by the row's primary key, so the writer may
 collapse several writes of one row inside a batch to the last one. Times are epoch seconds;
@@ -30,6 +29,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from automationd import strictjson
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind
 from automationd.records import (
@@ -51,16 +51,26 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
+    """Compact JSON text; never raises. Values are checked where they enter (admin/args.py,
+    the actions), so the fallback is for a value that slipped past: its non-finite numbers
+    become ``null`` and anything not JSON its ``repr``, instead of failing a run's write."""
+    if value is None:
+        return None
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError):
+        return strictjson.dumps_lenient(value)
 
 
 def loads(text: str | None) -> Any:
+    """A stored JSON value; one that does not read back as JSON an answer can carry (cut,
+    scribbled on, or a ``1e999`` an older version let in) reads as ``{"undecodable": …}``."""
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
-        return {"undecodable": text[:200]}
+        return strictjson.loads(text)
+    except (ValueError, TypeError):
+        return {"undecodable": text[:200] if isinstance(text, str) else repr(text)[:200]}
 
 
 class RunView(Protocol):
@@ -241,7 +251,7 @@ def w_event_row(
 # --- reading rows back ---------------------------------------------------------------------
 
 
-def _error(kind: str | None, message: str | None) -> RunError | None:
+def run_error(kind: str | None, message: str | None) -> RunError | None:
     if kind is None:
         return None
     try:
@@ -266,7 +276,7 @@ def run_from_row(r: Row) -> Run:
         targets_total=r["targets_total"],
         targets_succeeded=r["targets_succeeded"],
         targets_failed=r["targets_failed"],
-        error=_error(r["error_kind"], r["error_message"]),
+        error=run_error(r["error_kind"], r["error_message"]),
         result=loads(r["result"]),
         depth=r["depth"],
         origin=r["origin"],
@@ -285,7 +295,7 @@ def target_from_row(r: Row) -> Target:
         target=loads(r["target"]),
         state=TargetState(r["state"]),
         attempts=r["attempts"],
-        error=_error(r["error_kind"], r["error_message"]),
+        error=run_error(r["error_kind"], r["error_message"]),
         result=loads(r["result"]),
     )
 
@@ -311,7 +321,7 @@ def dlq_from_row(r: Row) -> DlqEntry:
         job=r["job"],
         target_idx=r["target_idx"],
         target=loads(r["target"]),
-        error=_error(r["error_kind"], r["error_message"])
+        error=run_error(r["error_kind"], r["error_message"])
         or RunError(kind=ErrorKind.FATAL, message=""),
         failed_at=r["failed_at"],
         phase=Phase(r["phase"]),
@@ -375,13 +385,6 @@ def audit_from_row(r: Row) -> AuditEntry:
 
 
 def fire_ms(due: float) -> int:
-    """A fire time as the fires table keys it: whole milliseconds (a float's last bits must
-    not make one fire two)."""
+    """A fire time compared in whole milliseconds (a float's last bits must not make one
+    fire two when a backfill looks for the runs a window already has)."""
     return round(due * 1000)
-
-
-def w_fire(job: str, due: float, run_id: str) -> Write:
-    """Claim fire ``due`` of ``job`` for ``run_id``: written in the unit that creates the run,
-    so a run and its claim are durable together. The table's primary key (job, fire_ms) is
-    what makes "one run per (job, fire time)" hold on every backend; a second claim fails."""
-    return Write(Stmt.FIRE, (job, fire_ms(due), run_id), key=(job, fire_ms(due)))

@@ -15,7 +15,8 @@ from typing import Any
 
 from automationd.records import Run
 from automationd.store.api import RunQuery
-from automationd.store.rows import Row, run_from_row
+from automationd.store.rows import Row
+from automationd.store.salvage import read_run
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Row]]]
 
@@ -79,7 +80,7 @@ async def runs_window(
     rows = await fetch(
         f"SELECT * FROM ({inner}) AS w{outer} LIMIT ?", (*params, scan, *rest_params, q.limit)
     )
-    runs = sorted((run_from_row(r) for r in rows), key=lambda r: r.id, reverse=True)
+    runs = sorted((read_run(r) for r in rows), key=lambda r: r.id, reverse=True)
     if len(runs) >= q.limit:
         return runs, None
     (last,) = await fetch(

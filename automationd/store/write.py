@@ -29,7 +29,6 @@ class Stmt(enum.Enum):
     JOB = "job"  # full-row upsert of a job's durable state
     JOB_DELETE = "job_delete"  # remove a job's row (barrier)
     AUDIT = "audit"  # one audit-trail entry (insert)
-    FIRE = "fire"  # claim of one (job, fire time) by a run (insert; store/rows.py w_fire)
     # A job's state as an operator set it (added, paused, resumed, completed): the same
     # params as JOB. On SQLite the same full-row upsert; on PostgreSQL JOB only merges
     # counters (several daemons keep their own), and only this one changes pause and spec.

@@ -14,20 +14,16 @@ Rules:
    turn; it does not await, so everything submitted in one turn lands in the same batch.
    A *deferrable* entry (``post``, ``submit_then(…, defer=True)``: nobody waits for it, e.g.
    a run's end) kicks nothing: it rides with the next entry someone waits for, or goes after
-   ``DEFER`` s or once ``DEFER_WRITES`` wait. Why: a synchronous client's next trigger comes
-   a fraction of a millisecond after its answer, and the previous run's end then shares its
-   commit (one fsync per run, not two). Order is unchanged: a kick takes ``pending`` in order.
+   ``DEFER`` s or once ``DEFER_WRITES`` wait (a synchronous client's next trigger then shares
+   the previous run's end's commit: one fsync per run, not two). Order is unchanged.
 2. A kick takes EVERYTHING pending (whole entries, up to ``max_batch`` writes; an entry is
    never split) and hands it to the backend's ``Committer`` as one batch = one transaction.
-   At most ``PIPELINE`` (1) batch is in the committer; meanwhile new entries accumulate and
-   become the next batch: the natural group commit (a second batch in flight waited for the
-   same thread anyway; measured: 15 % less CPU per run, same latency). No task, no timer: a
+   One batch (``PIPELINE``) is in the committer at a time; new entries become the next one:
+   the natural group commit (a second batch in flight only waited for the same thread). A
    batch's completion settles its callers and kicks the next batch at the end of that turn,
-   once the runs it started took their first step, so the next attempts of the workers they
-   freed ride along (+12-20 % runs/s when the worker pool is the bound). Exceptions: an idle
-   writer starts a batch at once when ``EARLY_WRITES`` wait, and batches stop at ``MAX_BATCH``
-   writes, so a herd (2,000 runs made in one turn, in units of 128) is durable in pieces:
-   its first runs start while the rest is still being made (action-start p50 ~40 % lower).
+   once the runs it started took a step, so their workers' next attempts ride along. An
+   idle writer starts a batch at once when ``EARLY_WRITES`` wait, and batches stop at
+   ``MAX_BATCH``: a herd (2,000 runs in one turn) is durable in pieces, its first runs early.
 3. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier`` or a
    function); segments execute in order. Inside a segment writes are grouped by statement,
    each group one multi-row statement, groups in order of first appearance (store/batch.py).
@@ -41,10 +37,13 @@ Rules:
    head of ``pending``, so submission order is kept across the failure. A held write whose
    row a batch already in the committer stored meanwhile is dropped (that row is newer). The
    other entries (``commit`` futures, ``submit_then`` without retry) fail at once with the
-   ``StoreError``, whose ``kind`` says why.
+   ``StoreError``, whose ``kind`` says why; while held entries wait, new ones of that sort
+   fail at once with it too, not after the retry timer (the held writes probe recovery).
 7. Failure is logged once per episode (``store.write_failed`` with the kind), then once a
-   minute while it lasts (``store.still_failing`` with a count), and once when a batch
-   commits again (``store.write_recovered``); never once per request.
+   minute while it lasts (``store.still_failing`` with a count), and once when writes have
+   committed again for ``quiet_after`` (``store.write_recovered``); never once per request.
+   Health follows at once (a batch with writes commits; an empty probe proves nothing), but
+   the episode ends only after the quiet spell: a nearly full disk's flapping is one episode.
 8. A submitted write is never withdrawn. ``close()`` refuses new writes; ``drained``
    resolves once nothing is pending, held or in the committer.
 """
@@ -62,17 +61,18 @@ import structlog
 from automationd.clock import Clock
 from automationd.errors import StoreError
 from automationd.store.batch import Settlement, Step, TxnFn, keys_of, plan_batch
-from automationd.store.episode import Episode
+from automationd.store.entry import Entry, call_then, tell
 from automationd.store.write import Observer, Then, Write
 
 log = structlog.get_logger("automationd.store")
 
 MAX_BATCH = 1000
 PIPELINE = 1  # batches in the committer at once (rule 2)
-DEFER = 0.002  # seconds a deferrable entry may wait for company (rule 1)
-DEFER_WRITES = 256  # ... or until this many writes wait
+DEFER, DEFER_WRITES = 0.002, 256  # a deferrable entry waits s for company, or writes (rule 1)
 EARLY_WRITES = 256  # an idle writer starts a batch this big at once, mid-turn (rule 2)
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
+STILL_FAILING_EVERY = 60.0
+QUIET_AFTER = 5.0  # the daemon's seconds of committing writes before an episode is over
 
 
 class Committer(Protocol):
@@ -86,29 +86,6 @@ class Committer(Protocol):
         raises ``StoreError`` (with its kind) after a rollback."""
 
 
-class _Entry:
-    """One caller's submission and how to tell the caller (a future, a callback, nobody)."""
-
-    __slots__ = ("defer", "fn", "future", "retry", "then", "weight", "writes")
-
-    def __init__(
-        self,
-        writes: Sequence[Write],
-        fn: TxnFn | None = None,
-        future: asyncio.Future[Any] | None = None,
-        then: Then | None = None,
-        retry: bool = False,
-        defer: bool = False,
-    ) -> None:
-        self.writes = writes
-        self.fn = fn
-        self.future = future
-        self.then = then
-        self.retry = retry
-        self.defer = defer
-        self.weight = len(writes) if fn is None else 1
-
-
 class Writer:
     """Owns ``pending`` and the batches in the committer; see the theory of operation."""
 
@@ -120,9 +97,11 @@ class Writer:
         max_batch: int = MAX_BATCH,
         on_error: Callable[[str], None] | None = None,
         on_health: Callable[[], None] | None = None,
+        quiet_after: float = 0.0,
     ) -> None:
         self._committer = committer
-        self._by_entry: Callable[[list[_Entry]], asyncio.Future[Any]] | None = getattr(
+        self._quiet_after = quiet_after
+        self._by_entry: Callable[[list[Entry]], asyncio.Future[Any]] | None = getattr(
             committer, "start_entries", None
         )
         self._on_health = on_health
@@ -130,10 +109,10 @@ class Writer:
         self._max_batch = max_batch
         self._on_error = on_error
         self._loop = asyncio.get_running_loop()
-        self._pending: deque[_Entry] = deque()
+        self._pending: deque[Entry] = deque()
         self._pending_writes = 0
-        self._inflight: deque[list[_Entry]] = deque()
-        self._held: list[_Entry] = []
+        self._inflight: deque[list[Entry]] = deque()
+        self._held: list[Entry] = []
         self._kicked = False
         self._urgent = 0  # entries in ``pending`` that someone waits for (rule 1)
         self._defer_timer: asyncio.TimerHandle | None = None
@@ -141,8 +120,14 @@ class Writer:
         self._retry_delay = RETRY_FIRST
         self._closing = False
         self._drained: asyncio.Future[None] = self._loop.create_future()
-        self._episode = Episode(clock)
+        self.failing: str | None = None  # the kind, while batches fail
+        self.episode = False  # from the first failure until writes committed for QUIET_AFTER
+        self._quiet: asyncio.TimerHandle | None = None
         self.last_error: str | None = None
+        self._failure: StoreError | None = None  # the last batch failure, while failing
+        self._failed_since = 0.0
+        self._failed_count = 0
+        self._told = 0.0
         self.batches = self.writes = self.statements = self.collapsed = 0
         self.failed_batches = self.failed_writes = 0
         self.last_batch_size = self.max_batch_size = 0
@@ -159,27 +144,30 @@ class Writer:
         return self._drained
 
     def post(self, writes: Sequence[Write]) -> None:
-        self._enqueue(_Entry(writes, retry=True, defer=True))
+        self._enqueue(Entry(writes, retry=True, defer=True))
 
     def submit_then(
         self, writes: Sequence[Write], then: Then, *, retry: bool = False, defer: bool = False
     ) -> None:
-        self._enqueue(_Entry(writes, then=then, retry=retry, defer=defer))
+        self._enqueue(Entry(writes, then=then, retry=retry, defer=defer))
 
     def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = self._loop.create_future()
-        self._enqueue(_Entry(writes, future=fut))
+        self._enqueue(Entry(writes, future=fut))
         return fut
 
     def call(self, fn: TxnFn) -> asyncio.Future[Any]:
         """Run ``fn(connection)`` inside the next batch's transaction (a barrier)."""
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._enqueue(_Entry((), fn=fn, future=fut))
+        self._enqueue(Entry((), fn=fn, future=fut))
         return fut
 
-    def _enqueue(self, entry: _Entry) -> None:
+    def _enqueue(self, entry: Entry) -> None:
         if self._closing:
             raise StoreError("the store is closed; write not accepted", kind="closed")
+        if self._held and self._failure is not None and not entry.retry and entry.fn is None:
+            tell(entry, self._failure)  # rule 6: refused now, not after the retry timer
+            return
         self._pending.append(entry)
         self._pending_writes += entry.weight
         if not entry.defer or self._pending_writes >= DEFER_WRITES:
@@ -210,14 +198,13 @@ class Writer:
         self._pending_writes = self._urgent = 0
         err = StoreError(reason, kind="closed")
         for entry in entries:
-            _tell(entry, err)
+            tell(entry, err)
         self._check_drained()
         return sum(e.weight for e in entries)
 
     # -- batches --------------------------------------------------------------------------
     def _kick(self, deferred: bool = False) -> None:
-        """Start batches while the pipeline has room, if anyone waits for what is pending
-        (or ``deferred``: the deferrable entries' time is up, or the writer is closing)."""
+        """Start batches if anyone waits for what is pending (or ``deferred``: time is up)."""
         self._kicked = False
         go = deferred or self._closing or self._urgent or self._pending_writes >= DEFER_WRITES
         while go and self._pending and not self._held and len(self._inflight) < PIPELINE:
@@ -239,15 +226,14 @@ class Writer:
             self._defer_timer = self._loop.call_later(DEFER, self._kick_deferred)
         self._check_drained()
 
-    def _take(self) -> list[_Entry]:
-        batch: list[_Entry] = []
+    def _take(self) -> list[Entry]:
+        batch: list[Entry] = []
         taken = urgent = 0
         pending = self._pending
         while pending and (not batch or taken + pending[0].weight <= self._max_batch):
             entry = pending.popleft()
             taken += entry.weight
-            if not entry.defer:
-                urgent += 1
+            urgent += not entry.defer
             batch.append(entry)
         self._pending_writes -= taken
         self._urgent -= urgent
@@ -258,7 +244,7 @@ class Writer:
 
     def _done(
         self,
-        batch: list[_Entry],
+        batch: list[Entry],
         started: float,
         statements: int,
         collapsed: int,
@@ -277,14 +263,11 @@ class Writer:
             self._succeeded(batch, result, started, refused)
         else:
             self._failed(batch, exc, started)
-        # The next batch at the end of this turn, not now: the runs this batch started take
-        # their first step first, and what they write (the next attempts, once they free
-        # their workers) still makes that batch.
-        if not self._kicked:
+        if not self._kicked:  # rule 2: at the end of this turn, once its runs took a step
             self._kicked = True
             self._loop.call_soon(self._kick)
 
-    def _account(self, batch: list[_Entry], started: float) -> int:
+    def _account(self, batch: list[Entry], started: float) -> int:
         size = sum(e.weight for e in batch)
         elapsed = self._clock.monotonic() - started
         self.batches += 1
@@ -295,7 +278,7 @@ class Writer:
         return size
 
     def _succeeded(
-        self, batch: list[_Entry], results: list[Any], started: float, refused: dict[int, Exception]
+        self, batch: list[Entry], results: list[Any], started: float, refused: dict[int, Exception]
     ) -> None:
         self.writes += self._account(batch, started)
         if self._held:  # rule 6: a row this batch stored is newer than the held write of it
@@ -304,7 +287,7 @@ class Writer:
                 entry.writes = [
                     w for w in entry.writes if w.key is None or (w.stmt, w.key) not in stored
                 ]
-        elif self.failing is not None:
+        elif self.failing is not None and any(e.writes or e.fn is not None for e in batch):
             self._recovered()
         observer = self.observer
         if observer is not None:
@@ -316,16 +299,16 @@ class Writer:
         for i, entry in enumerate(batch):
             if refused and i in refused:  # stored nothing; never retried (it cannot land)
                 err = refused[i]
-                _tell(entry, err if isinstance(err, StoreError) else StoreError(str(err)))
+                tell(entry, err if isinstance(err, StoreError) else StoreError(str(err)))
                 continue
             value = next(fn_results) if entry.fn is not None else None
             if entry.future is not None:
                 if not entry.future.done():
                     entry.future.set_result(value)
             elif entry.then is not None:
-                _call_then(entry.then, None)
+                call_then(entry.then, None)
 
-    def _failed(self, batch: list[_Entry], exc: BaseException, started: float) -> None:
+    def _failed(self, batch: list[Entry], exc: BaseException, started: float) -> None:
         size = self._account(batch, started)
         self.failed_batches += 1
         self.failed_writes += size
@@ -338,7 +321,7 @@ class Writer:
         held = [e for e in batch if e.retry]
         for entry in batch:
             if not entry.retry:
-                _tell(entry, err)
+                tell(entry, err)
         if held:
             self._held.extend(held)
             if self._retry_timer is None:
@@ -352,46 +335,65 @@ class Writer:
         for entry in reversed(held):
             self._pending.appendleft(entry)
             self._pending_writes += entry.weight
-            if not entry.defer:
-                self._urgent += 1
+            self._urgent += not entry.defer
         self._kick(deferred=True)
 
-    # -- failure episodes (rule 7, told by store/episode.py) -------------------------------
-    @property
-    def failing(self) -> str | None:
-        """The kind of failure while batches fail, else None."""
-        return self._episode.kind
-
+    # -- failure episodes (rule 7) --------------------------------------------------------
     def _note_failure(self, err: StoreError) -> None:
-        self.last_error = str(err)
+        now = self._clock.monotonic()
+        self.last_error = err.reason
+        self._failure = err
         if self._on_error is not None:
             self._on_error(err.kind)
-        if self._episode.failed(err) and self._on_health is not None:
+        if self._quiet is not None:  # failing again within the quiet spell: same episode
+            self._quiet.cancel()
+            self._quiet = None
+        if not self.episode:
+            self.episode = True
+            self.failing = err.kind
+            self._failed_since = self._told = now
+            self._failed_count = 1
+            log.error("store.write_failed", kind=err.kind, error=str(err))
+            if self._on_health is not None:
+                self._on_health()
+            return
+        was_failing = self.failing is not None
+        self.failing = err.kind
+        self._failed_count += 1
+        if not was_failing and self._on_health is not None:
             self._on_health()
+        if now - self._told >= STILL_FAILING_EVERY:
+            self._told = now
+            log.error(
+                "store.still_failing",
+                kind=err.kind,
+                failed_batches=self._failed_count,
+                for_s=round(now - self._failed_since, 1),
+            )
 
     def _recovered(self) -> None:
-        self._episode.recovered()
+        """Writes commit again: healthy now; the episode ends after QUIET_AFTER of that."""
+        kind, self.failing = self.failing, None
+        self._failure = None
         self._retry_delay = RETRY_FIRST
         if self._on_health is not None:
             self._on_health()
+        if self._quiet_after <= 0:
+            self._episode_over(kind)
+        elif self._quiet is None:
+            self._quiet = self._loop.call_later(self._quiet_after, self._episode_over, kind)
+
+    def _episode_over(self, kind: str | None) -> None:
+        self._quiet = None
+        self.episode = False
+        log.info(
+            "store.write_recovered",
+            kind=kind,
+            failed_batches=self._failed_count,
+            after_s=round(self._clock.monotonic() - self._failed_since, 3),
+        )
 
     def _check_drained(self) -> None:
         busy = self._pending or self._held or self._inflight
         if self._closing and not busy and not self._drained.done():
             self._drained.set_result(None)
-
-
-def _tell(entry: _Entry, err: StoreError) -> None:
-    if entry.future is not None:
-        if not entry.future.done():
-            entry.future.set_exception(err)
-    elif entry.then is not None:
-        _call_then(entry.then, err)
-
-
-def _call_then(then: Then, exc: BaseException | None) -> None:
-    """One caller's callback failing must not keep the rest of its batch from being told."""
-    try:
-        then(exc)
-    except Exception:
-        log.exception("store.callback_failed", callback=getattr(then, "__qualname__", "?"))

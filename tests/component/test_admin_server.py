@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import random
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -248,45 +249,114 @@ async def test_client_that_never_reads_is_dropped(short_tmp: Path) -> None:
         writer.transport.abort()
 
 
-async def test_half_open_flood_does_not_starve_the_server(short_tmp: Path) -> None:
-    """200 never-finished lines: extras get `unavailable`, the idle ones expire, service resumes.
+async def _first_code(r: asyncio.StreamReader, wait: float = 0.3) -> str:
+    """The error code of the first line the server sends, or "held" if none comes."""
+    try:
+        async with asyncio.timeout(wait):
+            line = await r.readline()
+    except TimeoutError:
+        return "held"
+    except ConnectionResetError:  # closed before our partial line was read: refused too
+        return "unavailable"
+    return str(json.loads(line)["error"]["code"]) if line else "closed"
 
-    1. max_connections=16, idle_timeout=0.6; open 200 connections, each sends half a request.
-    2. The 184 beyond the limit are answered `unavailable` at once and closed.
-    3. A new connection is also answered (unavailable) immediately: nothing blocks.
-    Result: after the idle timeout the half-open ones are gone and status is served.
+
+async def test_half_open_flood_does_not_lock_the_operator_out(short_tmp: Path) -> None:
+    """200 never-finished lines on 16 slots: the longest-idle give way, the operator gets in.
+
+    1. max_connections=16 (idle and line timeouts far away); open 200 connections, each sends
+       half a request.
+    2. Each one past the 16th evicts the longest-idle: 184 hear `unavailable`, 16 are held.
+    3. A new connection is served at once.
+    Result: `status` answers in well under a second, and the server logged the saturation once.
     """
-
-    async def first_line(r: asyncio.StreamReader) -> str:
-        try:
-            async with asyncio.timeout(0.3):
-                line = await r.readline()
-        except TimeoutError:
-            return "held"
-        except ConnectionResetError:  # closed before our partial line was read: refused too
-            return "unavailable"
-        return str(json.loads(line)["error"]["code"])
-
-    async with asyncio.timeout(8), running(short_tmp, max_connections=16, idle_timeout=0.6) as s:
+    async with (
+        asyncio.timeout(8),
+        running(short_tmp, max_connections=16, idle_timeout=60, line_timeout=60) as s,
+    ):
         conns = []
         try:
-            for _ in range(200):
-                r, w = await asyncio.open_unix_connection(str(s.path))
-                w.write(b'{"id":1,"cmd":"sta')
-                conns.append((r, w))
-            codes = await asyncio.gather(*(first_line(r) for r, _ in conns))
-            assert codes.count("unavailable") == 184 and codes.count("held") == 16
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            async with AdminClient(s.path) as c:
-                assert (await c.read_response())["error"]["code"] == "unavailable"
-            assert loop.time() - t0 < 0.2
-            await asyncio.sleep(0.6)
-            async with AdminClient(s.path) as c:
-                assert (await c.call("status"))["version"] == "test"
+            with capture_logs() as logs:
+                for _ in range(200):
+                    r, w = await asyncio.open_unix_connection(str(s.path))
+                    w.write(b'{"id":1,"cmd":"sta')
+                    conns.append((r, w))
+                codes = await asyncio.gather(*(_first_code(r) for r, _ in conns))
+                assert codes.count("unavailable") == 184 and codes.count("held") == 16
+                assert codes[-16:] == ["held"] * 16  # the newest stay, the oldest gave way
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                async with AdminClient(s.path) as c:
+                    assert (await c.call("status"))["version"] == "test"
+                assert loop.time() - t0 < 0.5
+            assert [e["event"] for e in logs].count("admin.slots_full") == 1
+            assert s.evicted == 185 and s.connections == 16
         finally:
             for _, w in conns:
                 w.close()
+
+
+async def test_busy_slots_are_not_evicted(short_tmp: Path) -> None:
+    """With every slot running a request, a newcomer is refused `unavailable`; nothing in
+    flight is cut off, and once they finish a newcomer gets in again."""
+    handlers = Handlers()
+    async with (
+        asyncio.timeout(5),
+        running(short_tmp, handlers, max_connections=4, line_timeout=60) as s,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        clients = [await stack.enter_async_context(AdminClient(s.path)) for _ in range(4)]
+        for i, c in enumerate(clients):
+            await c.send(encode_request(i, "sleep", {"s": 0.3, "tag": i}))
+        while handlers.running < 4:  # noqa: ASYNC110 - the fake handlers offer no event
+            await asyncio.sleep(0.01)
+        r, w = await asyncio.open_unix_connection(str(s.path))
+        assert await _first_code(r) == "unavailable"
+        w.close()
+        for i, c in enumerate(clients):
+            assert (await c.read_response())["result"] == {"tag": i}
+        async with AdminClient(s.path) as c:
+            assert (await c.call("status"))["version"] == "test"
+
+
+async def test_connection_without_a_complete_line_is_closed(short_tmp: Path) -> None:
+    """A half-open connection, and one dribbling a line byte by byte, hear `bad_request` and
+    are closed after line_timeout; a connection quiet between two requests is not."""
+    async with asyncio.timeout(5), running(short_tmp, line_timeout=0.3) as s:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        silent_r, silent_w = await asyncio.open_unix_connection(str(s.path))
+        line = await silent_r.readline()
+        err = json.loads(line)["error"]
+        assert err == {
+            "code": "bad_request",
+            "message": "no complete request line within 0.3s",
+        }
+        assert 0.25 < loop.time() - t0 < 1.5
+        assert await silent_r.read() == b""
+        silent_w.close()
+
+        async with AdminClient(s.path) as quiet:
+            assert (await quiet.call("echo", {"n": 1})) == {"n": 1}
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as slow:
+                slow.setblocking(False)
+                await loop.sock_connect(slow, str(s.path))
+                t0 = loop.time()
+                for byte in b'{"id":1,"cmd":"status"}':
+                    try:
+                        await loop.sock_sendall(slow, bytes([byte]))
+                    except OSError:  # closed on us: that is the point
+                        break
+                    await asyncio.sleep(0.05)
+                got = b""
+                while not got.endswith(b"\n"):
+                    chunk = await loop.sock_recv(slow, 4096)
+                    assert chunk, "closed without saying why"
+                    got += chunk
+                assert json.loads(got)["error"]["code"] == "bad_request"
+                assert loop.time() - t0 < 1.0
+            await asyncio.sleep(0.4)  # past the line deadline, well inside the idle timeout
+            assert (await quiet.call("echo", {"n": 2})) == {"n": 2}
 
 
 async def test_close_answers_in_flight_requests(short_tmp: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -229,18 +230,22 @@ async def test_background_task_waits_first_delay_then_every_interval(
                 await _settle()
                 assert await seed.count("runs") == 1  # still waiting for first_delay
                 clock.advance(5.0)
-                await _until(lambda: retention.steps >= 2)
+                await _until(lambda: _pruned(logs) == 1)  # a pass ends with its log line
                 assert await seed.count("runs") == 0
                 await seed.run(20.0)
                 clock.advance(59.0)
                 await _settle()
                 assert await seed.count("runs") == 1
                 clock.advance(1.0)
-                await _until(lambda: retention.steps >= 4)
+                await _until(lambda: _pruned(logs) == 2)
                 assert await seed.count("runs") == 0
                 task.cancel()
     pruned = [e for e in logs if e["event"] == "retention.pruned"]
     assert [e["runs"] for e in pruned] == [1, 1]
+
+
+def _pruned(logs: list[dict[str, Any]]) -> int:
+    return sum(e["event"] == "retention.pruned" for e in logs)
 
 
 def test_prune_interval_config_key(tmp_path: Path) -> None:

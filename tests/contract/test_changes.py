@@ -17,7 +17,7 @@ from automationd.errors import StoreError
 from automationd.records import AuditEntry, Run, Trigger
 from automationd.store.api import AuditQuery, PrunePass, Store
 from automationd.store.jobs import JobRow, w_job
-from automationd.store.rows import fire_ms, w_audit, w_fire, w_run
+from automationd.store.rows import fire_ms, w_audit, w_run
 
 T0 = 1_780_000_000.0
 
@@ -51,9 +51,9 @@ async def test_job_rows_keep_revision_owner_and_override(store: Store) -> None:
     assert (api.name, api.revision, api.owner) == ("a", 7, 1001)
 
 
-async def test_a_fire_is_claimed_once_and_found_by_window(store: Store, ids: IdGenerator) -> None:
-    """Claims and scheduled runs are found in [since, until); a second claim of one fire
-    fails its unit (nothing of it stored); pruning the run frees its fire."""
+async def test_a_fire_has_one_run_and_is_found_by_window(store: Store, ids: IdGenerator) -> None:
+    """Backfill and scheduled runs are found by their fire time in [since, until); a second
+    run of one fire fails its unit (nothing of it stored); pruning the run frees its fire."""
     due = [T0 + 300 * i for i in range(3)]
     runs = [
         Run(
@@ -75,8 +75,7 @@ async def test_a_fire_is_claimed_once_and_found_by_window(store: Store, ids: IdG
         scheduled_for=T0 + 900,
     )
     async with asyncio.timeout(10):
-        claims = [w_fire("j", d, r.id) for d, r in zip(due, runs, strict=True)]
-        await store.commit([*(w_run(r) for r in runs), *claims])
+        await store.commit([w_run(r) for r in runs])
         await store.commit([w_run(scheduled)])
         assert await store.fired("j", T0, T0 + 901) == {fire_ms(d) for d in [*due, T0 + 900]}
         assert await store.fired("j", T0, T0 + 600) == {fire_ms(due[0]), fire_ms(due[1])}
@@ -84,7 +83,7 @@ async def test_a_fire_is_claimed_once_and_found_by_window(store: Store, ids: IdG
         twin = Run(id=ids.new(T0), job="j", state=RunState.QUEUED, trigger=Trigger.BACKFILL,
                    created_at=T0, scheduled_for=due[0])  # fmt: skip
         with pytest.raises(StoreError):
-            await store.commit([w_run(twin), w_fire("j", due[0], twin.id)])
+            await store.commit([w_run(twin)])
         assert await store.run(twin.id) is None
         prune = PrunePass(before=id_floor(T0 + 1))
         while (await store.prune_runs_step(prune, 100))[1]:

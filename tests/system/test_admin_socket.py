@@ -148,57 +148,65 @@ async def test_garbage_and_a_3_mib_line_get_bad_request_and_the_connection_survi
         assert (await fresh.call("status"))["jobs"]["total"] == 1
 
 
-async def test_200_half_open_connections_get_unavailable_and_service_continues(
+async def test_200_half_open_connections_do_not_lock_the_operator_out(
     daemon_factory: Callable[..., DaemonProcess],
 ) -> None:
-    """1. One good connection is open; then 200 connections each send half a request.
-    2. Those past the daemon's 64-connection bound are answered `unavailable` and closed.
-    3. The good connection keeps being served during the flood.
-    Result: once the flood's clients go away, a new connection is served again.
+    """1. 200 connections each send half a request and wait (SPEC §7.5: 64 slots).
+    2. Past the 64th, each newcomer takes the slot of the longest-idle one, which hears
+       `unavailable` and is closed: the newest 64 are held.
+    3. `automationctl status` is run while all 64 slots are still taken.
+    Result: it succeeds, answered in under a second (measured from its connect, and its
+    whole run stays within a second of the same command without the flood).
     """
-
-    async def first_line(r: asyncio.StreamReader) -> str:
-        try:
-            async with asyncio.timeout(0.5):
-                line = await r.readline()
-        except TimeoutError:
-            return "held"
-        except OSError:  # reset while being refused (the answer was lost with it)
-            return "unavailable"
-        return str(json.loads(line)["error"]["code"]) if line else "closed"
-
     d = daemon_factory(jobs=JOB)
     d.start()
+    sock = ["--socket", str(d.socket)]
+    calm = await _ctl(*sock, "--json", "status")
+    assert calm.returncode == 0, calm.stderr
+    loop = asyncio.get_running_loop()
     flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    async with asyncio.timeout(20), AdminClient(d.socket) as keeper:
-        assert (await keeper.call("status"))["jobs"]["total"] == 1
+    async with asyncio.timeout(30):
         try:
             while len(flood) < 200:
                 try:
-                    flood.append(await asyncio.open_unix_connection(str(d.socket)))
+                    r, w = await asyncio.open_unix_connection(str(d.socket))
                 except BlockingIOError:  # EAGAIN: the listen backlog is full; let it accept
                     await asyncio.sleep(0.01)
-            codes = await asyncio.gather(*(first_line(r) for r, _ in flood))
-            assert codes.count("held") == 63 and codes.count("unavailable") == 137, codes
-            for (_, w), code in zip(flood, codes, strict=True):
-                if code == "held":  # half a request, never finished
-                    w.write(b'{"id":1,"cmd":"sta')
-                    await w.drain()
-            assert (await keeper.call("status"))["jobs"]["total"] == 1
-            async with AdminClient(d.socket) as late:
-                assert (await late.read_response())["error"]["code"] == "unavailable"
+                    continue
+                w.write(b'{"id":1,"cmd":"sta')
+                flood.append((r, w))
+            codes = await asyncio.gather(*(_first_code(r) for r, _ in flood))
+            assert codes.count("held") == 64 and codes.count("unavailable") == 136, codes
+            assert codes[-64:] == ["held"] * 64
+
+            t0 = loop.time()
+            async with AdminClient(d.socket) as operator:
+                assert (await operator.call("status"))["jobs"]["total"] == 1
+            assert loop.time() - t0 < 1.0
+            t0 = loop.time()
+            busy = await _ctl(*sock, "--json", "status")
+            took = loop.time() - t0
+            assert busy.returncode == 0, busy.stderr
+            assert json.loads(busy.stdout)["jobs"]["total"] == 1
+            t0 = loop.time()
+            calm = await _ctl(*sock, "--json", "status")
+            assert took < 1.0 + (loop.time() - t0), took  # the flood adds under a second
         finally:
             for _, w in flood:
                 w.close()
-        while True:  # the daemon notices the closed half-open clients and frees their slots
-            try:
-                async with AdminClient(d.socket) as fresh:
-                    assert (await fresh.call("status"))["jobs"]["total"] == 1
-                    break
-            except Exception:
-                await asyncio.sleep(0.05)
-        assert (await keeper.call("status"))["jobs"]["total"] == 1
     assert d.stop() == 0
+
+
+async def _first_code(r: asyncio.StreamReader) -> str:
+    """The error code of the first line the daemon sends, or "held" if none comes."""
+    try:
+        async with asyncio.timeout(0.5):
+            line = await r.readline()
+    except TimeoutError:
+        return "held"
+    except OSError:  # reset while being refused (the answer was lost with it)
+        return "unavailable"
+    return str(json.loads(line)["error"]["code"]) if line else "closed"
 
 
 async def _ctl(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from automationd.errors import AdminError
+from automationd.units import rfc3339
 from tests.support.daemon import BIN, DaemonProcess
 
 Factory = Callable[..., DaemonProcess]
@@ -92,9 +93,9 @@ async def test_each_change_is_on_the_trail_with_its_caller_and_survives_restart(
         cmds = [e["cmd"] for e in only_a]
         assert cmds == ["jobs.trigger", "jobs.pause", "jobs.update", "jobs.add"]
         assert len(await d.call("audit.list", {"limit": 2})) == 2
-        later = await d.call("audit.list", {"since": time.time() + 1})
+        later = await d.call("audit.list", {"since": rfc3339(time.time() + 1)})
         assert later == []
-        assert len(await d.call("audit.list", {"since": t0 - 1})) == len(trail)
+        assert len(await d.call("audit.list", {"since": rfc3339(t0 - 1)})) == len(trail)
 
 
 async def test_automationctl_audit_prints_the_trail(daemon_factory: Factory) -> None:

@@ -374,7 +374,9 @@ async def test_failed_undo_goes_to_dlq_and_retrying_it_undoes_again(
             ("t4", "perform"),
         ]
         performed = len(_performed(d))
-        res = await d.call("dlq.retry", {"job": "fanout", "kind": "fatal", "since": 0})
+        res = await d.call(
+            "dlq.retry", {"job": "fanout", "kind": "fatal", "since": "1970-01-01T00:00:00Z"}
+        )
         assert res["requeued"] == 3  # the undo letter undoes again; t2/t4 are retried
         done = d.wait_run(run["id"], ("rolled_back",))
         assert sum(t["state"] == "rolled_back" for t in done["targets"]) == 3

@@ -248,21 +248,28 @@ async def test_reload_reconciles_config_jobs_and_sighup(daemon_factory: Factory)
 
 
 async def test_misfire_run_once_skip_and_grace_across_downtime(daemon_factory: Factory) -> None:
-    """1. Three `@at now+2s` jobs: run_once and skip with a 500 ms grace, run_once with 1 m.
+    """1. Three `@at` jobs: run_once and skip with a 500 ms grace, run_once with 1 m; once the
+    daemon is up, a reload moves their fire to 2 s ahead.
     2. Stop the daemon before the fire, wait ~1.5 s past it, restart.
     Result: run_once gets one run with trigger `misfire`; skip gets none and is counted in
     fires_missed_total; the 1 m-grace job runs normally (trigger `schedule`); all complete."""
-    at = _at(2.2)
-    jobs = (
-        _job("once", at, misfire='"run_once"', misfire_grace='"500ms"')
-        + _job("skipper", at, misfire='"skip"', misfire_grace='"500ms"')
-        + _job("graced", at, misfire='"run_once"', misfire_grace='"1m"')
-    )
-    d = _make(daemon_factory, jobs)
-    d.start()
+
+    def jobs(at: str) -> str:
+        return (
+            _job("once", at, misfire='"run_once"', misfire_grace='"500ms"')
+            + _job("skipper", at, misfire='"skip"', misfire_grace='"500ms"')
+            + _job("graced", at, misfire='"run_once"', misfire_grace='"1m"')
+        )
+
+    d = _make(daemon_factory, jobs(_at(3600)))
+    d.start()  # however long a start takes on a busy machine, the fire is not yet set
+    at = _at(2.0)
+    d.write_config(config_text(d.base, jobs=jobs(at)))
+    assert d.call_sync("reload")["jobs_updated"] == 3
     fire = _t(at.split(" ", 1)[1])
     assert all(j["next_run"] is not None for j in d.call_sync("jobs.list"))
     assert d.stop() == 0
+    assert time.time() < fire, "the daemon stopped after the fire: the scenario did not happen"
     async with asyncio.timeout(10):
         await asyncio.sleep(max(0.0, fire + 1.5 - time.time()))
     d.start()

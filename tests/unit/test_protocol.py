@@ -50,8 +50,13 @@ BAD: list[tuple[bytes, str, Any]] = [
     (b'{"cmd":"\xed\xa0\x80"}', "not valid UTF-8", None),  # an encoded surrogate is invalid UTF-8
     (b"[1,2]", "must be a JSON object", None),
     (b'"status"', "must be a JSON object", None),
-    (b'{"id":1,"cmd":"a","args":{"x":NaN}}', "NaN is not valid JSON", None),
-    (b'{"id":1,"cmd":"a","args":{"x":Infinity}}', "Infinity is not valid JSON", None),
+    (b'{"id":1,"cmd":"a","args":{"x":NaN}}', "args.x: number NaN is not finite", 1),
+    (b'{"id":1,"cmd":"a","args":{"x":Infinity}}', "args.x: number Infinity is not finite", 1),
+    (b'{"id":2,"cmd":"a","args":{"p":[1,{"q":1e999}]}}', "args.p[1].q: number 1e999", 2),
+    (b'{"id":2,"cmd":"a","args":{"p":-1.797e309}}', "args.p: number -1.797e309 is not", 2),
+    (b'{"id":2,"cmd":"a","args":{"p":-Infinity}}', "args.p: number -Infinity is not", 2),
+    (b'{"id":2,"cmd":"a","args":{"p":1' + b"0" * 70 + b"}}", "has too many digits", 2),
+    (b'{"id":1e999,"cmd":"a"}', "id: number 1e999 is not finite", None),
     (b'{"id":3,"cmd":"a","args":{"s":"\\ud800"}}', "lone UTF-16 surrogate", 3),
     (b'{"id":"\\udc00","cmd":"a"}', "lone UTF-16 surrogate", None),  # unusable id not echoed
     (b'{"id":4}', "'cmd' must be a non-empty string", 4),

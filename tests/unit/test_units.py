@@ -147,3 +147,12 @@ def test_rfc3339_formats_utc_millis(epoch: float, text: str) -> None:
 def test_rfc3339_none() -> None:
     """A missing timestamp stays None (JSON null) instead of raising."""
     assert rfc3339(None) is None
+
+
+@pytest.mark.parametrize("text", ["9" * 400 + "s", "9" * 30 + "d", "36501d", "1e9s"])
+def test_durations_past_100_years_are_refused(text: str) -> None:
+    """A duration longer than 100 years (or one that overflows to infinity) is a ValueError
+    naming it, so no timeout, grace or jitter can become inf and break later arithmetic."""
+    with pytest.raises(ValueError, match="bad duration"):
+        parse_duration(text)
+    assert parse_duration("36500d") == 36500 * 86400.0

@@ -15,9 +15,9 @@ Theory of operation (the writer's rules, store/writer.py, hold; these add the fl
 3. Creation. A run not in the table is being created: all new runs of the batch are inserted
    first, ``ON CONFLICT DO NOTHING RETURNING id``. One that is not returned collided with a
    unique key another daemon stored first (an idempotency key; a (job, due time) fired by a
-   second leader for a split second): its entry is refused whole (kind ``duplicate``), and
-   so is an entry whose keyed event collided. A refused entry's rows already inserted are
-   deleted again, so an entry is all or nothing.
+   second leader for a split second, or backfilled twice): its entry is refused whole (kind
+   ``duplicate``), and so is an entry whose keyed event collided. A refused entry's rows
+   already inserted are deleted again, so an entry is all or nothing.
 4. What is left is planned with the shared ``plan_batch`` and run as one statement per
    group (store/pg/sql.py), then NOTIFY: new unowned runs wake idle daemons, job changes
    tell the others to re-read the job. NOTIFY is delivered at COMMIT, never before.
@@ -113,11 +113,8 @@ class PgCommitter:
         refs: dict[str, set[int]] = {}  # run id → entries writing it
         creations: dict[str, tuple[int, Write]] = {}  # run id → its first RUN write
         keyed_events: list[tuple[int, Write]] = []
-        fires: list[tuple[int, Write]] = []
         for i, entry in enumerate(entries):
             for w in entry.writes:
-                if w.stmt is Stmt.FIRE:
-                    fires.append((i, w))
                 at = q.RUN_ID_AT.get(w.stmt)
                 if at is None:
                     if w.stmt is Stmt.EVENT and w.params[4] is not None:
@@ -144,11 +141,7 @@ class PgCommitter:
             refused[i] = _Fenced(run_ids)
         inserted = await self._create_runs(conn, creations, existing, refused)
         events_in = await self._create_events(conn, keyed_events, refused)
-        fires_in = await self._claim_fires(conn, fires, refused)
         self._cascade(refs, creations, existing, inserted, refused)
-        undo_fires = [w.params for i, w in fires if i in refused and id(w) in fires_in]
-        if undo_fires:
-            await conn.execute(q.UNDO_FIRES, [f[0] for f in undo_fires], [f[1] for f in undo_fires])
         undo_runs = [r for r in inserted if creations[r][0] in refused]
         if undo_runs:
             await conn.execute(q.UNDO_RUNS, undo_runs)
@@ -159,7 +152,6 @@ class PgCommitter:
             await conn.execute(q.UNDO_EVENTS, undo_events)
         skip = {id(creations[r][1]) for r in inserted if creations[r][0] not in refused}
         skip.update(id(w) for i, w in keyed_events if w.params[0] in events_in)
-        skip.update(fires_in)
         accepted = [
             _Accepted([w for w in e.writes if id(w) not in skip] if skip else e.writes, e.fn)
             for i, e in enumerate(entries)
@@ -225,24 +217,6 @@ class PgCommitter:
             if w.params[0] not in got and w.params[0] not in ours:
                 refused.setdefault(i, _duplicate("event", w.params[1]))
         return got
-
-    async def _claim_fires(
-        self, conn: Any, fires: list[tuple[int, Write]], refused: dict[int, Exception]
-    ) -> set[int]:
-        """Backfill fire claims: a (job, fire time) claimed by another run refuses the entry.
-        Returns the ``id()`` of the writes inserted."""
-        todo = [(i, w) for i, w in fires if i not in refused]
-        if not todo:
-            return set()
-        rows = [w.params for _, w in todo]
-        got = {(r[0], r[1]) for r in await conn.fetch(q.CREATE_FIRES, *q.columns_of(rows, 3, ()))}
-        done: set[int] = set()
-        for i, w in todo:
-            if (w.params[0], w.params[1]) in got:
-                done.add(id(w))
-            else:
-                refused.setdefault(i, _duplicate("fire", w.params[0]))
-        return done
 
     @staticmethod
     def _cascade(

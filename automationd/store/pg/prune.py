@@ -39,7 +39,6 @@ async def runs_step(
     await conn.execute("DELETE FROM attempts WHERE run_id = ANY($1::text[])", ids)
     await conn.execute("DELETE FROM targets WHERE run_id = ANY($1::text[])", ids)
     await conn.execute("DELETE FROM runs WHERE id = ANY($1::text[])", ids)
-    await conn.execute("DELETE FROM fires WHERE run_id = ANY($1::text[])", ids)  # free again
     return len(ids), len(rows) >= batch, clock.monotonic() - t0
 
 

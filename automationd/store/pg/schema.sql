@@ -36,10 +36,11 @@ CREATE TABLE runs (
 CREATE INDEX runs_apply_of ON runs (origin) WHERE trigger = 'apply';
 CREATE UNIQUE INDEX runs_idempotency ON runs (job, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
--- One run per (job, due time) for scheduled fires, whoever fires: a second leader for a
--- split second cannot make a second run. (Backfills claim their fire times in `fires`.)
+-- One run per (job, due time), whoever makes it: a second leader for a split second, a
+-- misfire catch-up after a takeover, or a second backfill of the same window cannot make a
+-- second run of one fire.
 CREATE UNIQUE INDEX runs_fire ON runs (job, scheduled_for)
-    WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;
+    WHERE trigger IN ('schedule', 'misfire', 'backfill') AND scheduled_for IS NOT NULL;
 CREATE INDEX runs_by_job ON runs (job, id);
 CREATE INDEX runs_live ON runs (state) WHERE state IN ('queued', 'running', 'retrying');
 CREATE INDEX runs_claimable ON runs (priority DESC, id)
@@ -131,13 +132,6 @@ CREATE TABLE audit (
     error   text
 );
 CREATE INDEX audit_by_job ON audit (job, id);
-CREATE TABLE fires (
-    job     text NOT NULL,
-    fire_ms bigint NOT NULL,
-    run_id  text COLLATE "C" NOT NULL,
-    PRIMARY KEY (job, fire_ms)
-);
-CREATE INDEX fires_by_run ON fires (run_id);
 
 -- Fencing tokens: every claim of a run and every daemon's life take a new one.
 CREATE SEQUENCE lease_seq;

@@ -129,7 +129,6 @@ COLUMNS: dict[Stmt, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         (_T, _F, _T, _I, _T, _T, _T, _T, _T, _T, _T, _T),
     ),
-    Stmt.FIRE: (("job", "fire_ms", "run_id"), (_T, _B, _T)),
 }
 COLUMNS[Stmt.JOB_STATE] = COLUMNS[Stmt.JOB]
 
@@ -141,7 +140,6 @@ RUN_ID_AT: dict[Stmt, int] = {
     Stmt.ATTEMPT_PGID: 1,
     Stmt.ATTEMPT_INTERRUPTED: 2,
     Stmt.DLQ: 1,
-    Stmt.FIRE: 2,
 }
 # Text params that may carry a NUL byte (captured output, error texts): PostgreSQL's text
 # refuses it, and one such row would fail its whole batch.
@@ -200,8 +198,6 @@ GROUPED: dict[Stmt, str] = {
         " last_success=GREATEST(jobs.last_success, excluded.last_success)"
     ),
     Stmt.AUDIT: f"INSERT INTO audit {_unnest(*COLUMNS[Stmt.AUDIT])} ON CONFLICT (id) DO NOTHING",
-    # Fires are claimed apart (CREATE_FIRES); this plain insert is for a batch without fencing.
-    Stmt.FIRE: f"INSERT INTO fires {_unnest(*COLUMNS[Stmt.FIRE])}",
     Stmt.JOB_STATE: (
         f"INSERT INTO jobs {_unnest(*COLUMNS[Stmt.JOB])} ON CONFLICT (name) DO UPDATE SET"
         " source=excluded.source, spec=excluded.spec, paused=excluded.paused,"
@@ -233,19 +229,10 @@ CREATE_RUNS = (
 CREATE_EVENTS = (
     f"INSERT INTO events {_unnest(*COLUMNS[Stmt.EVENT])} ON CONFLICT DO NOTHING RETURNING id"
 )
-# Backfill fire claims: one run per (job, fire time) in the whole fleet.
-CREATE_FIRES = (
-    f"INSERT INTO fires {_unnest(*COLUMNS[Stmt.FIRE])}"
-    " ON CONFLICT DO NOTHING RETURNING job, fire_ms"
-)
 LOCK_RUNS = "SELECT id, lease FROM runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 EVENTS_STORED = "SELECT id FROM events WHERE id = ANY($1::text[])"
 UNDO_RUNS = "DELETE FROM runs WHERE id = ANY($1::text[])"
 UNDO_EVENTS = "DELETE FROM events WHERE id = ANY($1::text[])"
-UNDO_FIRES = (
-    "DELETE FROM fires f USING unnest($1::text[], $2::int8[]) AS u(job, fire_ms)"
-    " WHERE f.job = u.job AND f.fire_ms = u.fire_ms"
-)
 NOTIFY = "SELECT pg_notify($1, $2)"
 
 WORK_CHANNEL = "automationd_work"  # claimable runs appeared

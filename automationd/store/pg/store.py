@@ -205,6 +205,26 @@ class PgStore(SqlReads):
         )
         return result
 
+    # -- damage (issue 11) ----------------------------------------------------------------
+    async def check(self) -> list[str]:
+        """``store.check`` on PostgreSQL: the server keeps pages, encodings and types sound
+        itself, so what is left to check is the references SQLite's check also reads: every
+        target, attempt and dead letter belongs to a stored run."""
+        problems: list[str] = []
+        for table in ("targets", "attempts", "dlq"):
+            rows = await self._fetchall(
+                f"SELECT COUNT(*) AS n, MIN(t.run_id) AS example FROM {table} t"
+                " WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = t.run_id)",
+                (),
+            )
+            n = int(rows[0]["n"]) if rows else 0
+            if n:
+                problems.append(
+                    f"{table}: {n} row{'s' * (n != 1)} of runs that are not stored"
+                    f" (e.g. run_id={rows[0]['example']!r})"
+                )
+        return problems
+
     # -- backup ---------------------------------------------------------------------------
     async def backup(self, path: str) -> int:
         """``pg_dump --format=custom`` of the database into the new file ``path`` (a

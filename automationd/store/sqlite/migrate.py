@@ -47,9 +47,7 @@ MIGRATIONS: tuple[Step, ...] = (
         " ALTER TABLE dlq ADD COLUMN phase TEXT NOT NULL DEFAULT 'perform';"
         " CREATE INDEX IF NOT EXISTS runs_apply_of ON runs (origin) WHERE trigger = 'apply';",
     ),
-    # 4 (issue 14): a job's revision, owner (uid) and override flag; the audit trail; and the
-    # fires table, one row per (job, fire time) claimed by a backfill run, whose primary key
-    # makes "one run per fire" a constraint any backend (and any fire source) can reuse.
+    # 4 (issue 14): a job's revision, owner (uid) and override flag; the audit trail.
     (
         4,
         """
@@ -71,21 +69,14 @@ MIGRATIONS: tuple[Step, ...] = (
             error   TEXT
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job, id);
-        CREATE TABLE IF NOT EXISTS fires (
-            job     TEXT NOT NULL,
-            fire_ms INTEGER NOT NULL,
-            run_id  TEXT NOT NULL,
-            PRIMARY KEY (job, fire_ms)
-        ) WITHOUT ROWID;
-        CREATE INDEX IF NOT EXISTS fires_by_run ON fires (run_id);
         """,
     ),
-    # 5 (issue 16): one run per (job, due time) for scheduled fires, as on PostgreSQL, where
-    # two leaders for a split second must not make two runs (backfills: the fires table).
+    # 5: one run per (job, due time), whoever makes it (the scheduler, a misfire catch-up, a
+    # backfill; on PostgreSQL also a second leader for a split second), as on PostgreSQL.
     (
         5,
         "CREATE UNIQUE INDEX IF NOT EXISTS runs_fire ON runs (job, scheduled_for)"
-        " WHERE trigger IN ('schedule', 'misfire') AND scheduled_for IS NOT NULL;",
+        " WHERE trigger IN ('schedule', 'misfire', 'backfill') AND scheduled_for IS NOT NULL;",
     ),
     # 6: runs that did not succeed, by state (newest first within one): the web console's
     # "last failures" and a state filter stay index reads among a million succeeded runs.

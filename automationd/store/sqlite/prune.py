@@ -37,7 +37,6 @@ def runs_step(
     conn.executemany("DELETE FROM attempts WHERE run_id=?", ids)
     conn.executemany("DELETE FROM targets WHERE run_id=?", ids)
     conn.executemany("DELETE FROM runs WHERE id=?", ids)
-    conn.executemany("DELETE FROM fires WHERE run_id=?", ids)  # the fire is free again
     return len(ids), len(rows) >= batch, clock.monotonic() - t0
 
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
+import structlog
+
 from automationd.errors import StoreError
 from automationd.store.batch import Step
 from automationd.store.write import Stmt
@@ -74,12 +76,11 @@ SQL: dict[Stmt, str] = {
         "INSERT INTO audit (id, at, via, uid, user, cmd, target, job, args, digest, outcome,"
         " error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
     ),
-    # No conflict clause on purpose: a second claim of one fire is a bug, and must fail its
-    # batch rather than create a second run silently (engine/backfill.py checks first).
-    Stmt.FIRE: "INSERT INTO fires (job, fire_ms, run_id) VALUES (?,?,?)",
 }
 SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
+
+log = structlog.get_logger("automationd.store")
 
 _CHUNKS = (1024, 256, 64, 16, 4)
 _MAX_PARAMS = 32000  # below SQLite's default SQLITE_MAX_VARIABLE_NUMBER (32766)
@@ -125,7 +126,25 @@ def execute_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any
 
 
 def execute_plan(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
-    """Run on the writer's thread: one transaction for all steps; results of functions."""
+    """Run on the writer's thread: one transaction for all steps; results of functions.
+
+    A value SQLite cannot bind (a lone surrogate in a string, an integer beyond 64 bits) would
+    fail its batch, and the writer retries held writes forever: one bad value would wedge the
+    store. So a batch that fails that way runs once more with such values made bindable
+    (``bindable``), and the rows are kept rather than lost; the store logs that it did.
+    """
+    try:
+        return _transaction(conn, steps)
+    except _UNBINDABLE as exc:
+        results = _transaction(conn, [_bindable_step(step) for step in steps])
+        log.warning("store.values_repaired", error=f"{type(exc).__name__}: {exc}"[:300])
+        return results
+
+
+_UNBINDABLE = (UnicodeEncodeError, OverflowError, sqlite3.ProgrammingError)
+
+
+def _transaction(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
     if not steps:
         conn.execute("SELECT 1").fetchone()  # a probe or an empty submit: prove the thread lives
         return []
@@ -147,10 +166,36 @@ def execute_plan(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
             # If even ROLLBACK fails the connection is broken; the first error is what matters.
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+        if isinstance(exc, _UNBINDABLE):
+            raise
         if isinstance(exc, sqlite3.Error):
             raise store_error(exc, f"in {sql[:120]!r}") from exc
         raise
     return results
+
+
+def _bindable_step(step: Step) -> Step:
+    if not isinstance(step, tuple):
+        return step
+    stmt, rows = step
+    return stmt, [tuple(bindable(v) for v in row) for row in rows]
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def bindable(value: Any) -> Any:
+    """``value`` as something SQLite binds: lone surrogates become ``\\udXXX`` text, integers
+    are clamped to 64 bits, and anything else that is not a SQLite type becomes its text."""
+    if value is None or type(value) in (float, bytes):
+        return value
+    if type(value) is int:
+        return min(max(value, _INT64[0]), _INT64[1])
+    if type(value) is bool:
+        return int(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return bindable(str(value))
 
 
 _KINDS = {
@@ -181,4 +226,4 @@ def store_error(exc: sqlite3.Error, where: str = "") -> StoreError:
         kind = "disk_full"
     reason = _REASONS.get(kind, f"{type(exc).__name__}: {exc}")
     detail = f" ({exc}{'; ' + where if where else ''})" if kind != "other" else ""
-    return StoreError(f"store: {reason}{detail}", kind=kind)
+    return StoreError(f"store: {reason}{detail}", kind=kind, reason=f"store: {reason}")

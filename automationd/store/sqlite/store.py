@@ -21,6 +21,12 @@ Durability: WAL with ``synchronous=FULL`` fsyncs the log on every COMMIT, and a 
 reported only after its COMMIT returned. WAL readers see every transaction committed before
 their read began, so a read issued after a write was reported sees it.
 
+Damage (store/sqlite/check.py): an existing file is checked before it is opened (quick_check,
+then every job row and the newest rows of each table decoded) and a damaged one is refused in
+one line naming the ways back. A read that still meets a row SQLite cannot hand over as text
+(not UTF-8) is run again on a connection that takes text as bytes, and the row comes back
+repaired (U+FFFD) and marked, so a listing reports that row instead of failing.
+
 Health: every ``health_interval`` a probe sends an empty batch through the writer (it runs
 ``SELECT 1`` on the writer's thread) and a ``SELECT 1`` through the reader, each under
 ``health_timeout``. A stalled thread or a failing batch makes the store unhealthy with a
@@ -49,6 +55,12 @@ from automationd.store.reads import SqlReads
 from automationd.store.rows import Row
 from automationd.store.sqlite import prune
 from automationd.store.sqlite.backup import backup_into
+from automationd.store.sqlite.check import (
+    check_problems,
+    damaged_message,
+    read_repaired,
+    startup_problems,
+)
 from automationd.store.sqlite.migrate import migrate
 from automationd.store.sqlite.sql import execute_plan, store_error
 from automationd.store.sqlite.thread import WriterThread
@@ -124,14 +136,18 @@ class SqliteStore(SqlReads):
 
     async def probe_loop(self) -> None:
         was: str | None = None
+        told = False  # logged store.unhealthy (a write failure episode is the writer's to log)
         while True:
             await self._clock.sleep_until(self._clock.monotonic() + self._health_interval)
             self._probe_failure = await self._probe_once()
             if self._probe_failure != was:
                 if self._probe_failure is None:
-                    log.info("store.healthy")
-                else:
+                    if told:
+                        log.info("store.healthy")
+                    told = False
+                elif not told and not self._writer.episode:
                     log.error("store.unhealthy", reason=self._probe_failure)
+                    told = True
                 was = self._probe_failure
                 self._health_changed.set()
 
@@ -142,14 +158,14 @@ class SqliteStore(SqlReads):
         except TimeoutError:
             return f"store: writer stalled (no answer within {self._health_timeout:g}s)"
         except StoreError as exc:
-            return str(exc)
+            return exc.reason
         try:
             async with asyncio.timeout(self._health_timeout):
                 await self._fetchall("SELECT 1", ())
         except TimeoutError:
             return f"store: reader stalled (no answer within {self._health_timeout:g}s)"
         except StoreError as exc:
-            return str(exc)
+            return exc.reason
         return None
 
     # -- writes ---------------------------------------------------------------------------
@@ -196,11 +212,20 @@ class SqliteStore(SqlReads):
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
         try:
             rows: Sequence[Row] = await self._reader.execute_fetchall(sql, params)  # type: ignore[assignment]
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith("Could not decode to UTF-8"):
+                raise store_error(exc, "read") from exc
+            return await asyncio.to_thread(read_repaired, self.path, sql, params)
         except sqlite3.Error as exc:
             raise store_error(exc, "read") from exc
         except ValueError as exc:  # aiosqlite: the connection is closed
             raise StoreError(f"store: reader closed ({exc})", kind="closed") from exc
         return rows
+
+    async def check(self) -> list[str]:
+        """Everything ``check-store`` checks (store/sqlite/check.py), on a thread of its own:
+        its reads take as long as the file is big and must not hold up the reader."""
+        return await asyncio.to_thread(check_problems, self.path)
 
     # -- retention ------------------------------------------------------------------------
     async def prune_runs_step(self, prune_pass: PrunePass, batch: int) -> tuple[int, bool, float]:
@@ -243,6 +268,8 @@ def _open_writer(path: Path) -> tuple[sqlite3.Connection, int]:
         return conn, migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
+        if store_error(exc).kind == "corrupt":
+            raise StoreError(damaged_message(path, [str(exc)]), kind="corrupt") from exc
         raise StoreError(f"cannot open {path}: {type(exc).__name__}: {exc}") from exc
     except BaseException:
         conn.close()
@@ -274,6 +301,7 @@ async def open_sqlite(
     max_batch: int = MAX_BATCH,
     clock: Clock | None = None,
     on_error: Callable[[str], None] | None = None,
+    quiet_after: float = 0.0,
 ) -> AsyncIterator[SqliteStore]:
     """Lock ``state_dir``, open/migrate ``automationd.db``, run the health probe.
 
@@ -291,6 +319,10 @@ async def open_sqlite(
     path = state_dir / DB_NAME
     thread = WriterThread()
     try:
+        if path.exists():  # a damaged file is refused before anything writes to it
+            problems = await thread.call(partial(startup_problems, path))
+            if problems:
+                raise StoreError(damaged_message(path, problems), kind="corrupt")
         conn, version = await thread.call(partial(_open_writer, path))
         try:
             reader = await _open_reader(path)
@@ -302,6 +334,7 @@ async def open_sqlite(
                     max_batch=max_batch,
                     on_error=on_error,
                     on_health=lambda: store_ref[0].health_changed() if store_ref else None,
+                    quiet_after=quiet_after,
                 )
                 store = SqliteStore(
                     path,
