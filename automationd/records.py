@@ -97,12 +97,17 @@ class Run:
             and self.plan is None
             and self.targets_rolled_back == 0
         ):  # a new run (a trigger's answer): the constant parts come from a template
-            head, tail = _fresh(self.job, self.state, self.trigger, self.targets_total)
-            return (
-                f'{{"id":{json_id(self.id)},{head}"created_at":{_time(self.created_at)},'
-                f'"started_at":{_time(self.started_at)},"finished_at":null,'
-                f'"attempts":{self.attempts},{tail}"payload":{_json(self.payload)},'
-                f'"depth":{self.depth},"origin":null,"reason":null}}'
+            return fresh_run_json(
+                self.id,
+                self.job,
+                self.state,
+                self.trigger,
+                self.targets_total,
+                self.created_at,
+                self.started_at,
+                self.attempts,
+                self.payload,
+                self.depth,
             )
         return _encode(self.to_json())
 
@@ -289,6 +294,30 @@ def _fresh(job: str, state: RunState, trigger: Trigger, total: int) -> tuple[str
         '"error":null,"result":null,'
     )
     return head, tail
+
+
+def fresh_run_json(
+    run_id: str,
+    job: str,
+    state: RunState,
+    trigger: Trigger,
+    targets_total: int,
+    created_at: float,
+    started_at: float | None,
+    attempts: int,
+    payload: Any,
+    depth: int,
+) -> str:
+    """``Run.to_json_text()`` of a run nothing has happened to yet (no end, error, result,
+    schedule, key, origin or reason, no target done): what a trigger is answered with, from
+    the run's parts, without a ``Run`` record or a dict."""
+    head, tail = _fresh(job, state, trigger, targets_total)
+    return (
+        f'{{"id":{json_id(run_id)},{head}"created_at":{_time(created_at)},'
+        f'"started_at":{_time(started_at)},"finished_at":null,'
+        f'"attempts":{attempts},{tail}"payload":{_json(payload)},'
+        f'"depth":{depth},"origin":null,"reason":null}}'
+    )
 
 
 def json_id(text: str) -> str:

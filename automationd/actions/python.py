@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from automationd.actions.base import ActionContext, ActionResult, phase_result
+from automationd.actions.deadline import Deadlines
 from automationd.config.model import PythonAction
 from automationd.errors import ActionError, ErrorKind
 from automationd.strictjson import finite_path
@@ -72,19 +73,29 @@ def _check_json(value: Any) -> None:
 
 class PythonRunner:
     """A python action, built once per job; awaited in the run's own task, so the callable's
-    ``asyncio.current_task()``, timeouts, TaskGroups and cancel scopes are the run's."""
+    ``asyncio.current_task()``, timeouts, TaskGroups and cancel scopes are the run's. Its
+    deadline is an ``asyncio.Timeout`` expired by the job's ``Deadlines`` (one loop timer
+    for all its attempts; actions/deadline.py says why)."""
 
-    __slots__ = ("_fn", "_name")
+    __slots__ = ("_deadlines", "_fn", "_name")
 
     def __init__(self, spec: PythonAction) -> None:
         self._fn: PythonFn = spec.fn if spec.fn is not None else resolve_callable(spec.callable)
         self._name = spec.callable
+        self._deadlines: Deadlines | None = None
 
     async def __call__(self, ctx: ActionContext) -> ActionResult:
-        timer = asyncio.timeout(ctx.timeout)
+        deadlines = self._deadlines
+        if deadlines is None or not deadlines.running():
+            deadlines = self._deadlines = Deadlines()
+        timer = asyncio.timeout(None)  # no timer of its own: ``deadlines`` expires it
         try:
             async with timer:
-                value = await self._fn(ctx)
+                watch = deadlines.watch(ctx.timeout, timer)
+                try:
+                    value = await self._fn(ctx)
+                finally:
+                    watch.done()
         except ActionError:
             raise
         except TimeoutError as exc:

@@ -61,7 +61,10 @@ class _Slot:
     def fill(self, data: bytes) -> None:
         if self.data is None:  # exactly one line per request
             self.data = data
-            self.conn.wake.set()
+            conn = self.conn
+            if len(conn.pending) == 1 and conn.write_now(data):
+                return
+            conn.wake.set()
 
     def __call__(self, value: Any, exc: BaseException | None) -> None:
         reply_to(self.req, self.fill, value, exc)
@@ -192,6 +195,20 @@ class Connection:
         else:  # a line arrived since the timer was set
             deadline = self.last + timeout
         self.idle = self.loop.call_at(deadline, self._on_idle)
+
+    def write_now(self, data: bytes) -> bool:
+        """A synchronous client's answer (the only one in flight) is written straight from
+        its reply, without waking the writer child: one task step less per request. Only
+        when nothing waits in the transport's buffer; otherwise the writer child, which
+        drains, takes it."""
+        transport = self.w.transport
+        if self.stopping or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        self.pending.popleft()
+        self.last = self.loop.time()
+        self.w.write(data)
+        self.room.set()
+        return True
 
     def _push(self, item: Any) -> None:
         self.pending.append(item)

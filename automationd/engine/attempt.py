@@ -11,6 +11,11 @@ Rules:
   worker is free at once (``open_attempt`` then, the call here).
 - If that commit fails (the store is full or down), the action does not start: the attempt
   waits for the store to be healthy and commits again, holding its slot.
+- An attempt's end row is not written on its own: it rides with the run's next write (the
+  next attempt's start, a backoff, a target's or the run's end), so the end of the attempt
+  that ends a run is stored in the same unit as the run's end. Were it stored first, a
+  crash in between would leave a finished attempt on a live run, and the action would run
+  again with no ``interrupted`` attempt on record.
 - An attempt the gate refuses (breaker open) is still an attempt: recorded and counted.
 - A retryable failure with retries left waits out the backoff (``Retry-After`` honoured for
   ``rate_limited``), shown as ``retrying`` while nothing else of the run executes.
@@ -22,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from structlog.typing import FilteringBoundLogger
 
 from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
 from automationd.actions.build import build_action
@@ -33,6 +37,7 @@ from automationd.clock import Clock
 from automationd.config.model import Backoff, JobSpec
 from automationd.core.backoff import retry_delay
 from automationd.core.runstate import RunEvent, RunState, next_run_state
+from automationd.engine.context import attempt_context
 from automationd.engine.jobs import JobRuntime
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.pool import WorkerPool
@@ -40,7 +45,13 @@ from automationd.errors import ActionError, ErrorKind, StoreError
 from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.records import Attempt, Phase, RunError
 from automationd.store.api import Store, Write
-from automationd.store.rows import w_attempt, w_attempt_pgid, w_run, w_target
+from automationd.store.attempt_row import (
+    AttemptHead,
+    attempt_head,
+    w_attempt_end,
+    w_attempt_start,
+)
+from automationd.store.rows import w_attempt, w_run, w_target
 
 log = structlog.get_logger("automationd.engine")
 
@@ -75,6 +86,7 @@ class Opened:
     action: Action
     ctx: ActionContext
     started_at: float
+    head: AttemptHead  # its row's identity, shared by its start and end rows
 
     def record(self, run_id: str, **end: Any) -> Attempt:
         t = self.target
@@ -144,15 +156,19 @@ def open_attempt(
     if live.started_at is None:
         live.started_at = now
     live.attempts = n = live.attempts + 1
-    writes = [w_run(live)]
+    writes = live.riding([w_run(live)])
     if target is not None:
         if phase is Phase.PERFORM:
             target.attempts += 1
         if live.persist_targets:
             writes.append(w_target(target.snapshot(live.id)))
-    opened = Opened(n, phase, target, action, _context(t, live, action, n, phase, target), now)
-    writes.append(w_attempt(opened.record(live.id)))
-    return opened, writes
+    ctx = attempt_context(t.store, live, action, n, phase, target)
+    if target is None:
+        head = attempt_head(live.id, n, phase, -1, None, now)
+    else:
+        head = attempt_head(live.id, n, phase, target.idx, target.value, now)
+    writes.append(w_attempt_start(head))
+    return Opened(n, phase, target, action, ctx, now, head), writes
 
 
 async def run_phase(
@@ -192,7 +208,9 @@ async def run_phase(
 async def _backoff(t: AttemptTools, live: LiveRun, delay: float) -> None:
     if live.executing == 0 and live.state is RunState.RUNNING:
         live.state = next_run_state(live.state, RunEvent.BACKOFF)
-        t.store.post([w_run(live)])
+        t.store.post(live.riding([w_run(live)]))
+    elif live.unposted:
+        t.store.post(live.riding([]))
     try:
         async with asyncio.timeout(delay):
             await t.draining.wait()
@@ -299,22 +317,24 @@ def _close(
     """Record how the attempt went: its row, its metrics, and the service gate's view."""
     outcome = "ok" if error is None else error.kind.value
     output = result.output if result is not None else error.output if error is not None else ()
-    streams = dict(output)
+    stdout = stderr = None
+    if output:
+        streams = dict(output)
+        stdout, stderr = streams.get("stdout"), streams.get("stderr")
+    message = error.message if error is not None else None
     ended = t.clock.time()
-    record = opened.record(
-        live.id,
-        finished_at=ended,
-        outcome=outcome,
-        error=error.message if error else None,
-    )
-    t.store.post([w_attempt(record, stdout=streams.get("stdout"), stderr=streams.get("stderr"))])
+    end = w_attempt_end(opened.head, ended, outcome, message, stdout, stderr)
+    if live.unposted is None:
+        live.unposted = [end]
+    else:
+        live.unposted.append(end)
     _meters(live.job).attempt(outcome)
     log.debug(
         "attempt.finished",
         run_id=live.id,
         n=opened.n,
         phase=opened.phase.value,
-        target=record.target,
+        target=opened.target.value if opened.target is not None else None,
         outcome=outcome,
         duration_s=round(ended - opened.started_at, 6),
     )
@@ -330,65 +350,3 @@ def _close(
 def _meters(job: JobRuntime) -> JobMetrics:
     meters: JobMetrics = job.meters
     return meters
-
-
-def _context(
-    t: AttemptTools,
-    live: LiveRun,
-    action: Action,
-    n: int,
-    phase: Phase,
-    target: LiveTarget | None,
-) -> ActionContext:
-    """What attempt ``n`` may know: the action's ``ctx``."""
-    job = live.job
-    run_id = live.id
-    on_spawn = None
-    if getattr(action, "spawns", False):
-
-        def on_spawn(pgid: int) -> None:
-            t.store.post([w_attempt_pgid(run_id, n, pgid)])
-
-    return ActionContext(
-        job=job.name,
-        run_id=run_id,
-        attempt=n,
-        phase=phase,
-        target=target.value if target is not None else None,
-        payload=live.payload,
-        log=cast(FilteringBoundLogger, _LazyLog(job.log, run_id, n, phase)),
-        service=live.spec.service,
-        timeout=_timeout(live.spec, phase),
-        idempotency_key=f"{run_id}/{target.idx if target is not None else 0}",
-        on_spawn=on_spawn,
-        on_http_response=job.gate.observe_http if job.gate is not None else None,
-    )
-
-
-class _LazyLog:
-    """``ctx.log``: binds run, attempt and phase on first use, so actions that never log
-    (most of them) never pay for a bind."""
-
-    __slots__ = ("_base", "_bound", "_kw")
-
-    def __init__(self, base: Any, run_id: str, attempt: int, phase: Phase) -> None:
-        self._base = base
-        self._bound: Any = None
-        self._kw = (run_id, attempt, phase)
-
-    def __getattr__(self, name: str) -> Any:
-        if self._bound is None:
-            run_id, attempt, phase = self._kw
-            self._bound = self._base.bind(run_id=run_id, attempt=attempt, phase=phase.value)
-        return getattr(self._bound, name)
-
-
-def _timeout(spec: JobSpec, phase: Phase) -> float:
-    action = {
-        Phase.PERFORM: spec.action,
-        Phase.CHECK: spec.check,
-        Phase.VERIFY: spec.verify,
-        Phase.UNDO: spec.undo,
-    }[phase]
-    timeout = getattr(action, "timeout", None)
-    return float(timeout) if timeout is not None else float(spec.timeout)

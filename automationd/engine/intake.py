@@ -187,6 +187,6 @@ def _answer(live: LiveRun, reply: Reply, exc: BaseException | None) -> None:
     """Tell a trigger its run as created (queued, or running with attempt 1: its task has
     not taken a step yet), or the error."""
     if exc is None:
-        reply(RawJSON(live.snapshot().to_json_text()), None)
+        reply(RawJSON(live.to_json_text()), None)
     else:
         reply(None, exc)

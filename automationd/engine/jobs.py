@@ -17,7 +17,7 @@ from automationd.config.jobs import parsed_schedule
 from automationd.config.model import JobSpec
 from automationd.core.match import glob_match
 from automationd.core.schedule import Schedule
-from automationd.store.jobs import JobRow, w_job
+from automationd.store.jobs import JobRow, w_job, w_job_fields
 from automationd.store.write import Write
 from automationd.units import format_duration, rfc3339
 
@@ -246,5 +246,22 @@ def job_row(job: JobRuntime) -> JobRow:
 
 def w_job_of(job: JobRuntime) -> Write:
     """The job's row as a write: it rides in the same unit as whatever changed its counters
-    (a run's creation, its end), and the writer keeps one per job per batch."""
-    return w_job(job_row(job))
+    (a run's creation, its end), and the writer keeps one per job per batch. A config job's
+    (no spec to store) is built from its parts, without a ``JobRow``."""
+    spec = job.spec
+    if spec.source == "api" or job.override:
+        return w_job(job_row(job))
+    return w_job_fields(
+        spec.name,
+        spec.source,
+        None,
+        job.paused,
+        job.completed,
+        job.last_scheduled,
+        job.run_count,
+        job.last_run,
+        job.last_success,
+        job.revision,
+        job.owner,
+        job.override,
+    )

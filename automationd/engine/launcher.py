@@ -7,10 +7,19 @@ Rules:
   that started them) as ONE unit. Nothing runs before that unit is durable; its settlement
   spawns each run's task and then tells the caller (``then``). A unit the store refuses is
   forgotten and the caller hears why: nothing was stored, nothing runs.
-- When a worker slot is free at once and nothing stands between the run and its first
-  action (no service gate, no run to wait for, one target or a check), the run's first
-  attempt is opened in the same unit: the run is born ``running`` with attempt 1 started, and
-  its task calls the action on its first step (engine/attempt.py rules).
+- When nothing stands between the run and its first action (no service gate, no run to wait
+  for, one target or a check), the launcher opens that first attempt itself and the run's
+  task is created only once the attempt is durable, so the task calls the action on its
+  first step (engine/attempt.py rules):
+  - a worker slot free at once: the attempt is opened in the creation unit itself (the run
+    is born ``running`` with attempt 1 started);
+  - otherwise (one daemon), once the creation is durable, the run waits for a slot as a
+    pool *reservation* (engine/pool.py), with no task: when a slot comes, its attempt is
+    opened and submitted (``retry``: a failed batch is tried again, holding the slot), and
+    its settlement creates the task.
+  Why: a run that waited for a worker as a task cost three task steps, a future and an
+  awaited commit of its own; this way every such run is one task step (measured: the
+  event loop's CPU per run fell by about a third with a backlog, see README Performance).
 - ``resume`` restarts a run found unfinished at start-up (or claimed), under the same id.
 - Every run task is created in the daemon's TaskGroup, with a context of its own.
 - Several daemons (fleet/leases.py): a run that starts at once is held by this daemon from
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -65,7 +75,7 @@ class Launcher:
         self._store = attempts.store
         self._pool = attempts.pool
         self._draining = attempts.draining
-        self._parts = RunParts(attempts, report, self._leave)
+        self._parts = RunParts(attempts, report, self._leave, log.is_enabled_for(logging.DEBUG))
         self.live: dict[str, LiveRun] = {}
         self.freed = asyncio.Event()  # a run left memory (a fleet claims again: room)
         self._tg: asyncio.TaskGroup | None = None
@@ -122,6 +132,7 @@ class Launcher:
         else:
             live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
             live.persist_targets = True
+        live.direct = self._direct(live)
         job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)
         self.live[live.id] = live
         job.active[live.id] = live
@@ -169,10 +180,10 @@ class Launcher:
         writes.append(w_job_of(live.job))  # its run count (max_runs decides completion on it)
         return writes
 
-    def _first_step(self, live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
-        if live.after or live.cancel_reason or live.job.gate is not None:
-            return None
-        if self._draining.is_set():
+    @staticmethod
+    def _direct(live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
+        """The first attempt the launcher may open itself, decided once at ``prepare``."""
+        if live.after or live.job.gate is not None:
             return None
         if live.trigger is Trigger.APPLY:
             return None  # its decision comes first, and may end it before any attempt
@@ -183,6 +194,16 @@ class Launcher:
         if len(live.targets) == 1:
             return Phase.PERFORM, live.targets[0]
         return None
+
+    def _first_step(self, live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
+        """``_direct``, unless the run was cancelled, the daemon drains or (after a reload)
+        the job got a service gate meanwhile."""
+        if live.cancel_reason is not None or live.job.gate is not None:
+            return None
+        if self._draining.is_set():
+            return None
+        direct: tuple[Phase, LiveTarget | None] | None = live.direct
+        return direct
 
     def _stored(
         self, lives: Sequence[LiveRun], then: Then | None, exc: BaseException | None
@@ -200,10 +221,43 @@ class Launcher:
             for live in lives:
                 if live.unowned or (live.first is None and self._draining.is_set()):
                     self._leave(live)  # durable and queued: claimed, or resumed at next start
+                elif live.first is None and self._first_step(live) is not None:
+                    prio = live.job.spec.priority
+                    live.reservation = self._pool.reserve(prio, partial(self._granted, live))
                 else:
                     self.spawn(live)
         if then is not None:
             then(exc)
+
+    def _granted(self, live: LiveRun, granted: bool) -> None:
+        """A worker slot for a queued run (or the pool closed): open its first attempt; its
+        task starts once that is durable. Called from the pool, inside a ``release()``."""
+        live.reservation = None
+        if not granted:
+            self._leave(live)  # durable and queued: it resumes at next start
+            return
+        first = self._first_step(live)
+        if first is None:  # cancelled or draining meanwhile: the general path decides
+            self._pool.release()
+            if self._draining.is_set() and live.cancel_reason is None:
+                self._leave(live)
+            else:
+                self.spawn(live)
+            return
+        try:
+            live.first, writes = open_attempt(self._attempts, live, *first)
+            self._store.submit_then(writes, partial(self._opened, live), retry=True)
+        except Exception as exc:  # the store is closing: the run stays queued on disk
+            self._unopen(live)
+            self._leave(live)
+            log.warning("run.not_started", run_id=live.id, job=live.job_name, error=str(exc))
+
+    def _opened(self, live: LiveRun, exc: BaseException | None) -> None:
+        if exc is None:
+            self.spawn(live)
+        else:  # abandoned at close: the attempt may not be stored; recovery decides
+            self._unopen(live)
+            self._leave(live)
 
     def _not_stored(self, lives: Sequence[LiveRun], exc: BaseException) -> None:
         """Runs the store refused (disk full, I/O error): their callers hear it; the log says
@@ -250,6 +304,9 @@ class Launcher:
         live.cancel_reason = reason
         if live.task is not None and live.started:
             live.task.cancel()
+        elif live.reservation is not None and self._pool.withdraw(live.reservation):
+            live.reservation = None
+            self.spawn(live)  # it ends cancelled on its first step
         return live
 
     def abandon(self, run_id: str) -> bool:

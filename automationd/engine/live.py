@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from automationd.core.runstate import RunState, TargetState
-from automationd.records import Run, RunError, Target, Trigger
+from automationd.records import Run, RunError, Target, Trigger, fresh_run_json
 
 if TYPE_CHECKING:
     from automationd.config.model import JobSpec
@@ -85,6 +85,9 @@ class LiveRun:
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
+    reservation: Any = None  # its place in the worker pool's queue (pool.Reservation)
+    direct: Any = None  # (phase, target) of a first attempt the launcher may open itself
+    unposted: list[Any] | None = None  # attempt end rows riding with the run's next write
     resumed: bool = False
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
@@ -143,6 +146,44 @@ class LiveRun:
             targets_rolled_back=self.targets_rolled_back,
             undo_from=self.undo_from,
         )
+
+    def riding(self, writes: list[Any]) -> list[Any]:
+        """``writes`` with the attempt end rows that wait to ride with them in front (see
+        engine/attempt.py: an attempt's end and what follows it are stored together)."""
+        unposted = self.unposted
+        if unposted is None:
+            return writes
+        self.unposted = None
+        unposted.extend(writes)
+        return unposted
+
+    def to_json_text(self) -> str:
+        """``snapshot().to_json_text()``; a run nothing has happened to yet (a trigger's
+        answer, written once per run) is rendered from its attributes, with no snapshot."""
+        if (
+            self.finished_at is None
+            and self.scheduled_for is None
+            and self.idempotency_key is None
+            and self.error is None
+            and self.result is None
+            and self.origin is None
+            and self.reason is None
+            and self.targets_succeeded == 0
+            and self.targets_failed == 0
+        ):
+            return fresh_run_json(
+                self.id,
+                self.job.spec.name,
+                self.state,
+                self.trigger,
+                len(self.targets),
+                self.created_at,
+                self.started_at,
+                self.attempts,
+                self.payload,
+                self.depth,
+            )
+        return self.snapshot().to_json_text()
 
     def ended(self) -> asyncio.Future[None]:
         """Resolves when the run leaves memory (what a queued fire waits for). Made on

@@ -113,7 +113,7 @@ async def _decide(t: AttemptTools, report: Report, live: LiveRun) -> bool:
     values = list(basis.targets) if basis.targets is not None else [None]
     live.targets = [LiveTarget(i, v) for i, v in enumerate(values)]
     live.persist_targets = basis.targets is not None
-    writes = [w_run(live)]
+    writes = live.riding([w_run(live)])  # the check attempt's end rides along (attempt.py)
     if live.persist_targets:
         writes.extend(w_target(x.snapshot(live.id)) for x in live.targets)
     t.store.post(writes)

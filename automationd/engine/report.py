@@ -1,8 +1,13 @@
 """How a run ends: its end row and ``run.<state>`` event, its dead letters, and the report.
 
 Rules:
-- A run's end row and its ``run.<state>`` event row go out as ONE unit: after a crash both are
-  on disk or neither (then recovery resumes the run and it ends again).
+- A run's end row and its ``run.<state>`` event row go out as ONE unit, with the end row of
+  its last attempt (engine/attempt.py): after a crash all are on disk or none (then recovery
+  resumes the run and it ends again, its last attempt recorded as interrupted).
+- That unit is *deferrable* (store/api.py): nobody waits for it, so it rides in the next
+  commit someone waits for (a trigger, an attempt's start), or goes 2 ms later; each run's
+  end is a unit of its own (a fleet's store refuses a unit whole when a run of it was taken
+  over by another daemon).
 - The unit must land: if its batch fails (disk full) the writer retries it until it is stored
   (store/writer.py rule 6); the run has left memory meanwhile, nothing is lost.
 - The end is reported (metrics, the ``run.finished`` line, the event handed to its listeners
@@ -109,13 +114,15 @@ class Report:
         job = live.job
         job.note_end(live.state.value, now)
         run = live.snapshot()
-        writes = [w_run(run), w_job_of(job)]
+        writes = live.riding([w_run(run), w_job_of(job)])
         event_id = None
         if run.state in _OUTCOMES and was is not RunState.ROLLING_BACK:
             event_id = self._ids.new(now)
             writes.append(self._event_row(run, event_id, now))
         try:
-            self._store.submit_then(writes, partial(self._settled, run, job, event_id), retry=True)
+            self._store.submit_then(
+                writes, partial(self._settled, run, job, event_id), retry=True, defer=True
+            )
         except Exception as exc:  # the store refused it (closing): the run ends again after
             # the next start, since recovery resumes runs whose end was never stored
             log.error("run.end_not_stored", run_id=run.id, error=str(exc))
@@ -188,7 +195,7 @@ class Report:
             failed_at=now,
             phase=phase,
         )
-        writes = [w_dlq(entry)]
+        writes = live.riding([w_dlq(entry)])
         if live.persist_targets:
             writes.append(w_target(target.snapshot(live.id)))
         self._store.post(writes)

@@ -55,6 +55,7 @@ class RunParts:
     attempts: AttemptTools
     report: Report
     leave: Callable[[LiveRun], None]
+    debug: bool = False  # run.* debug lines wanted (asked once: a no-op call costs ~1 µs)
 
 
 async def life(parts: RunParts, live: LiveRun) -> None:
@@ -101,6 +102,8 @@ async def life(parts: RunParts, live: LiveRun) -> None:
         if live.first is not None:
             parts.attempts.pool.release()  # an opened attempt that never ran (shutdown)
             live.first = None
+        if live.unposted:  # a parked run's last attempt end: stored before it leaves
+            parts.attempts.store.post(live.riding([]))
         tell_decided(live)
         parts.leave(live)
 
@@ -109,12 +112,14 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
     t, report = parts.attempts, parts.report
     if live.resumed and live.state is not RunState.RUNNING:
         live.state = next_run_state(live.state, RunEvent.RESUME)
-    log.debug("run.started", run_id=live.id, job=live.job_name, resumed=live.resumed)
+    if parts.debug:
+        log.debug("run.started", run_id=live.id, job=live.job_name, resumed=live.resumed)
     if live.basis is not None:  # an apply not decided yet
         if not await decide_apply(t, report, live):
             return
     elif live.needs_check:
-        log.debug("run.phase", run_id=live.id, phase="check")
+        if parts.debug:
+            log.debug("run.phase", run_id=live.id, phase="check")
         res = await run_phase(t, live, Phase.CHECK, None, tries=live.check_tries)
         if isinstance(res, RunError):
             report.end(live, RunEvent.FAIL, error=res)
@@ -124,7 +129,8 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
             return
         _apply_check(parts, live, res)
     pending = [x for x in live.targets if x.state is TargetState.PENDING]
-    log.debug("run.phase", run_id=live.id, phase="perform", targets=len(pending))
+    if parts.debug:
+        log.debug("run.phase", run_id=live.id, phase="perform", targets=len(pending))
     if len(pending) == 1:
         await _do_target(parts, live, pending[0])
     elif pending:
@@ -154,7 +160,7 @@ def _apply_check(parts: RunParts, live: LiveRun, res: ActionResult) -> None:
     if res.payload is not None:
         live.payload = res.payload
     live.result = res.value
-    writes = [w_run(live)]
+    writes = live.riding([w_run(live)])
     if live.persist_targets:
         writes.extend(w_target(x.snapshot(live.id)) for x in live.targets)
     parts.attempts.store.post(writes)
@@ -193,7 +199,7 @@ async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None
     target.result = res.value
     live.targets_succeeded += 1
     if live.persist_targets:
-        t.store.post([w_target(target.snapshot(live.id))])
+        t.store.post(live.riding([w_target(target.snapshot(live.id))]))
 
 
 def _unopen(parts: RunParts, live: LiveRun) -> None:
@@ -207,7 +213,7 @@ def _unopen(parts: RunParts, live: LiveRun) -> None:
     record = opened.record(
         live.id, finished_at=t.clock.time(), outcome=ErrorKind.CANCELLED.value, error="not run"
     )
-    t.store.post([w_attempt(record)])
+    t.store.post(live.riding([w_attempt(record)]))
 
 
 def _mismatch(res: ActionResult) -> bool:

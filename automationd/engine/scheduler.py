@@ -12,6 +12,9 @@ Theory of operation:
 - Each popped fire passes the overlap policy (skip / queue / allow / cancel_previous), then the
   next due time is computed from the *scheduled* time (``@every`` does not drift by run time).
 - Lateness (fire time minus due time) is observed when the wheel hands the fire out.
+- The plain fires of one step are launched in units of ``CHUNK``: with the writer's rule 2
+  (store/writer.py), the first units of a herd are durable, and their runs started, while
+  the rest are still being made.
 - A stall (SIGSTOP, a VM pause, a long GC: wall and monotonic time both moved on, so it is no
   clock jump) is noticed too: before sleeping the driver notes when it means to wake, and a
   step that starts more than ``STALL_TOLERANCE`` after that woke far behind. In such a step a
@@ -63,6 +66,7 @@ JUMP_TOLERANCE = 1.0
 STALL_TOLERANCE = 1.0  # waking later than meant by more than this is a stall
 MARK = "~scheduler"  # reserved jobs-table row; "~" can never start a job name
 MARK_EVERY = 1.0  # seconds between persisted marks
+CHUNK = 128  # plain fires of one step per durable unit (see the top)
 
 
 class Scheduler:
@@ -272,8 +276,9 @@ class Scheduler:
         if batch and self.unit_per_fire:
             for live in batch:
                 self._launch([live])
-        elif batch:  # one durable unit for every plain fire of this step
-            self._launch(batch)
+        else:  # a durable unit per CHUNK plain fires of this step
+            for i in range(0, len(batch), CHUNK):
+                self._launch(batch[i : i + CHUNK])
         self._mark(now)  # after the batch: its write must not compete with the hand-out
         return len(due)
 

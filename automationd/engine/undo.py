@@ -74,7 +74,7 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
     """Undo every succeeded target of ``live`` (already ``rolling_back``), then end it."""
     if live.state is not RunState.ROLLING_BACK:
         begin(live)
-        t.store.post([w_run(live)])
+        t.store.post(live.riding([w_run(live)]))  # with the last attempt's end (attempt.py)
     elif live.resumed:
         live.state = next_run_state(live.state, RunEvent.RESUME)
     retries = live.spec.retries
@@ -97,7 +97,7 @@ async def roll_back(t: AttemptTools, report: Report, live: LiveRun) -> None:
         x.state = next_target_state(x.state, TargetEvent.ROLL_BACK)
         live.targets_succeeded -= 1
         live.targets_rolled_back += 1
-        t.store.post([w_run(live), w_target(x.snapshot(live.id))])
+        t.store.post(live.riding([w_run(live), w_target(x.snapshot(live.id))]))
     if not failed:
         report.end(
             live,

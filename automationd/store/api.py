@@ -16,6 +16,11 @@ submit them, and they differ only in who is told and what happens on failure:
   once they land (a run's end: its report waits, it is never lost).
 - ``await commit(writes)``: durable on return, or ``StoreError``.
 
+``post`` and ``submit_then(…, defer=True)`` are *deferrable*: nobody is held up until they are
+durable (a run's end), so a backend may keep them a few milliseconds to share the commit of
+the next write someone waits for (the SQLite writer's rule 1). The others are committed at
+the end of the loop turn.
+
 All three keep submission order: a write submitted later is never stored before one
 submitted earlier, and writes with the same ``(stmt, key)`` in one batch collapse to the last.
 """
@@ -103,7 +108,9 @@ class Store(Protocol):
     # -- writes ---------------------------------------------------------------------------
     def post(self, writes: Sequence[Write]) -> None: ...
 
-    def submit_then(self, writes: Sequence[Write], then: Then, *, retry: bool = False) -> None: ...
+    def submit_then(
+        self, writes: Sequence[Write], then: Then, *, retry: bool = False, defer: bool = False
+    ) -> None: ...
 
     async def commit(self, writes: Sequence[Write]) -> None: ...
 

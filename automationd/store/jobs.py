@@ -37,23 +37,55 @@ class JobRow:
 def w_job(row: JobRow) -> Write:
     """JOB params: name, source, spec, paused, completed, last_scheduled, run_count,
     last_run, last_success, revision, owner, override."""
+    return w_job_fields(
+        row.name,
+        row.source,
+        json.dumps(row.spec, separators=(",", ":")) if row.spec is not None else row.spec_json,
+        row.paused,
+        row.completed,
+        row.last_scheduled,
+        row.run_count,
+        row.last_run,
+        row.last_success,
+        row.revision,
+        row.owner,
+        row.override,
+    )
+
+
+def w_job_fields(
+    name: str,
+    source: str,
+    spec_json: str | None,
+    paused: bool,
+    completed: bool,
+    last_scheduled: float | None,
+    run_count: int,
+    last_run: str | None,
+    last_success: float | None,
+    revision: int,
+    owner: int | None,
+    override: bool,
+) -> Write:
+    """``w_job`` from the row's parts, with no ``JobRow`` record: a job's counters are
+    written twice per run (its creation and its end)."""
     return Write(
         Stmt.JOB,
         (
-            row.name,
-            row.source,
-            json.dumps(row.spec, separators=(",", ":")) if row.spec is not None else row.spec_json,
-            int(row.paused),
-            int(row.completed),
-            row.last_scheduled,
-            row.run_count,
-            row.last_run,
-            row.last_success,
-            row.revision,
-            row.owner,
-            int(row.override),
+            name,
+            source,
+            spec_json,
+            int(paused),
+            int(completed),
+            last_scheduled,
+            run_count,
+            last_run,
+            last_success,
+            revision,
+            owner,
+            int(override),
         ),
-        key=row.name,
+        key=name,
     )
 
 

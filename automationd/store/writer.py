@@ -12,12 +12,18 @@ Rules:
 1. Callers never touch the connection. A submission appends one *entry* (a caller's list of
    ``Write``s, or one function) to ``pending`` and schedules a kick for the end of the loop
    turn; it does not await, so everything submitted in one turn lands in the same batch.
+   A *deferrable* entry (``post``, ``submit_then(…, defer=True)``: nobody waits for it, e.g.
+   a run's end) kicks nothing: it rides with the next entry someone waits for, or goes after
+   ``DEFER`` s or once ``DEFER_WRITES`` wait (a synchronous client's next trigger then shares
+   the previous run's end's commit: one fsync per run, not two). Order is unchanged.
 2. A kick takes EVERYTHING pending (whole entries, up to ``max_batch`` writes; an entry is
    never split) and hands it to the backend's ``Committer`` as one batch = one transaction.
-   At most ``PIPELINE`` batches are in the committer at once; while they are, new entries
-   accumulate and become the next batch: that is the natural group commit. No task, no
-   timer: a batch's completion (a done callback, in completion order) settles its callers and
-   kicks the next one.
+   One batch (``PIPELINE``) is in the committer at a time; new entries become the next one:
+   the natural group commit (a second batch in flight only waited for the same thread). A
+   batch's completion settles its callers and kicks the next batch at the end of that turn,
+   once the runs it started took a step, so their workers' next attempts ride along. An
+   idle writer starts a batch at once when ``EARLY_WRITES`` wait, and batches stop at
+   ``MAX_BATCH``: a herd (2,000 runs in one turn) is durable in pieces, its first runs early.
 3. Inside a batch, writes are cut into *segments* at every barrier (``Write.barrier`` or a
    function); segments execute in order. Inside a segment writes are grouped by statement,
    each group one multi-row statement, groups in order of first appearance (store/batch.py).
@@ -55,12 +61,15 @@ import structlog
 from automationd.clock import Clock
 from automationd.errors import StoreError
 from automationd.store.batch import Settlement, Step, TxnFn, keys_of, plan_batch
+from automationd.store.entry import Entry, call_then, tell
 from automationd.store.write import Observer, Then, Write
 
 log = structlog.get_logger("automationd.store")
 
-MAX_BATCH = 5000
-PIPELINE = 2  # batches in the committer at once
+MAX_BATCH = 1000
+PIPELINE = 1  # batches in the committer at once (rule 2)
+DEFER, DEFER_WRITES = 0.002, 256  # a deferrable entry waits s for company, or writes (rule 1)
+EARLY_WRITES = 256  # an idle writer starts a batch this big at once, mid-turn (rule 2)
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds before held writes are tried again
 STILL_FAILING_EVERY = 60.0
 QUIET_AFTER = 5.0  # the daemon's seconds of committing writes before an episode is over
@@ -75,27 +84,6 @@ class Committer(Protocol):
     def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
         """Begin the transaction; the future gives the functions' results, in step order, or
         raises ``StoreError`` (with its kind) after a rollback."""
-
-
-class _Entry:
-    """One caller's submission and how to tell the caller (a future, a callback, nobody)."""
-
-    __slots__ = ("fn", "future", "retry", "then", "weight", "writes")
-
-    def __init__(
-        self,
-        writes: Sequence[Write],
-        fn: TxnFn | None = None,
-        future: asyncio.Future[Any] | None = None,
-        then: Then | None = None,
-        retry: bool = False,
-    ) -> None:
-        self.writes = writes
-        self.fn = fn
-        self.future = future
-        self.then = then
-        self.retry = retry
-        self.weight = len(writes) if fn is None else 1
 
 
 class Writer:
@@ -113,7 +101,7 @@ class Writer:
     ) -> None:
         self._committer = committer
         self._quiet_after = quiet_after
-        self._by_entry: Callable[[list[_Entry]], asyncio.Future[Any]] | None = getattr(
+        self._by_entry: Callable[[list[Entry]], asyncio.Future[Any]] | None = getattr(
             committer, "start_entries", None
         )
         self._on_health = on_health
@@ -121,11 +109,13 @@ class Writer:
         self._max_batch = max_batch
         self._on_error = on_error
         self._loop = asyncio.get_running_loop()
-        self._pending: deque[_Entry] = deque()
+        self._pending: deque[Entry] = deque()
         self._pending_writes = 0
-        self._inflight: deque[list[_Entry]] = deque()
-        self._held: list[_Entry] = []
+        self._inflight: deque[list[Entry]] = deque()
+        self._held: list[Entry] = []
         self._kicked = False
+        self._urgent = 0  # entries in ``pending`` that someone waits for (rule 1)
+        self._defer_timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_delay = RETRY_FIRST
         self._closing = False
@@ -154,55 +144,70 @@ class Writer:
         return self._drained
 
     def post(self, writes: Sequence[Write]) -> None:
-        self._enqueue(_Entry(writes, retry=True))
+        self._enqueue(Entry(writes, retry=True, defer=True))
 
-    def submit_then(self, writes: Sequence[Write], then: Then, *, retry: bool = False) -> None:
-        self._enqueue(_Entry(writes, then=then, retry=retry))
+    def submit_then(
+        self, writes: Sequence[Write], then: Then, *, retry: bool = False, defer: bool = False
+    ) -> None:
+        self._enqueue(Entry(writes, then=then, retry=retry, defer=defer))
 
     def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = self._loop.create_future()
-        self._enqueue(_Entry(writes, future=fut))
+        self._enqueue(Entry(writes, future=fut))
         return fut
 
     def call(self, fn: TxnFn) -> asyncio.Future[Any]:
         """Run ``fn(connection)`` inside the next batch's transaction (a barrier)."""
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._enqueue(_Entry((), fn=fn, future=fut))
+        self._enqueue(Entry((), fn=fn, future=fut))
         return fut
 
-    def _enqueue(self, entry: _Entry) -> None:
+    def _enqueue(self, entry: Entry) -> None:
         if self._closing:
             raise StoreError("the store is closed; write not accepted", kind="closed")
         if self._held and self._failure is not None and not entry.retry and entry.fn is None:
-            _tell(entry, self._failure)  # rule 6: refused now, not after the retry timer
+            tell(entry, self._failure)  # rule 6: refused now, not after the retry timer
             return
         self._pending.append(entry)
         self._pending_writes += entry.weight
-        if not self._kicked:
-            self._kicked = True
-            self._loop.call_soon(self._kick)
+        if not entry.defer or self._pending_writes >= DEFER_WRITES:
+            if not entry.defer:
+                self._urgent += 1
+            if self._pending_writes >= EARLY_WRITES and not self._inflight:
+                self._kick()  # rule 2: a big unit starts committing at once
+            elif not self._kicked:
+                self._kicked = True
+                self._loop.call_soon(self._kick)
+        elif self._defer_timer is None:
+            self._defer_timer = self._loop.call_later(DEFER, self._kick_deferred)
+
+    def _kick_deferred(self) -> None:
+        self._defer_timer = None
+        self._kick(deferred=True)
 
     def close(self) -> None:
         """Refuse new writes; what is pending or held is still committed."""
         self._closing = True
-        self._check_drained()
+        self._kick(deferred=True)
 
     def abandon(self, reason: str) -> int:
         """Fail everything not yet in the committer (a flush that timed out at shutdown)."""
         entries = [*self._held, *self._pending]
         self._held.clear()
         self._pending.clear()
-        self._pending_writes = 0
+        self._pending_writes = self._urgent = 0
         err = StoreError(reason, kind="closed")
         for entry in entries:
-            _tell(entry, err)
+            tell(entry, err)
         self._check_drained()
         return sum(e.weight for e in entries)
 
     # -- batches --------------------------------------------------------------------------
-    def _kick(self) -> None:
+    def _kick(self, deferred: bool = False) -> None:
+        """Start batches if anyone waits for what is pending (or ``deferred``: time is up)."""
         self._kicked = False
-        while self._pending and not self._held and len(self._inflight) < PIPELINE:
+        go = deferred or self._closing or self._urgent or self._pending_writes >= DEFER_WRITES
+        while go and self._pending and not self._held and len(self._inflight) < PIPELINE:
             batch = self._take()
             started = self._clock.monotonic()
             try:
@@ -217,22 +222,29 @@ class Writer:
                 continue
             self._inflight.append(batch)
             fut.add_done_callback(partial(self._done, batch, started, statements, collapsed))
+        if self._pending and self._defer_timer is None:  # left waiting: they still have a time
+            self._defer_timer = self._loop.call_later(DEFER, self._kick_deferred)
         self._check_drained()
 
-    def _take(self) -> list[_Entry]:
-        batch: list[_Entry] = []
-        taken = 0
+    def _take(self) -> list[Entry]:
+        batch: list[Entry] = []
+        taken = urgent = 0
         pending = self._pending
         while pending and (not batch or taken + pending[0].weight <= self._max_batch):
             entry = pending.popleft()
             taken += entry.weight
+            urgent += not entry.defer
             batch.append(entry)
         self._pending_writes -= taken
+        self._urgent -= urgent
+        if not pending and self._defer_timer is not None:
+            self._defer_timer.cancel()
+            self._defer_timer = None
         return batch
 
     def _done(
         self,
-        batch: list[_Entry],
+        batch: list[Entry],
         started: float,
         statements: int,
         collapsed: int,
@@ -251,9 +263,11 @@ class Writer:
             self._succeeded(batch, result, started, refused)
         else:
             self._failed(batch, exc, started)
-        self._kick()
+        if not self._kicked:  # rule 2: at the end of this turn, once its runs took a step
+            self._kicked = True
+            self._loop.call_soon(self._kick)
 
-    def _account(self, batch: list[_Entry], started: float) -> int:
+    def _account(self, batch: list[Entry], started: float) -> int:
         size = sum(e.weight for e in batch)
         elapsed = self._clock.monotonic() - started
         self.batches += 1
@@ -264,7 +278,7 @@ class Writer:
         return size
 
     def _succeeded(
-        self, batch: list[_Entry], results: list[Any], started: float, refused: dict[int, Exception]
+        self, batch: list[Entry], results: list[Any], started: float, refused: dict[int, Exception]
     ) -> None:
         self.writes += self._account(batch, started)
         if self._held:  # rule 6: a row this batch stored is newer than the held write of it
@@ -285,16 +299,16 @@ class Writer:
         for i, entry in enumerate(batch):
             if refused and i in refused:  # stored nothing; never retried (it cannot land)
                 err = refused[i]
-                _tell(entry, err if isinstance(err, StoreError) else StoreError(str(err)))
+                tell(entry, err if isinstance(err, StoreError) else StoreError(str(err)))
                 continue
             value = next(fn_results) if entry.fn is not None else None
             if entry.future is not None:
                 if not entry.future.done():
                     entry.future.set_result(value)
             elif entry.then is not None:
-                _call_then(entry.then, None)
+                call_then(entry.then, None)
 
-    def _failed(self, batch: list[_Entry], exc: BaseException, started: float) -> None:
+    def _failed(self, batch: list[Entry], exc: BaseException, started: float) -> None:
         size = self._account(batch, started)
         self.failed_batches += 1
         self.failed_writes += size
@@ -307,7 +321,7 @@ class Writer:
         held = [e for e in batch if e.retry]
         for entry in batch:
             if not entry.retry:
-                _tell(entry, err)
+                tell(entry, err)
         if held:
             self._held.extend(held)
             if self._retry_timer is None:
@@ -321,7 +335,8 @@ class Writer:
         for entry in reversed(held):
             self._pending.appendleft(entry)
             self._pending_writes += entry.weight
-        self._kick()
+            self._urgent += not entry.defer
+        self._kick(deferred=True)
 
     # -- failure episodes (rule 7) --------------------------------------------------------
     def _note_failure(self, err: StoreError) -> None:
@@ -379,27 +394,6 @@ class Writer:
         )
 
     def _check_drained(self) -> None:
-        if (
-            self._closing
-            and not self._pending
-            and not self._held
-            and not self._inflight
-            and not self._drained.done()
-        ):
+        busy = self._pending or self._held or self._inflight
+        if self._closing and not busy and not self._drained.done():
             self._drained.set_result(None)
-
-
-def _tell(entry: _Entry, err: StoreError) -> None:
-    if entry.future is not None:
-        if not entry.future.done():
-            entry.future.set_exception(err)
-    elif entry.then is not None:
-        _call_then(entry.then, err)
-
-
-def _call_then(then: Then, exc: BaseException | None) -> None:
-    """One caller's callback failing must not keep the rest of its batch from being told."""
-    try:
-        then(exc)
-    except Exception:
-        log.exception("store.callback_failed", callback=getattr(then, "__qualname__", "?"))

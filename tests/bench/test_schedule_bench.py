@@ -40,6 +40,7 @@ pytestmark = pytest.mark.bench
 N_JOBS = scaled(2_000)
 SECONDS = 10
 N_BIG = scaled(100_000)
+HERD_WORKERS = 2048  # workers.max_concurrency for the herd: all 2,000 may run at once
 
 STAMP = textwrap.dedent("""
     import atexit, os, time
@@ -117,13 +118,14 @@ def _metrics_text(port: int) -> str:
 
 
 # ---------------------------------------------------------------------------- 2,000 jobs/s
-def run_ours_per_second(base: Path, n: int, seconds: int, idle: int = 0) -> dict[str, float]:
+def run_ours_per_second(
+    base: Path, n: int, seconds: int, idle: int = 0, workers: int = 64
+) -> dict[str, float]:
     jobs = _jobs_toml(n, "*/1 * * * * *", "benchacts:stamp") + _big_toml(idle, day="1")
     port = _free_port()
     daemon = f'log_level = "warning"\nmetrics_listen = "127.0.0.1:{port}"'
-    d = DaemonProcess(
-        base, config_text(base, daemon=daemon, extra="[workers]\nmax_concurrency = 64\n", jobs=jobs)
-    )
+    extra = f"[workers]\nmax_concurrency = {workers}\n"
+    d = DaemonProcess(base, config_text(base, daemon=daemon, extra=extra, jobs=jobs))
     (base / "benchacts.py").write_text(STAMP)
     d.start(timeout=120)
     try:
@@ -231,95 +233,58 @@ def run_aps_per_second(base: Path, n: int, seconds: int, store: str) -> dict[str
 
 def test_2000_jobs_every_second_vs_apscheduler(short_tmp: Path) -> None:
     """2,000 per-second jobs for 10 s: no fire lost and scheduler lateness p99 ≤ 5 ms; hand-out
-    and start-of-action lateness reported beside APScheduler (memory and SQLite stores)."""
-    for sub in ("ours", "aps_mem", "aps_sql"):
+    and action-start lateness (targets p50 ≤ 25 ms, p99 ≤ 60 ms) beside APScheduler (memory
+    and SQLite stores).
+
+    Ours runs with ``workers.max_concurrency`` above the herd (``HERD_WORKERS``), as
+    APScheduler's asyncio executor has no such bound; with 64 workers (measured too) every
+    action waits for a durable attempt start in one of 2,000 / 64 = 32 successive waves,
+    which bounds its lateness from below whatever the engine costs.
+    """
+    for sub in ("ours", "ours64", "aps_mem", "aps_sql"):
         (short_tmp / sub).mkdir()
-    ours = run_ours_per_second(short_tmp / "ours", N_JOBS, SECONDS)
+    ours = run_ours_per_second(short_tmp / "ours", N_JOBS, SECONDS, workers=HERD_WORKERS)
     mem = run_aps_per_second(short_tmp / "aps_mem", N_JOBS, SECONDS, "memory")
+    ours64 = run_ours_per_second(short_tmp / "ours64", N_JOBS, SECONDS, workers=64)
     sql = run_aps_per_second(
         short_tmp / "aps_sql", N_JOBS, SECONDS, str(short_tmp / "aps_sql" / "jobs.sqlite")
     )
     ms = 1000.0
+    mem_name, sql_name = "APS memory store", "APS SQLAlchemy/SQLite"
     rows = [
-        Row(
-            f"fires handled of {int(ours['expected'])}",
-            ours["fires"],
-            mem["fires"],
-            "fires",
-            "APS memory store",
-        ),
-        Row("  (APS SQLite store)", ours["fires"], sql["fires"], "fires", "APS SQLAlchemy/SQLite"),
-        Row(
-            "scheduler lateness p50 (wake - due)",
-            ours["wake_p50"] * ms,
-            None,
-            "ms",
-            higher_is_better=False,
-        ),
-        Row(
-            "scheduler lateness p99 (wake - due)",
-            ours["wake_p99"] * ms,
-            None,
-            "ms",
-            higher_is_better=False,
-        ),
-        Row(
-            "  same, /metrics histogram p99 bucket ≤",
-            ours["hist_p99"] * ms,
-            None,
-            "ms",
-            higher_is_better=False,
-        ),
-        Row(
-            "hand-out lateness p50 (created - due)",
-            ours["fire_p50"] * ms,
-            None,
-            "ms",
-            higher_is_better=False,
-        ),
-        Row(
-            "hand-out lateness p99 (created - due)",
-            ours["fire_p99"] * ms,
-            None,
-            "ms",
-            higher_is_better=False,
-        ),
-        Row(
-            "start lateness p50 (action - due)",
-            ours["action_p50"] * ms,
-            mem["p50"] * ms,
-            "ms",
-            "APS memory store",
-            higher_is_better=False,
-        ),
-        Row(
-            "start lateness p99 (action - due)",
-            ours["action_p99"] * ms,
-            mem["p99"] * ms,
-            "ms",
-            "APS memory store",
-            higher_is_better=False,
-        ),
-        Row(
-            "start lateness p50 vs APS SQLite",
-            ours["action_p50"] * ms,
-            sql["p50"] * ms,
-            "ms",
-            "APS SQLAlchemy/SQLite",
-            higher_is_better=False,
-        ),
-        Row(
-            "start lateness p99 vs APS SQLite",
-            ours["action_p99"] * ms,
-            sql["p99"] * ms,
-            "ms",
-            "APS SQLAlchemy/SQLite",
-            higher_is_better=False,
-        ),
-    ]
+        Row(f"fires handled of {int(ours['expected'])}", ours["fires"], mem["fires"], "fires",
+            mem_name),
+        Row("  (APS SQLite store)", ours["fires"], sql["fires"], "fires", sql_name),
+        Row("scheduler lateness p50 (wake - due)", ours["wake_p50"] * ms, None, "ms",
+            higher_is_better=False),
+        Row("scheduler lateness p99 (wake - due)", ours["wake_p99"] * ms, None, "ms",
+            higher_is_better=False),
+        Row("  same, /metrics histogram p99 bucket ≤", ours["hist_p99"] * ms, None, "ms",
+            higher_is_better=False),
+        Row("hand-out lateness p50 (created - due)", ours["fire_p50"] * ms, None, "ms",
+            higher_is_better=False),
+        Row("hand-out lateness p99 (created - due)", ours["fire_p99"] * ms, None, "ms",
+            higher_is_better=False),
+        Row("attempt-durable lateness p50 (started_at)", ours["start_p50"] * ms, None, "ms",
+            higher_is_better=False),
+        Row("action-start lateness p50 (action - due)", ours["action_p50"] * ms,
+            mem["p50"] * ms, "ms, target ≤ 25", mem_name, higher_is_better=False),
+        Row("action-start lateness p99 (action - due)", ours["action_p99"] * ms,
+            mem["p99"] * ms, "ms, target ≤ 60", mem_name, higher_is_better=False),
+        Row("action-start lateness p50 vs APS SQLite", ours["action_p50"] * ms, sql["p50"] * ms,
+            "ms", sql_name, higher_is_better=False),
+        Row("action-start lateness p99 vs APS SQLite", ours["action_p99"] * ms, sql["p99"] * ms,
+            "ms", sql_name, higher_is_better=False),
+        Row("  with 64 workers: action-start p50", ours64["action_p50"] * ms, mem["p50"] * ms,
+            "ms (32 waves)", mem_name, higher_is_better=False),
+        Row("  with 64 workers: action-start p99", ours64["action_p99"] * ms, mem["p99"] * ms,
+            "ms (32 waves)", mem_name, higher_is_better=False),
+    ]  # fmt: skip
     print_table(f"{N_JOBS} jobs firing every second for {SECONDS} s", rows)
-    print(f"ours: {json.dumps(ours)}\nAPS memory: {json.dumps(mem)}\nAPS sqlite: {json.dumps(sql)}")
-    assert ours["lost"] == 0, ours
+    print(f"ours: {json.dumps(ours)}\nours, 64 workers: {json.dumps(ours64)}")
+    print(f"APS memory: {json.dumps(mem)}\nAPS sqlite: {json.dumps(sql)}")
+    assert ours["lost"] == 0 and ours64["lost"] == 0, (ours, ours64)
+    assert ours["action_n"] == ours["fires"], ours  # every run's action recorded its start
     assert ours["wake_p99"] <= 0.005, ours
 
 

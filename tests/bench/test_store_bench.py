@@ -18,6 +18,9 @@ import pytest
 import uvloop
 
 from automationd.core.ids import IdGenerator
+from automationd.core.runstate import RunState
+from automationd.records import Run, Trigger
+from automationd.store.rows import w_run
 from automationd.store.sqlite.migrate import migrate
 from automationd.store.sqlite.sql import SQL
 from automationd.store.sqlite.store import DB_NAME, open_sqlite
@@ -31,11 +34,19 @@ UPSERT_RUN = SQL[Stmt.RUN]  # the engine's full-row run upsert (store/rows.py w_
 
 
 def _run_row(run_id: str, state: str) -> tuple[Any, ...]:
-    # id, job, state, trigger, scheduled_for, created_at, started_at, finished_at, attempts,
-    # key, payload, targets total/succeeded/failed, error kind/message, result, depth,
-    # origin, reason, lease
-    head = (run_id, "bench-job", state, "manual", None, 1.0, 2.0, None, 1, None, '{"k": 1}')
-    return (*head, 1, 0, 0, None, None, None, 0, None, None, 0)
+    """The engine's own run row (store/rows.py ``w_run``), so the bench follows the schema."""
+    run = Run(
+        id=run_id,
+        job="bench-job",
+        state=RunState(state),
+        trigger=Trigger.MANUAL,
+        created_at=1.0,
+        started_at=2.0,
+        attempts=1,
+        payload={"k": 1},
+        targets_total=1,
+    )
+    return w_run(run).params
 
 
 def _attempt_row(run_id: str, finished: float | None, outcome: str | None) -> tuple[Any, ...]:

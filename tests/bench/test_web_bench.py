@@ -24,7 +24,8 @@ import uvloop
 from automationd.store.sqlite.migrate import migrate
 from automationd.web.feed import IDLE_GRACE
 from tests.bench.harness import Row, print_table, scaled
-from tests.bench.test_throughput_bench import WINDOW, _client
+from tests.bench.loadgen import WINDOW
+from tests.bench.loadgen import client as _client
 from tests.support.daemon import DaemonProcess, config_text
 from tests.support.web import web_token
 

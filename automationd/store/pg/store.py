@@ -141,8 +141,10 @@ class PgStore(SqlReads):
     def post(self, writes: Sequence[Write]) -> None:
         self._writer.post(writes)
 
-    def submit_then(self, writes: Sequence[Write], then: Then, *, retry: bool = False) -> None:
-        self._writer.submit_then(writes, then, retry=retry)
+    def submit_then(
+        self, writes: Sequence[Write], then: Then, *, retry: bool = False, defer: bool = False
+    ) -> None:
+        self._writer.submit_then(writes, then, retry=retry, defer=defer)
 
     async def commit(self, writes: Sequence[Write]) -> None:
         await self._writer.submit(writes)

@@ -3,17 +3,19 @@
 Shape: ``open_sqlite(state_dir)`` takes the state directory's lock and opens
 ``automationd.db`` twice:
 
-- the WRITER, a plain ``sqlite3`` connection that lives on a one-thread executor of its own
-  and runs migrations, then every batch of the group-commit writer (store/writer.py);
+- the WRITER, a plain ``sqlite3`` connection that lives on a thread of its own
+  (store/sqlite/thread.py) and runs migrations, then every batch of the group-commit writer
+  (store/writer.py);
 - the READER, an aiosqlite connection (``PRAGMA query_only=1``), so reads never queue behind
   a big batch. Reads use aiosqlite's public ``execute_fetchall``: one thread hop per query.
 
 Why the writer is not an aiosqlite connection: a batch is ``BEGIN``, one multi-row statement
 per kind of row, ``COMMIT``. aiosqlite's public API costs a thread hop per statement
 (``execute``, ``executemany``, ``commit``): 4 to 6 hops per batch, each ≈ 30 to 60 µs of queue
-hand-off and loop wake-up, and as many GIL hand-overs. ``loop.run_in_executor`` on a
-dedicated one-thread executor runs the whole batch (store/sqlite/sql.py ``execute_plan``) in
-ONE hop through public asyncio API; the one-client trigger latency is what that buys.
+hand-off and loop wake-up, and as many GIL hand-overs. The writer's own thread runs the
+whole batch (store/sqlite/sql.py ``execute_plan``) in ONE hop: a queue put there, a
+``call_soon_threadsafe`` back (lighter than ``run_in_executor``, see thread.py); the
+one-client trigger latency is what that buys.
 
 Durability: WAL with ``synchronous=FULL`` fsyncs the log on every COMMIT, and a write is
 reported only after its COMMIT returned. WAL readers see every transaction committed before
@@ -37,7 +39,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +63,7 @@ from automationd.store.sqlite.check import (
 )
 from automationd.store.sqlite.migrate import migrate
 from automationd.store.sqlite.sql import execute_plan, store_error
+from automationd.store.sqlite.thread import WriterThread
 from automationd.store.write import Observer, Then, Write
 from automationd.store.writer import MAX_BATCH, Writer
 
@@ -77,13 +79,12 @@ log = structlog.get_logger("automationd.store")
 class _Committer:
     """The writer connection on its own thread: one hop per batch."""
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, conn: sqlite3.Connection, thread: WriterThread) -> None:
         self._conn = conn
-        self._executor = executor
-        self._loop = asyncio.get_running_loop()
+        self._thread = thread
 
     def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
-        return self._loop.run_in_executor(self._executor, execute_plan, self._conn, steps)
+        return self._thread.call(partial(execute_plan, self._conn, steps))
 
 
 class SqliteStore(SqlReads):
@@ -171,8 +172,10 @@ class SqliteStore(SqlReads):
     def post(self, writes: Sequence[Write]) -> None:
         self._writer.post(writes)
 
-    def submit_then(self, writes: Sequence[Write], then: Then, *, retry: bool = False) -> None:
-        self._writer.submit_then(writes, then, retry=retry)
+    def submit_then(
+        self, writes: Sequence[Write], then: Then, *, retry: bool = False, defer: bool = False
+    ) -> None:
+        self._writer.submit_then(writes, then, retry=retry, defer=defer)
 
     async def commit(self, writes: Sequence[Write]) -> None:
         await self._writer.submit(writes)
@@ -314,20 +317,19 @@ async def open_sqlite(
     except OSError as exc:
         raise StoreError(f"cannot use state directory {state_dir}: {exc}", kind="io") from exc
     path = state_dir / DB_NAME
-    loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+    thread = WriterThread()
     try:
         if path.exists():  # a damaged file is refused before anything writes to it
-            problems = await loop.run_in_executor(executor, startup_problems, path)
+            problems = await thread.call(partial(startup_problems, path))
             if problems:
                 raise StoreError(damaged_message(path, problems), kind="corrupt")
-        conn, version = await loop.run_in_executor(executor, _open_writer, path)
+        conn, version = await thread.call(partial(_open_writer, path))
         try:
             reader = await _open_reader(path)
             try:
                 store_ref: list[SqliteStore] = []
                 writer = Writer(
-                    _Committer(conn, executor),
+                    _Committer(conn, thread),
                     clock,
                     max_batch=max_batch,
                     on_error=on_error,
@@ -364,9 +366,9 @@ async def open_sqlite(
             finally:
                 await reader.close()
         finally:
-            await loop.run_in_executor(executor, conn.close)
+            await thread.call(conn.close)
     finally:
-        executor.shutdown(wait=True)
+        thread.stop()
         lock.release()
 
 
