@@ -221,10 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="store a preview: run only the check phase and show its plan")  # fmt: skip
     p = _leaf(
-        jobs, "apply", "jobs.trigger", "applied", ["apply"],
+        jobs, "apply", "jobs.trigger", "applied", ["apply", "name"],
         help="apply a stored preview: perform its plan if it still holds",
     )  # fmt: skip
     p.add_argument("apply", metavar="RUN_ID", help="the preview run to apply")
+    p.add_argument("--job", dest="name", metavar="JOB",
+                   help="the preview's job (refused if it is not; user_group members must "
+                        "give it)")  # fmt: skip
 
     runs = _group(top, "runs", "inspect and manage runs")
     p = _leaf(runs, "list", "runs.list", "runs", ["job", "state", "limit", "offset"])
