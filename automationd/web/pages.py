@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -153,7 +153,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
     @routes.get("/login")
     async def login_page(request: web.Request) -> web.StreamResponse:
         code = request.query.get("token")
-        target = _local(request.query.get("next", "/"))
+        target = local_target(request.query.get("next", "/"))
         if code is None:
             return _login_form(console, request, target, "")
         remote = request.remote or "?"
@@ -168,7 +168,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
     @routes.post("/login")
     async def login_form(request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        target = _local(str(form.get("next", "/")))
+        target = local_target(str(form.get("next", "/")))
         remote = request.remote or "?"
         if console.auth.wait_for(remote) > 0:
             return _login_form(console, request, target, "Too many wrong tokens: wait.", 429)
@@ -189,9 +189,20 @@ def make_pages(console: Console) -> web.RouteTableDef:
     return routes
 
 
-def _local(target: str) -> str:
-    """Only a path on this server may follow a login (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+def local_target(target: str) -> str:
+    """Only a path on this server may follow a login (no open redirect).
+
+    Control characters are refused as well as ``//`` and backslashes: yarl drops a tab or a
+    newline when it builds the Location, so ``/<TAB>/evil.com`` would leave as ``//evil.com``."""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(c < " " or c == "\x7f" for c in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 

@@ -7,6 +7,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import MultiDict
 
@@ -16,6 +17,7 @@ from automationd.web.api import STATUS, query_args
 from automationd.web.app import url_host
 from automationd.web.guard import same_origin
 from automationd.web.job_pages import fire_rows
+from automationd.web.pages import local_target
 from automationd.web.run_pages import indexed, runs_filter, timeline
 
 BERLIN = "Europe/Berlin"
@@ -138,3 +140,23 @@ def test_url_host_names_this_host_for_a_wildcard() -> None:
     assert url_host("0.0.0.0:9465") == "127.0.0.1:9465"
     assert url_host("[::]:9465") == "[::1]:9465"
     assert url_host("10.1.2.3:80") == "10.1.2.3:80"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/\t/evil.com", "/\r\n/evil.com", "/\n/evil.com", "/\x00/evil.com", "/\x7f/x",
+     "//evil.com", "/\\evil.com", "https://evil.com/", "evil.com", "/%09/x\t"],
+)  # fmt: skip
+def test_a_login_redirect_never_leaves_the_site(target: str) -> None:
+    """A ``next`` with control characters, a backslash, a scheme or a host falls back to
+    ``/`` (yarl drops a tab, so ``/\\t/evil.com`` would become ``//evil.com``)."""
+    assert local_target(target) == "/"
+
+
+@pytest.mark.parametrize("target", ["/", "/jobs/a?tab=runs", "/runs?job=a%20b", "/%09/x"])
+def test_a_local_login_redirect_is_kept(target: str) -> None:
+    """A plain path on this server (percent-escapes included) is where a login goes next,
+    and its Location header stays a path."""
+    assert local_target(target) == target
+    location = web.HTTPSeeOther(target).headers["Location"]
+    assert location.startswith("/") and not location.startswith("//")
