@@ -42,11 +42,19 @@ class JobCommands:
         return [
             Command("jobs.list", self.jobs_list, writes=False),
             Command("jobs.get", self.jobs_get, writes=False),
-            Command("jobs.add", self.jobs_add, writes=True),
-            Command("jobs.remove", self.jobs_remove, writes=True),
+            Command("jobs.add", self.jobs_add, writes=True, json_args=frozenset({"job"})),
+            Command(
+                "jobs.remove", self.jobs_remove, writes=True, json_args=frozenset({"override"})
+            ),
             Command("jobs.pause", self.jobs_pause, writes=True),
             Command("jobs.resume", self.jobs_resume, writes=True),
-            Command("jobs.trigger", self.jobs_trigger, writes=True, replies=True),
+            Command(
+                "jobs.trigger",
+                self.jobs_trigger,
+                writes=True,
+                replies=True,
+                json_args=frozenset({"payload", "dry_run"}),
+            ),
         ]
 
     async def jobs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:

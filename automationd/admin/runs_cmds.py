@@ -49,14 +49,16 @@ class RunCommands:
 
     def commands(self) -> list[Command]:
         return [
-            Command("runs.list", self.runs_list, writes=False),
+            Command(
+                "runs.list", self.runs_list, writes=False, json_args=frozenset({"limit", "offset"})
+            ),
             Command("runs.get", self.runs_get, writes=False),
             Command("runs.logs", self.runs_logs, writes=False),
             Command("runs.cancel", self.runs_cancel, writes=True),
             Command("runs.retry", self.runs_retry, writes=True),
-            Command("dlq.list", self.dlq_list, writes=False),
-            Command("dlq.retry", self.dlq_retry, writes=True),
-            Command("dlq.purge", self.dlq_purge, writes=True),
+            Command("dlq.list", self.dlq_list, writes=False, json_args=frozenset({"limit"})),
+            Command("dlq.retry", self.dlq_retry, writes=True, json_args=frozenset({"all"})),
+            Command("dlq.purge", self.dlq_purge, writes=True, json_args=frozenset({"all"})),
         ]
 
     async def runs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from automationd.admin.protocol import parse_json
 from automationd.errors import AdminError, StoreError
 from automationd.web.api import STATUS
 from automationd.web.console import Console, flash
@@ -30,11 +31,8 @@ def _checked(form: dict[str, str], key: str) -> bool:
 def _trigger_args(request: web.Request, form: dict[str, str], now: float) -> dict[str, Any]:
     args: dict[str, Any] = {"name": request.match_info["name"]}
     text = form.get("payload", "").strip()
-    if text:
-        try:
-            args["payload"] = json.loads(text)
-        except ValueError as exc:
-            raise AdminError("bad_request", f"payload: not valid JSON ({exc})") from None
+    if text:  # the socket's JSON rules (too deep, NaN, lone surrogates): a RequestError
+        args["payload"] = parse_json(text.encode(), "args.payload")
     if _checked(form, "dry_run"):
         args["dry_run"] = True
     return args

@@ -12,6 +12,7 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import MultiDict
 
 from automationd.core.schedule import parse_schedule
+from automationd.errors import AdminError
 from automationd.store.api import RunQuery
 from automationd.web.api import STATUS, query_args
 from automationd.web.app import url_host
@@ -84,21 +85,34 @@ def test_which_filters_an_index_serves(query: RunQuery, expected: bool) -> None:
     assert indexed(query) is expected
 
 
-def test_query_values_are_json_when_they_are_json() -> None:
-    """Numbers, booleans, quoted strings and objects parse; anything else stays a string."""
+def test_query_values_are_strings_unless_the_arg_takes_json() -> None:
+    """Only the args a command takes as JSON are decoded; every other value is the string
+    given (``name=123`` is the job "123", not the number)."""
     args = query_args(
-        MultiDict(
-            limit="5", dry_run="true", name='"123"', job="sync-1", payload='{"a": [1]}', x="1e"
-        )
+        MultiDict(limit="5", name="123", job="sync-1", payload='{"a": [1]}', state="true"),
+        frozenset({"limit", "payload"}),
     )
     assert args == {
         "limit": 5,
-        "dry_run": True,
         "name": "123",
         "job": "sync-1",
         "payload": {"a": [1]},
-        "x": "1e",
+        "state": "true",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("NaN", "not finite"), ("[1e999]", "not finite"), ('"\\ud800"', "surrogate"),
+     ("[" * 65 + "]" * 65, "deeper than 64"), ("many", "invalid JSON")],
+)  # fmt: skip
+def test_a_json_query_value_is_held_to_the_sockets_rules(text: str, problem: str) -> None:
+    """A JSON-valued query arg is parsed as strictly as a socket line (SPEC §7.5): bad_request
+    naming the arg."""
+    with pytest.raises(AdminError) as ei:
+        query_args(MultiDict(payload=text), frozenset({"payload"}))
+    assert ei.value.code == "bad_request"
+    assert ei.value.message.startswith("args.payload") and problem in ei.value.message
 
 
 def test_error_codes_map_to_statuses() -> None:
