@@ -134,7 +134,7 @@ class RunCommands:
         return entries
 
     async def dlq_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
-        return {"requeued": await self._redo.dlq_retry(await self._dlq_pick(args))}
+        return {"requeued": await self._redo.dlq_retry(lambda: self._dlq_pick(args))}
 
     async def dlq_purge(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
-        return {"purged": await self._redo.dlq_purge(await self._dlq_pick(args))}
+        return {"purged": await self._redo.dlq_purge(lambda: self._dlq_pick(args))}
