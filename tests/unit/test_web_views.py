@@ -11,8 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import MultiDict
 
+from automationd.admin.args import choice_arg, opt_id, opt_name, time_arg
+from automationd.core.runstate import RunState
 from automationd.core.schedule import parse_schedule
 from automationd.errors import AdminError
+from automationd.records import Trigger
 from automationd.store.api import RunQuery
 from automationd.web.api import STATUS, query_args
 from automationd.web.app import url_host
@@ -65,7 +68,33 @@ def test_runs_filter_reads_times_and_refuses_unknowns() -> None:
     q, _, problem = runs_filter({"since": "1h", "until": "2026-01-01T11:30:00Z"}, now)
     assert q.since == now - 3600 and q.until == _utc(2026, 1, 1, 11, 30) and problem == ""
     q, _, problem = runs_filter({"state": "nope", "job": "a"}, now)
-    assert q.state is None and q.job == "a" and "unknown state" in problem
+    assert q.state is None and q.job == "a" and "args.state: expected one of" in problem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("since", "999999h"), ("until", "10000-01-01T00:00:00Z"), ("job", "a\x01b"),
+     ("job", "j" * 129), ("trigger", "bogus"), ("before", "x" * 65)],
+)  # fmt: skip
+def test_runs_filter_refuses_what_runs_list_refuses(key: str, value: str) -> None:
+    """The page's filters go through runs.list's own validators (admin/args.py): a value the
+    command refuses is dropped with the command's message, not read some other way."""
+    with pytest.raises(AdminError) as ei:
+        runs_cmd_args({key: value})
+    q, given, problem = runs_filter({key: value}, _utc(2026, 1, 1, 12))
+    assert problem == ei.value.message and given.get(key, "") == ""
+    assert getattr(q, key) is None
+
+
+def runs_cmd_args(args: dict[str, str]) -> None:
+    """What runs.list does with its filters (a copy would drift: this reads them the same)."""
+    now = _utc(2026, 1, 1, 12)
+    opt_name(args, "job")
+    choice_arg(args, "state", frozenset(s.value for s in RunState))
+    choice_arg(args, "trigger", frozenset(t.value for t in Trigger))
+    time_arg(args, "since", now)
+    time_arg(args, "until", now)
+    opt_id(args, "before")
 
 
 @pytest.mark.parametrize(
