@@ -15,12 +15,14 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from automationd.admin.args import opt_glob, opt_id
 from automationd.core.schedule import parse_schedule
 from automationd.core.words import schedule_words
 from automationd.store.api import RunQuery
 from automationd.web.auth import COOKIE, SESSION_IDLE
 from automationd.web.console import SESSION_KEY, Console, render
 from automationd.web.job_pages import fire_rows
+from automationd.web.run_pages import read_filters
 
 EVENTS_PER_PAGE = 50
 DLQ_GROUPS = 50  # the largest (job, kind) groups shown
@@ -63,8 +65,9 @@ def make_pages(console: Console) -> web.RouteTableDef:
 
     @routes.get("/events")
     async def events(request: web.Request) -> web.Response:
-        name = request.query.get("name", "").strip() or None
-        before = request.query.get("before") or None
+        given = {k: request.query.get(k, "").strip() for k in ("name", "before")}
+        read, problem = read_filters(given, {"name": opt_glob, "before": opt_id})
+        name, before = read["name"], read["before"]
         found = await console.store.events(
             since=None,
             until=None,
@@ -83,7 +86,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             events=[e.to_json() for e in found[:EVENTS_PER_PAGE]],
             name=name,
             before=before,
-            problem="",
+            problem=problem,
             newest_url=f"/events?{urlencode(base)}",
             older_url=f"/events?{urlencode(base | {'before': older})}" if older else None,
         )

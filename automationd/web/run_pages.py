@@ -40,8 +40,7 @@ def runs_filter(query: Mapping[str, str], now: float) -> tuple[RunQuery, dict[st
     is dropped and its message becomes the page's problem."""
     given = {k: query.get(k, "").strip() for k in ("job", "state", "trigger", "since", "until")}
     given["before"] = query.get("before", "").strip()
-    problem = ""
-    readers: dict[str, Callable[[dict[str, Any], str], Any]] = {
+    readers: dict[str, Reader] = {
         "job": opt_name,
         "state": lambda args, key: choice_arg(args, key, _STATES),
         "trigger": lambda args, key: choice_arg(args, key, _TRIGGERS),
@@ -49,16 +48,27 @@ def runs_filter(query: Mapping[str, str], now: float) -> tuple[RunQuery, dict[st
         "until": lambda args, key: time_arg(args, key, now),
         "before": opt_id,
     }
+    read, problem = read_filters(given, readers)
+    q = RunQuery(**read, limit=PER_PAGE + 1)
+    if not given["before"]:
+        del given["before"]
+    return q, given, problem
+
+
+Reader = Callable[[dict[str, Any], str], Any]
+
+
+def read_filters(given: dict[str, str], readers: dict[str, Reader]) -> tuple[dict[str, Any], str]:
+    """Each filter typed on a page, read by its command's validator (admin/args.py); one that
+    is refused is dropped (its ``given`` emptied) and its message is the page's problem."""
     read: dict[str, Any] = {}
+    problem = ""
     for key, reader in readers.items():
         try:
             read[key] = reader({key: given[key]}, key) if given[key] else None
         except AdminError as exc:
             problem, given[key], read[key] = exc.message, "", None
-    q = RunQuery(**read, limit=PER_PAGE + 1)
-    if not given["before"]:
-        del given["before"]
-    return q, given, problem
+    return read, problem
 
 
 def indexed(q: RunQuery) -> bool:

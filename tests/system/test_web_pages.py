@@ -250,7 +250,8 @@ async def test_the_replay_form_replays_and_shows_what_was_wrong(
 ) -> None:
     """The events page's replay form hands "1h" or RFC 3339 to events.replay as typed: a
     window replays (the flash says how many events and runs, the listener's among them); a
-    time the command refuses shows its own message on the page."""
+    time the command refuses shows its own message on the page, as does a name filter that
+    events.list would refuse."""
     d = web_daemon(daemon_factory, jobs=JOBS)
     await d.call("events.publish", {"name": "demo.replayed"})
     async with asyncio.timeout(30), WebClient(d) as w:
@@ -262,3 +263,5 @@ async def test_the_replay_form_replays_and_shows_what_was_wrong(
         await w.form("/events/replay", {"since": "yesterday"})
         _status, html = await w.page("/events")
         assert "events.replay refused (bad_request): args.since: expected" in html
+        status, html = await w.page("/events?name=" + "x" * 300)  # events.list's own rule
+        assert status == 200 and "args.name: longer than 256 characters" in html
