@@ -139,13 +139,22 @@ class Launcher:
         return live
 
     def launch(
-        self, lives: Sequence[LiveRun], extra: Sequence[Write] = (), then: Then | None = None
+        self,
+        lives: Sequence[LiveRun],
+        extra: Sequence[Write] = (),
+        then: Then | None = None,
+        *,
+        herd: bool = False,
     ) -> None:
         """Make ``lives`` (and ``extra``) durable as one unit; then start them and tell
-        ``then``. Raises ``StoreError`` at once when the store is closing."""
+        ``then``. Raises ``StoreError`` at once when the store is closing. ``herd``: part of
+        many fires due at once; ends of runs wait until these have called their actions
+        (engine/run.py ``Starts``)."""
         writes = list(extra)
         for live in lives:
             writes += self._creation(live)
+            if herd and live.first is not None:
+                self._parts.starts.add(live)
         try:
             self._store.submit_then(writes, partial(self._stored, lives, then))
         except Exception:
@@ -320,6 +329,8 @@ class Launcher:
         return True
 
     def _leave(self, live: LiveRun) -> None:
+        if live.herd:  # it leaves without a step of its own
+            self._parts.starts.done(live)
         self.live.pop(live.id, None)
         live.job.active.pop(live.id, None)
         live.leave()

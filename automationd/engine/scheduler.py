@@ -277,8 +277,9 @@ class Scheduler:
             for live in batch:
                 self._launch([live])
         else:  # a durable unit per CHUNK plain fires of this step
+            herd = len(batch) > CHUNK
             for i in range(0, len(batch), CHUNK):
-                self._launch(batch[i : i + CHUNK])
+                self._launch(batch[i : i + CHUNK], herd=herd)
         self._mark(now)  # after the batch: its write must not compete with the hand-out
         return len(due)
 
@@ -328,9 +329,9 @@ class Scheduler:
         if job.spec.max_runs and job.run_count >= job.spec.max_runs:
             self._complete(job)
 
-    def _launch(self, lives: list[LiveRun]) -> None:
+    def _launch(self, lives: list[LiveRun], *, herd: bool = False) -> None:
         try:
-            self.launcher.launch(lives)
+            self.launcher.launch(lives, herd=herd)
         except StoreError as exc:  # closing: the fires are lost with the runs never stored
             log.error("schedule.fire_not_stored", runs=len(lives), error=str(exc))
 

@@ -67,7 +67,7 @@ class FakeEngine:
             ended=lambda: done,
         )
 
-    def launch(self, lives: list[Any]) -> None:
+    def launch(self, lives: list[Any], *, herd: bool = False) -> None:
         if self.keep_running:
             for live in lives:
                 live.job.active[live.id] = live
