@@ -53,6 +53,7 @@ from automationd.store.api import Then, Write
 from automationd.store.rows import w_run, w_target
 
 NOT_STORED_EVERY = 60.0  # seconds between log lines about runs the store refused
+AHEAD = "made ahead of its fire time"  # the reason a run made ahead carries until its fire
 
 log = structlog.get_logger("automationd.engine")
 
@@ -105,10 +106,13 @@ class Launcher:
         depth: int = 0,
         origin: str | None = None,
         after: tuple[asyncio.Future[None], ...] = (),
+        ahead: bool = False,
     ) -> LiveRun:
         """A queued run in memory, counted and tracked; nothing is submitted yet.
 
-        ``undecided``: an apply run, whose targets its decision sets (engine/plan.py)."""
+        ``undecided``: an apply run, whose targets its decision sets (engine/plan.py).
+        ``ahead``: a run made before its fire is due (engine/ahead.py): neither counted nor
+        tracked until ``track`` at its fire, and marked so until then."""
         now = self._clock.time()
         live = LiveRun(
             id=self._ids.new(now),
@@ -132,10 +136,24 @@ class Launcher:
         else:
             live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
             live.persist_targets = True
+        if ahead:
+            live.reason = AHEAD
+            return live
         live.direct = self._direct(live)
         job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)
         self.live[live.id] = live
         job.active[live.id] = live
+        return live
+
+    def track(self, live: LiveRun, after: tuple[asyncio.Future[None], ...] = ()) -> LiveRun:
+        """A run made ahead of its fire, at its fire: from now on as if ``prepare`` made it
+        (its next rows carry no mark: from then on it is an ordinary queued run)."""
+        live.reason = None
+        live.after = after
+        live.direct = self._direct(live)
+        live.job.count_run(live.id)
+        self.live[live.id] = live
+        live.job.active[live.id] = live
         return live
 
     def launch(

@@ -33,6 +33,9 @@ class Stmt(enum.Enum):
     # params as JOB. On SQLite the same full-row upsert; on PostgreSQL JOB only merges
     # counters (several daemons keep their own), and only this one changes pause and spec.
     JOB_STATE = "job_state"
+    # Remove a run made ahead of its fire (engine/ahead.py) that never started: the job
+    # changed before the fire was due, or the daemon restarted (barrier).
+    RUN_DELETE = "run_delete"
 
 
 class Write(NamedTuple):

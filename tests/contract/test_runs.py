@@ -13,7 +13,7 @@ from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind, StoreError
 from automationd.records import Attempt, Phase, Run, RunError, Target, Trigger
 from automationd.store.api import RunQuery, Store
-from automationd.store.rows import w_attempt, w_run, w_target
+from automationd.store.rows import w_attempt, w_run, w_run_delete, w_target
 
 T0 = 1_780_000_000.0
 
@@ -234,3 +234,20 @@ async def test_a_run_without_targets_yet_has_none(store: Store, ids: IdGenerator
     async with asyncio.timeout(5):
         await store.commit([w_run(run)])
         assert await store.targets(run) == []
+
+
+async def test_a_run_that_never_started_can_be_deleted(store: Store, ids: IdGenerator) -> None:
+    """``w_run_delete`` forgets a queued run that never started (a run made ahead of its
+    fire, engine/ahead.py) and keeps one that started, whatever it is asked; a new run for
+    the same fire may follow it (in a later unit: PostgreSQL makes no runs ahead, and creates
+    a unit's runs before its other writes)."""
+    made = _run(ids, T0, trigger=Trigger.SCHEDULE, scheduled_for=T0 + 1, reason="ahead")
+    started = _run(ids, T0, state=RunState.RUNNING, attempts=1, started_at=T0 + 0.1)
+    again = _run(ids, T0 + 0.5, trigger=Trigger.SCHEDULE, scheduled_for=T0 + 1)
+    async with asyncio.timeout(5):
+        await store.commit([w_run(made), w_run(started)])
+        await store.commit([w_run_delete(made.id), w_run_delete(started.id)])
+        await store.commit([w_run(again)])
+        assert await store.run(made.id) is None
+        assert await store.run(started.id) == started
+        assert await store.run(again.id) == again

@@ -79,7 +79,13 @@ class FakeEngine:
 
     # -- as the report
     def skipped_run(
-        self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
+        self,
+        job: JobRuntime,
+        *,
+        trigger: Trigger,
+        scheduled_for: float | None,
+        reason: str,
+        made: Any = None,
     ) -> None:
         self.skipped.append((job.name, scheduled_for, reason))
 

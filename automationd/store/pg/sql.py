@@ -217,6 +217,7 @@ SINGLE: dict[Stmt, str] = {
     ),
     Stmt.DLQ_DELETE: "DELETE FROM dlq WHERE id=$1",
     Stmt.JOB_DELETE: "DELETE FROM jobs WHERE name=$1",
+    Stmt.RUN_DELETE: "DELETE FROM runs WHERE id=$1 AND state='queued' AND attempts=0",
 }
 assert set(GROUPED) | set(SINGLE) == set(Stmt), "every statement needs its PostgreSQL text"
 

@@ -77,6 +77,7 @@ SQL: dict[Stmt, str] = {
         " error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
     ),
 }
+SQL[Stmt.RUN_DELETE] = "DELETE FROM runs WHERE id=? AND state='queued' AND attempts=0"
 SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 
