@@ -37,8 +37,9 @@ from automationd.engine.jobs import JobRuntime
 from automationd.engine.launcher import AHEAD, Launcher
 from automationd.engine.live import LiveRun
 from automationd.records import Run, Trigger
+from automationd.store.ahead_rows import w_run_delete
 from automationd.store.api import Store, Write
-from automationd.store.rows import w_run, w_run_delete
+from automationd.store.rows import w_run
 
 log = structlog.get_logger("automationd.scheduler")
 

@@ -140,34 +140,44 @@ def _actions_of(t: AttemptTools, live: LiveRun) -> Actions:
 
 
 def open_attempt(
-    t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None
+    t: AttemptTools,
+    live: LiveRun,
+    phase: Phase,
+    target: LiveTarget | None,
+    *,
+    now: float | None = None,
+    rows: bool = True,
 ) -> tuple[Opened, list[Write]]:
     """Count attempt n on the run (and target) and describe it; nothing is submitted.
 
     The rows returned say "attempt n started": whoever commits them may then call it.
+    ``rows`` False: the caller writes what they say itself (engine/herd.py, for many runs
+    at once, at ``now``).
     """
     job = live.job
     action = _actions_of(t, live)[_SLOT[phase]]
     assert action is not None, f"job {job.name} has no {phase} action"
-    now = t.clock.time()
+    if now is None:
+        now = t.clock.time()
     if live.state is RunState.QUEUED or live.state is RunState.RETRYING:
         event = RunEvent.START if live.state is RunState.QUEUED else RunEvent.RESUME
         live.state = next_run_state(live.state, event)
     if live.started_at is None:
         live.started_at = now
     live.attempts = n = live.attempts + 1
-    writes = live.riding([w_run(live)])
+    writes = live.riding([w_run(live)]) if rows else []
     if target is not None:
         if phase is Phase.PERFORM:
             target.attempts += 1
-        if live.persist_targets:
+        if live.persist_targets and rows:
             writes.append(w_target(target.snapshot(live.id)))
     ctx = attempt_context(t.store, live, action, n, phase, target)
     if target is None:
         head = attempt_head(live.id, n, phase, -1, None, now)
     else:
         head = attempt_head(live.id, n, phase, target.idx, target.value, now)
-    writes.append(w_attempt_start(head))
+    if rows:
+        writes.append(w_attempt_start(head))
     return Opened(n, phase, target, action, ctx, now, head), writes
 
 

@@ -42,6 +42,7 @@ import structlog
 from automationd.clock import Clock
 from automationd.core.ids import IdGenerator
 from automationd.engine.attempt import AttemptTools, open_attempt
+from automationd.engine.herd import open_together, together
 from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.report import Report
@@ -138,6 +139,7 @@ class Launcher:
             live.persist_targets = True
         if ahead:
             live.reason = AHEAD
+            live.made = True
             return live
         live.direct = self._direct(live)
         job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)
@@ -169,10 +171,16 @@ class Launcher:
         many fires due at once; ends of runs wait until these have called their actions
         (engine/run.py ``Starts``)."""
         writes = list(extra)
-        for live in lives:
+        rest = lives
+        if herd and not self._fleet:  # runs made ahead start together (engine/herd.py)
+            firsts, rest = together(lives, self._first_step, self._pool.try_acquire)
+            writes += open_together(self._attempts, firsts, 0)
+        for live in rest:
             writes += self._creation(live)
-            if herd and live.first is not None:
-                self._parts.starts.add(live)
+        if herd:
+            for live in lives:
+                if live.first is not None:
+                    self._parts.starts.add(live)
         try:
             self._store.submit_then(writes, partial(self._stored, lives, then))
         except Exception:

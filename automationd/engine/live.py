@@ -96,7 +96,8 @@ class LiveRun:
     gone: bool = False  # left memory
     abandoned: bool = False  # another daemon holds it now: stop without a word to the store
     unowned: bool = False  # born for any daemon to claim (fleet/leases.py); not run here
-    herd: bool = False  # launched with a herd; its task has not stepped yet (run.Starts)
+    herd: bool = False  # launched with a herd; its task has not stepped yet (herd.Starts)
+    made: bool = False  # stored ahead of its fire (engine/ahead.py): its row exists
     _ended: asyncio.Future[None] | None = None
     # The definition this run keeps when its job is redefined meanwhile (jobs.update, a
     # reload): (spec, built actions or None). None: the job's current one.

@@ -35,8 +35,9 @@ from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
 from automationd.records import Phase, Run, RunError, Target, Trigger
+from automationd.store.ahead_rows import w_run_delete
 from automationd.store.api import Store, Write
-from automationd.store.rows import w_attempt_interrupted, w_run_delete
+from automationd.store.rows import w_attempt_interrupted
 
 log = structlog.get_logger("automationd.recovery")
 

@@ -388,9 +388,3 @@ def fire_ms(due: float) -> int:
     """A fire time compared in whole milliseconds (a float's last bits must not make one
     fire two when a backfill looks for the runs a window already has)."""
     return round(due * 1000)
-
-
-def w_run_delete(run_id: str) -> Write:
-    """Forget a run made ahead of its fire that never started (engine/ahead.py); a run that
-    did start is kept whatever is asked (the statement checks)."""
-    return Write(Stmt.RUN_DELETE, (run_id,), barrier=True)

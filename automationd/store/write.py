@@ -36,6 +36,10 @@ class Stmt(enum.Enum):
     # Remove a run made ahead of its fire (engine/ahead.py) that never started: the job
     # changed before the fire was due, or the daemon restarted (barrier).
     RUN_DELETE = "run_delete"
+    # Many runs' first attempts started at once (a herd, engine/ahead.py): the runs' rows
+    # and their attempt rows, each one statement for a whole unit of runs (barriers).
+    RUNS_STARTED = "runs_started"
+    ATTEMPTS_STARTED = "attempts_started"
 
 
 class Write(NamedTuple):

@@ -12,8 +12,9 @@ from automationd.core.ids import IdGenerator
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind, StoreError
 from automationd.records import Attempt, Phase, Run, RunError, Target, Trigger
+from automationd.store.ahead_rows import w_attempts_started, w_run_delete, w_runs_started
 from automationd.store.api import RunQuery, Store
-from automationd.store.rows import w_attempt, w_run, w_run_delete, w_target
+from automationd.store.rows import w_attempt, w_run, w_target
 
 T0 = 1_780_000_000.0
 
@@ -251,3 +252,32 @@ async def test_a_run_that_never_started_can_be_deleted(store: Store, ids: IdGene
         assert await store.run(made.id) is None
         assert await store.run(started.id) == started
         assert await store.run(again.id) == again
+
+
+async def test_a_unit_of_made_runs_starts_as_one_write(store: Store, ids: IdGenerator) -> None:
+    """``w_runs_started`` and ``w_attempts_started`` say of many runs made ahead what a full
+    run row and an attempt start row would: running, attempt 1 open since that instant, the
+    mark cleared; a run not named stays as it was."""
+    made = [
+        _run(ids, T0, job=f"j{i}", trigger=Trigger.SCHEDULE, scheduled_for=T0 + 1, reason="a")
+        for i in range(3)
+    ]
+    other = made.pop()
+    started = T0 + 1.001
+    async with asyncio.timeout(5):
+        await store.commit([w_run(r) for r in [*made, other]])
+        names = [r.id for r in made]
+        await store.commit(
+            [w_runs_started(names, started, 0), w_attempts_started(names, "perform", 0, started)]
+        )
+        for r in made:
+            got = await store.run(r.id)
+            assert got == replace(
+                r, state=RunState.RUNNING, started_at=started, attempts=1, reason=None
+            )
+            [open_one] = await store.open_attempts(r.id)
+            assert open_one.n == 1
+            [attempt] = await store.attempts(r.id)
+            assert (attempt.phase, attempt.target_idx, attempt.target) == (Phase.PERFORM, 0, None)
+            assert (attempt.started_at, attempt.outcome) == (started, None)
+        assert await store.run(other.id) == other

@@ -78,6 +78,14 @@ SQL: dict[Stmt, str] = {
     ),
 }
 SQL[Stmt.RUN_DELETE] = "DELETE FROM runs WHERE id=? AND state='queued' AND attempts=0"
+SQL[Stmt.RUNS_STARTED] = (
+    "UPDATE runs SET state='running', started_at=?, attempts=1, lease=?, reason=NULL"
+    " WHERE id IN (SELECT value FROM json_each(?))"
+)
+SQL[Stmt.ATTEMPTS_STARTED] = (
+    "INSERT INTO attempts (run_id, n, phase, target_idx, target, started_at)"
+    " SELECT value, 1, ?, ?, NULL, ? FROM json_each(?)"
+)
 SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 

@@ -1,0 +1,106 @@
+"""A herd: many runs whose first attempts start at once (the scheduler's fires at one
+instant, engine/ahead.py).
+
+- ``open_together``: the first attempts of a unit of runs made ahead, opened at one instant
+  and stored as two statements for the whole unit (the runs ``running``, their attempt rows:
+  ``w_runs_started``, ``w_attempts_started``) instead of two full rows per run. Why: at a
+  herd's due time the writer's work per run is what delays the last actions; one full run
+  row upsert cost SQLite about 12 µs and its binding held the GIL, the grouped update about
+  5 µs with one value bound per unit (measured on 2,000 runs, store/sqlite/sql.py).
+- ``Starts``: the herd runs that have not called their actions yet, which ends wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from automationd.engine.attempt import AttemptTools, open_attempt
+from automationd.engine.jobs import w_job_of
+from automationd.engine.live import LiveRun, LiveTarget
+from automationd.records import Phase
+from automationd.store.ahead_rows import w_attempts_started, w_runs_started
+from automationd.store.api import Write
+
+
+def together(
+    lives: Sequence[LiveRun],
+    first_step: Callable[[LiveRun], tuple[Phase, LiveTarget | None] | None],
+    try_acquire: Callable[[], bool],
+) -> tuple[list[tuple[LiveRun, Phase, LiveTarget | None]], list[LiveRun]]:
+    """Which of ``lives`` may start together (``open_together``: made ahead, first attempt
+    without a target value, nothing else to write, a worker free now), and the rest."""
+    firsts: list[tuple[LiveRun, Phase, LiveTarget | None]] = []
+    rest: list[LiveRun] = []
+    for live in lives:
+        first = first_step(live) if live.made else None
+        if (
+            first is not None
+            and (first[1] is None or first[1].value is None)
+            and not live.persist_targets
+            and live.unposted is None
+            and try_acquire()
+        ):
+            firsts.append((live, *first))
+        else:
+            rest.append(live)
+    return firsts, rest
+
+
+def open_together(
+    t: AttemptTools,
+    firsts: Sequence[tuple[LiveRun, Phase, LiveTarget | None]],
+    lease: int,
+) -> list[Write]:
+    """Open attempt 1 of each run (made ahead: its row exists; no target value, no rows of
+    targets, nothing riding) at one instant; the writes that say so, for all of them, with
+    their jobs' counters."""
+    if not firsts:
+        return []
+    now = t.clock.time()
+    groups: dict[tuple[str, int], list[str]] = {}
+    for live, phase, target in firsts:
+        live.first, _ = open_attempt(t, live, phase, target, now=now, rows=False)
+        key = (phase.value, target.idx if target is not None else -1)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [live.id]
+        else:
+            group.append(live.id)
+    writes = [w_runs_started([live.id for live, _, _ in firsts], now, lease)]
+    for (phase_text, idx), ids in groups.items():
+        writes.append(w_attempts_started(ids, phase_text, idx, now))
+    writes.extend(w_job_of(live.job) for live, _, _ in firsts)  # their run counts
+    return writes
+
+
+class Starts:
+    """Herd runs whose first attempt is opened but whose task has not taken its first step.
+
+    Why: when 2,000 scheduled runs start in one second, every run's end (its rows, its
+    report) costs about as much as its start. A run about to end while herd runs still wait
+    to call their actions waits for them first (``_execute``), so the herd's actions start
+    before its ends are made (measured: action-start p99 of the 2,000-job herd 243 → 188
+    ms). Only runs that wait for nothing but the writer are counted (not those waiting for a
+    worker), so the wait is short and always ends.
+    """
+
+    __slots__ = ("idle", "pending")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def add(self, live: LiveRun) -> None:
+        live.herd = True
+        self.pending += 1
+        self.idle.clear()
+
+    def done(self, live: LiveRun) -> None:
+        """``live`` took its first step (or left memory without one)."""
+        if live.herd:
+            live.herd = False
+            self.pending -= 1
+            if not self.pending:
+                self.idle.set()
