@@ -155,7 +155,11 @@ def open_attempt(
     at once, at ``now``).
     """
     job = live.job
-    action = _actions_of(t, live)[_SLOT[phase]]
+    primed, live.primed = live.primed, None
+    if primed is not None and primed[0] is phase and not live.attempts and job.gate is None:
+        action, ctx = primed[1], primed[2]  # made with the run, ahead of its fire (``prime``)
+    else:
+        action, ctx = _actions_of(t, live)[_SLOT[phase]], None
     assert action is not None, f"job {job.name} has no {phase} action"
     if now is None:
         now = t.clock.time()
@@ -171,7 +175,8 @@ def open_attempt(
             target.attempts += 1
         if live.persist_targets and rows:
             writes.append(w_target(target.snapshot(live.id)))
-    ctx = attempt_context(t.store, live, action, n, phase, target)
+    if ctx is None:
+        ctx = attempt_context(t.store, live, action, n, phase, target)
     if target is None:
         head = attempt_head(live.id, n, phase, -1, None, now)
     else:
@@ -179,6 +184,16 @@ def open_attempt(
     if rows:
         writes.append(w_attempt_start(head))
     return Opened(n, phase, target, action, ctx, now, head), writes
+
+
+def prime(t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None) -> None:
+    """Make attempt 1's action and context now, for a run made ahead of its fire (engine/
+    ahead.py): at its due time ``open_attempt`` only counts it. Any change to the job before
+    then drops the run; a service gate (its context differs) gets none."""
+    if live.job.gate is None and not live.attempts:
+        action = _actions_of(t, live)[_SLOT[phase]]
+        if action is not None:
+            live.primed = (phase, action, attempt_context(t.store, live, action, 1, phase, target))
 
 
 async def run_phase(

@@ -41,7 +41,7 @@ import structlog
 
 from automationd.clock import Clock
 from automationd.core.ids import IdGenerator
-from automationd.engine.attempt import AttemptTools, open_attempt
+from automationd.engine.attempt import AttemptTools, open_attempt, prime
 from automationd.engine.herd import open_together, together
 from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
@@ -140,6 +140,9 @@ class Launcher:
         if ahead:
             live.reason = AHEAD
             live.made = True
+            live.direct = self._direct(live)
+            if live.direct is not None:
+                prime(self._attempts, live, *live.direct)
             return live
         live.direct = self._direct(live)
         job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)

@@ -85,6 +85,7 @@ class LiveRun:
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
+    primed: Any = None  # (phase, action, ctx) of attempt 1, made ahead with the run (herd.py)
     reservation: Any = None  # its place in the worker pool's queue (pool.Reservation)
     direct: Any = None  # (phase, target) of a first attempt the launcher may open itself
     unposted: list[Any] | None = None  # attempt end rows riding with the run's next write
