@@ -33,7 +33,7 @@ import structlog
 
 from automationd.core.runstate import RunState
 from automationd.core.wheel import TimerWheel
-from automationd.engine.jobs import JobRuntime
+from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.launcher import AHEAD, Launcher
 from automationd.engine.live import LiveRun
 from automationd.records import Run, Trigger
@@ -96,7 +96,7 @@ class Ahead:
                 job, trigger=Trigger.SCHEDULE, scheduled_for=due, ahead=True
             )
             job.ahead = live
-            writes.append(w_run(live))
+            writes += (w_run(live), w_job_of(job))  # the row its count updates at the fire
             if len(writes) >= UNIT:
                 self._store.post(writes)
                 writes = []

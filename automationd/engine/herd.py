@@ -16,10 +16,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from automationd.engine.attempt import AttemptTools, open_attempt
-from automationd.engine.jobs import w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.records import Phase
-from automationd.store.ahead_rows import w_attempts_started, w_runs_started
+from automationd.store.ahead_rows import w_attempts_started, w_jobs_counted, w_runs_started
 from automationd.store.api import Write
 
 
@@ -70,7 +69,7 @@ def open_together(
     writes = [w_runs_started([live.id for live, _, _ in firsts], now, lease)]
     for (phase_text, idx), ids in groups.items():
         writes.append(w_attempts_started(ids, phase_text, idx, now))
-    writes.extend(w_job_of(live.job) for live, _, _ in firsts)  # their run counts
+    writes.append(w_jobs_counted([(live.job_name, live.id) for live, _, _ in firsts]))
     return writes
 
 

@@ -35,3 +35,12 @@ def w_attempts_started(
     check), as one statement (see ``w_runs_started``)."""
     ids = _dumps(list(run_ids))
     return Write(Stmt.ATTEMPTS_STARTED, (phase, target_idx, started_at, ids), barrier=True)
+
+
+def w_jobs_counted(counted: Sequence[tuple[str, str]]) -> Write:
+    """Each ``(job, run_id)``: the job counted one more run, ``run_id`` its last (what
+    ``w_job_of`` would write after ``count_run``), as one statement for a unit of a herd.
+    A relative update, so a barrier: full job rows before it are written before it, and
+    those built after the count (which include it) after it. The job's row must exist: a
+    run made ahead writes it with the run."""
+    return Write(Stmt.JOBS_COUNTED, (_dumps([list(p) for p in counted]),), barrier=True)

@@ -40,6 +40,8 @@ class Stmt(enum.Enum):
     # and their attempt rows, each one statement for a whole unit of runs (barriers).
     RUNS_STARTED = "runs_started"
     ATTEMPTS_STARTED = "attempts_started"
+    # Each named job counted one more run (its row exists): run_count + 1, last_run (barrier).
+    JOBS_COUNTED = "jobs_counted"
 
 
 class Write(NamedTuple):

@@ -48,6 +48,13 @@ def _attempts(d: DaemonProcess) -> list[dict[str, Any]]:
         return [dict(r) for r in db.execute("SELECT * FROM attempts")]
 
 
+def _counts(d: DaemonProcess) -> dict[str, tuple[int, str | None]]:
+    """Each job's stored (run_count, last_run)."""
+    with sqlite3.connect(d.base / "state" / "automationd.db") as db:
+        rows = db.execute("SELECT name, run_count, last_run FROM jobs WHERE name NOT LIKE '~%'")
+        return {name: (n, last) for name, n, last in rows}
+
+
 def _stamps(d: DaemonProcess) -> dict[str, float]:
     path = d.base / "acts.py.stamps"
     if not path.exists():
@@ -87,8 +94,9 @@ async def test_a_herd_is_made_ahead_and_its_actions_start_before_its_runs_end(
     daemon_factory: Callable[..., DaemonProcess],
 ) -> None:
     """HERD_MIN per-second jobs for about 3 s: their runs are stored LEAD s before they are
-    due (created before scheduled_for), none starts before it is due, every fire ran once,
-    and in each second every action of the herd started before the first of its runs ended."""
+    due (created before scheduled_for), none starts before it is due, every fire ran once
+    and is counted on its job, and in each second every action of the herd started before
+    the first of its runs ended."""
     d = daemon_factory(jobs=_jobs(HERD_MIN, "*/1 * * * * *"), extra=WORKERS)
     _start(d)
     async with asyncio.timeout(30):
@@ -108,6 +116,9 @@ async def test_a_herd_is_made_ahead_and_its_actions_start_before_its_runs_end(
         assert all(r["state"] == "succeeded" for r in herd), herd
         if all(r["created_at"] < s for r in herd):
             assert max(stamps[r["id"]] for r in herd) <= min(r["finished_at"] for r in herd)
+    for job, (count, last) in _counts(d).items():
+        mine = sorted(r["id"] for r in runs if r["job"] == job)
+        assert (count, last) == (len(mine), mine[-1]), (job, count, last, mine)
 
 
 async def test_a_kill_before_the_fire_never_starts_a_made_run_early(
@@ -133,6 +144,7 @@ async def test_a_kill_before_the_fire_never_starts_a_made_run_early(
     assert sorted(r["job"] for r in runs) == sorted(f"j{i}" for i in range(HERD_MIN)), runs
     assert all(r["state"] == "succeeded" and r["attempts"] == 1 for r in runs), runs
     assert all(a["outcome"] == "ok" for a in _attempts(d))
+    assert {n for n, _ in _counts(d).values()} == {1}, _counts(d)
     _never_early(d)
 
 

@@ -226,6 +226,10 @@ SINGLE: dict[Stmt, str] = {
         "INSERT INTO attempts (run_id, n, phase, target_idx, target, started_at)"
         " SELECT r, 1, $1, $2, NULL, $3 FROM jsonb_array_elements_text($4::jsonb) AS r"
     ),
+    Stmt.JOBS_COUNTED: (
+        "UPDATE jobs SET run_count = jobs.run_count + 1, last_run = j->>1"
+        " FROM jsonb_array_elements($1::jsonb) AS j WHERE jobs.name = j->>0"
+    ),
 }
 assert set(GROUPED) | set(SINGLE) == set(Stmt), "every statement needs its PostgreSQL text"
 

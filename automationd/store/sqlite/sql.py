@@ -86,6 +86,10 @@ SQL[Stmt.ATTEMPTS_STARTED] = (
     "INSERT INTO attempts (run_id, n, phase, target_idx, target, started_at)"
     " SELECT value, 1, ?, ?, NULL, ? FROM json_each(?)"
 )
+SQL[Stmt.JOBS_COUNTED] = (
+    "UPDATE jobs SET run_count = run_count + 1, last_run = j.value ->> 1"
+    " FROM json_each(?) AS j WHERE jobs.name = j.value ->> 0"
+)
 SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 
