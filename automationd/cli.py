@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from automationd.config.load import load_config, parsed_schedule
 from automationd.config.model import Config, JobSpec
 from automationd.config.values import zone
+from automationd.ctl_args import Version
 from automationd.ctl_format import clock_time
 from automationd.errors import ConfigError
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 clean stop or valid config; 1 a fatal error; 2 a bad config "
         "or usage (one line on stderr naming the file, key and problem).",
     )
-    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    parser.add_argument("--version", action=Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
         "run",
@@ -81,21 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the TOML config file (default: {DEFAULT_CONFIG})",
     )  # fmt: skip
     return parser
-
-
-class _Version(argparse.Action):
-    """``--version`` on stdout; the version is read from the installed package when asked."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        kwargs.setdefault("nargs", 0)
-        kwargs.setdefault("default", argparse.SUPPRESS)
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        from automationd import __version__
-
-        print(f"automationd {__version__}")
-        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

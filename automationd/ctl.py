@@ -20,6 +20,7 @@ from typing import Any
 from automationd import ctl_ops
 from automationd.clock import SystemClock
 from automationd.core.runstate import RunState
+from automationd.ctl_args import Version
 from automationd.ctl_args import count as _count
 from automationd.ctl_args import json_object as _json_object
 from automationd.ctl_args import json_value as _json_value
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"Times: {TIME_HELP}. Exit status: 0 ok, 1 the daemon answered an error, "
         "2 usage error, 3 the socket could not be reached.",
     )
-    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    parser.add_argument("--version", action=Version, help="print the version and exit")
     _add_common(parser, None)
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -221,10 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="store a preview: run only the check phase and show its plan")  # fmt: skip
     p = _leaf(
-        jobs, "apply", "jobs.trigger", "applied", ["apply"],
+        jobs, "apply", "jobs.trigger", "applied", ["apply", "name"],
         help="apply a stored preview: perform its plan if it still holds",
     )  # fmt: skip
     p.add_argument("apply", metavar="RUN_ID", help="the preview run to apply")
+    p.add_argument("--job", dest="name", metavar="JOB",
+                   help="the preview's job (refused if it is not; user_group members must "
+                        "give it)")  # fmt: skip
 
     runs = _group(top, "runs", "inspect and manage runs")
     p = _leaf(runs, "list", "runs.list", "runs", ["job", "state", "limit", "offset"])
@@ -302,21 +306,6 @@ def print_completion(ns: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     out(shtab.complete(build_parser(), shell=ns.shell))
     return EXIT_OK
-
-
-class _Version(argparse.Action):
-    """``--version``: read from the installed package only when asked (it costs ~20 ms)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        kwargs.setdefault("nargs", 0)
-        kwargs.setdefault("default", argparse.SUPPRESS)
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        from automationd import __version__
-
-        print(f"automationctl {__version__}")
-        parser.exit()
 
 
 def request_of(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:

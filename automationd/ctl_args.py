@@ -1,11 +1,12 @@
 """Argument types of ``automationctl``: a bad value is a usage error (exit 2), said by argparse
-before any socket is touched."""
+before any socket is touched. Also the ``--version`` action ``automationd`` shares."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import tomllib
+from collections.abc import Sequence
 from typing import Any
 
 from automationd.clock import SystemClock
@@ -64,3 +65,19 @@ def count(text: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return n
+
+
+class Version(argparse.Action):
+    """``--version`` of both commands: ``PROG VERSION`` on stdout, then exit 0. The version
+    is read from the installed package only when asked (it costs ~20 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", 0)
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from automationd import __version__
+
+        print(f"{parser.prog} {__version__}")
+        parser.exit()

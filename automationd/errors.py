@@ -135,3 +135,7 @@ def conflict(message: str) -> AdminError:
 
 def forbidden(message: str) -> AdminError:
     return AdminError("forbidden", message)
+
+
+def unavailable(message: str) -> AdminError:
+    return AdminError("unavailable", message)

@@ -72,10 +72,11 @@ def _check_json(value: Any) -> None:
 
 
 class PythonRunner:
-    """A python action, built once per job; awaited in the run's own task, so the callable's
-    ``asyncio.current_task()``, timeouts, TaskGroups and cancel scopes are the run's. Its
-    deadline is an ``asyncio.Timeout`` expired by the job's ``Deadlines`` (one loop timer
-    for all its attempts; actions/deadline.py says why)."""
+    """A python action, built once per job; awaited in its run's task, or for a fan-out the
+    target's task under the run's TaskGroup, so the callable's ``asyncio.current_task()``,
+    timeouts, TaskGroups and cancel scopes are that task's. Its deadline is an
+    ``asyncio.Timeout`` expired by the job's ``Deadlines`` (one loop timer for all its
+    attempts; actions/deadline.py says why)."""
 
     __slots__ = ("_deadlines", "_fn", "_name")
 

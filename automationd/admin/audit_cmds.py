@@ -15,7 +15,9 @@ class AuditCommands:
         self._store = store
 
     def commands(self) -> list[Command]:
-        return [Command("audit.list", self.audit_list, writes=False)]
+        return [
+            Command("audit.list", self.audit_list, writes=False, json_args=frozenset({"limit"}))
+        ]
 
     async def audit_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
         """An admin sees every entry; a ``user_group`` member only its own."""

@@ -25,9 +25,16 @@ class JobChangeCommands:
 
     def commands(self) -> list[Command]:
         return [
-            Command("jobs.update", self.jobs_update, writes=True),
+            Command(
+                "jobs.update",
+                self.jobs_update,
+                writes=True,
+                json_args=frozenset({"patch", "if_revision", "override", "drop_override"}),
+            ),
             Command("jobs.explain", self.jobs_explain, writes=False),
-            Command("jobs.backfill", self.jobs_backfill, writes=True),
+            Command(
+                "jobs.backfill", self.jobs_backfill, writes=True, json_args=frozenset({"dry_run"})
+            ),
         ]
 
     async def jobs_update(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:

@@ -31,6 +31,9 @@ class Command:
     handler: Handler
     writes: bool  # changes state: POST only on the web, refused when read-only, audited
     replies: bool = False  # handler(args, caller, reply): see the module docstring
+    # args whose values are not strings (numbers, booleans, objects): the HTTP API decodes
+    # these from a GET's query as JSON and keeps every other value the string given
+    json_args: frozenset[str] = frozenset()
 
 
 CommandTable = Mapping[str, Command]

@@ -29,9 +29,13 @@ class EventCommands:
 
     def commands(self) -> list[Command]:
         return [
-            Command("events.publish", self.events_publish, writes=True),
-            Command("events.list", self.events_list, writes=False),
-            Command("events.replay", self.events_replay, writes=True),
+            Command(
+                "events.publish", self.events_publish, writes=True, json_args=frozenset({"payload"})
+            ),
+            Command("events.list", self.events_list, writes=False, json_args=frozenset({"limit"})),
+            Command(
+                "events.replay", self.events_replay, writes=True, json_args=frozenset({"force"})
+            ),
         ]
 
     async def events_publish(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:

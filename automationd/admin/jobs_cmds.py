@@ -19,6 +19,7 @@ from automationd.admin.args import (
 from automationd.admin.command import Command, Reply
 from automationd.caller import Caller
 from automationd.clock import Clock
+from automationd.core.redact import redact
 from automationd.engine.catalog import Catalog
 from automationd.engine.intake import Intake
 from automationd.engine.jobs import JobRuntime, next_fires
@@ -41,11 +42,19 @@ class JobCommands:
         return [
             Command("jobs.list", self.jobs_list, writes=False),
             Command("jobs.get", self.jobs_get, writes=False),
-            Command("jobs.add", self.jobs_add, writes=True),
-            Command("jobs.remove", self.jobs_remove, writes=True),
+            Command("jobs.add", self.jobs_add, writes=True, json_args=frozenset({"job"})),
+            Command(
+                "jobs.remove", self.jobs_remove, writes=True, json_args=frozenset({"override"})
+            ),
             Command("jobs.pause", self.jobs_pause, writes=True),
             Command("jobs.resume", self.jobs_resume, writes=True),
-            Command("jobs.trigger", self.jobs_trigger, writes=True, replies=True),
+            Command(
+                "jobs.trigger",
+                self.jobs_trigger,
+                writes=True,
+                replies=True,
+                json_args=frozenset({"payload", "dry_run"}),
+            ),
         ]
 
     async def jobs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
@@ -67,7 +76,8 @@ class JobCommands:
         out["next_fires"] = fires
         last = await self._store.runs(RunQuery(job=job.name, limit=5))
         out["last_runs"] = [r.to_json() for r in last]
-        out["spec"] = dict(job.spec.raw)
+        # a user_group member reads config jobs: their env and headers are the admin's secrets
+        out["spec"] = dict(job.spec.raw) if caller.admin else redact(job.spec.raw)
         return out
 
     async def jobs_add(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:

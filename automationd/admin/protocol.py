@@ -129,6 +129,31 @@ def parse_request(line: bytes) -> Request:
     return Request(rid, cmd, args)
 
 
+def parse_json(data: bytes, where: str) -> Any:
+    """One JSON document that reaches a command by another way than a request line (the HTTP
+    API's body and its JSON-valued query values), held to a line's rules: UTF-8, nesting at
+    most ``MAX_DEPTH``, finite numbers, no lone surrogates (SPEC §7.5 on both transports).
+    A ``RequestError`` names ``where`` (``args``, ``args.payload``)."""
+    try:
+        text = data.decode("utf-8").strip(_JSON_SPACE)
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{where}: not valid UTF-8 (byte {exc.start})") from None
+    if too_deep(data):
+        raise RequestError(f"{where}: nests deeper than {MAX_DEPTH} levels")
+    try:
+        value, end = decode_prefix(text)
+    except NonFiniteError as exc:
+        path = f"{where}.{exc.path}" if exc.path else where
+        raise RequestError(str(NonFiniteError(path, exc.literal))) from None
+    except ValueError as exc:
+        raise RequestError(f"{where}: invalid JSON ({exc})") from None
+    if end != len(text):
+        raise RequestError(f"{where}: invalid JSON (extra data at char {end})")
+    if "\\u" in text and has_lone_surrogate(value):
+        raise RequestError(f"{where}: a string holds a lone UTF-16 surrogate")
+    return value
+
+
 def _line(obj: dict[str, Any]) -> bytes:
     return (_ENCODER.encode(obj) + "\n").encode("utf-8", "backslashreplace")
 

@@ -49,14 +49,16 @@ class RunCommands:
 
     def commands(self) -> list[Command]:
         return [
-            Command("runs.list", self.runs_list, writes=False),
+            Command(
+                "runs.list", self.runs_list, writes=False, json_args=frozenset({"limit", "offset"})
+            ),
             Command("runs.get", self.runs_get, writes=False),
             Command("runs.logs", self.runs_logs, writes=False),
             Command("runs.cancel", self.runs_cancel, writes=True),
             Command("runs.retry", self.runs_retry, writes=True),
-            Command("dlq.list", self.dlq_list, writes=False),
-            Command("dlq.retry", self.dlq_retry, writes=True),
-            Command("dlq.purge", self.dlq_purge, writes=True),
+            Command("dlq.list", self.dlq_list, writes=False, json_args=frozenset({"limit"})),
+            Command("dlq.retry", self.dlq_retry, writes=True, json_args=frozenset({"all"})),
+            Command("dlq.purge", self.dlq_purge, writes=True, json_args=frozenset({"all"})),
         ]
 
     async def runs_list(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
@@ -132,7 +134,7 @@ class RunCommands:
         return entries
 
     async def dlq_retry(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
-        return {"requeued": await self._redo.dlq_retry(await self._dlq_pick(args))}
+        return {"requeued": await self._redo.dlq_retry(lambda: self._dlq_pick(args))}
 
     async def dlq_purge(self, args: dict[str, Any], caller: Caller) -> dict[str, int]:
-        return {"purged": await self._redo.dlq_purge(await self._dlq_pick(args))}
+        return {"purged": await self._redo.dlq_purge(lambda: self._dlq_pick(args))}

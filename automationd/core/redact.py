@@ -76,7 +76,8 @@ def audit_args(value: Any) -> tuple[str, str]:
     if isinstance(value, dict) and len(value) <= 4:
         items = tuple(value.items())
         if all(type(v) in _SCALARS and (type(v) is not str or len(v) <= 256) for _, v in items):
-            return _scalar_args(items)
+            # each value's type is part of the key: True == 1 == 1.0 would share an entry
+            return _scalar_args(tuple((k, type(v), v) for k, v in items))
     return _audit_args(value)
 
 
@@ -84,8 +85,8 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @functools.lru_cache(maxsize=4096)
-def _scalar_args(items: tuple[tuple[str, Any], ...]) -> tuple[str, str]:
-    return _audit_args(dict(items))
+def _scalar_args(items: tuple[tuple[str, type, Any], ...]) -> tuple[str, str]:
+    return _audit_args({k: v for k, _, v in items})
 
 
 def _audit_args(value: Any) -> tuple[str, str]:

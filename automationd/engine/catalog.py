@@ -10,6 +10,12 @@ An overridden config job keeps its socket-made table in the jobs row; reloads le
 until the override is dropped (engine/edit.py). A config job removed with an override leaves
 a tombstone row (override set, no spec) that keeps it out across reloads and restarts.
 
+Run-time changes (add, remove, pause/resume, engine/edit.py's update, reload) take turns under
+``changing``; after awaiting its row a change places the job only if it is still the table's
+(``adopt`` may replace it), and puts memory back if the row failed. Pause, remove and update
+change memory first, so a run's counter row written meanwhile carries the change, not the old
+state; an added job enters the table once its row is stored.
+
 Start-up with 100,000 jobs (issue 4: READY ≤ 3 s): stored API specs are decoded in one JSON
 call and validated again (the config of the day may have lost their service), with equal
 values shared between jobs; the cyclic GC is paused meanwhile, as in ``load_config``.
@@ -17,6 +23,7 @@ values shared between jobs; the cyclic GC is paused meanwhile, as in ``load_conf
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from typing import Any
@@ -30,7 +37,7 @@ from automationd.config.shared import Shared
 from automationd.core.reconcile import diff_jobs
 from automationd.engine.jobs import JobRuntime, JobTable, job_row, schedule_for
 from automationd.engine.scheduler import MARK, Scheduler
-from automationd.errors import ConfigError, bad_request, conflict, not_found
+from automationd.errors import ConfigError, StoreError, bad_request, conflict, not_found
 from automationd.obs.metrics import Metrics
 from automationd.store.api import Store
 from automationd.store.jobs import ApiSpec, JobRow, StoredJobs, w_job_delete, w_job_state
@@ -61,6 +68,7 @@ class Catalog:
         self._base_of: Config | None = None  # the config whose folder is _base_dir
         self._base_dir = config.path.parent
         self.removed: dict[str, JobRow] = {}  # config jobs removed with an override: tombstones
+        self.changing = asyncio.Lock()  # one job change at a time (module docstring)
 
     # ------------------------------------------------------------ start-up
     def load(self, rows: StoredJobs) -> None:
@@ -117,6 +125,11 @@ class Catalog:
             job.owner = owner
 
     def _put(self, spec: JobSpec, row: JobRow | None) -> JobRuntime:
+        job = self._make(spec, row)
+        self.jobs.put(job)
+        return job
+
+    def _make(self, spec: JobSpec, row: JobRow | None) -> JobRuntime:
         job = JobRuntime(spec=spec, schedule=schedule_for(spec))
         if row is not None:
             job.paused = row.paused
@@ -131,7 +144,6 @@ class Catalog:
             if row.last_success is not None:  # the dead-man's switch survives restarts
                 self._metrics.last_succeeded(spec.name, row.last_success)
         job.gate = self.services.get(spec.service)
-        self.jobs.put(job)
         return job
 
     def _parse_api(
@@ -185,13 +197,14 @@ class Catalog:
 
     async def add(self, raw: Any, owner: int | None = None) -> JobRuntime:
         spec = self.parse(raw, source="api")
-        if spec.name in self.jobs or spec.name in self.removed:
-            raise conflict(f"a job named {spec.name!r} already exists")
-        job = self._put(spec, None)
-        job.owner = owner
-        await self._store.commit([w_job_state(job_row(job))])
-        self.scheduler.place(job, self._clock.time())
-        self.scheduler.wake()
+        async with self.changing:
+            if spec.name in self.jobs or spec.name in self.removed:
+                raise conflict(f"a job named {spec.name!r} already exists")
+            job = self._make(spec, None)
+            job.owner = owner
+            await self._store.commit([w_job_state(job_row(job))])
+            self.jobs.put(job)
+            self.place(job)
         self._refresh_gauges()
         log.info("job.added", job=spec.name, source="api")
         return job
@@ -199,22 +212,29 @@ class Catalog:
     async def remove(self, name: str, *, override: bool = False) -> JobRuntime:
         """Remove an API job; a config job only with ``override`` (a tombstone keeps it out
         across reloads until ``jobs edit NAME --drop-override`` brings the file's back)."""
-        job = self.get(name)
-        if job.spec.source == "config" and not override:
-            raise conflict(
-                f"job {name!r} is managed by {self.config.path}; remove it there and reload"
-                " (or give override: true)"
-            )
-        self.scheduler.unplace(job)
-        self.jobs.remove(name)
-        self._metrics.forget_job(name)
-        if job.spec.source == "config":
-            row = replace(job_row(job), spec=None, spec_json=None, override=True)
-            row = replace(row, revision=row.revision + 1)
-            self.removed[name] = row
-            await self._store.commit([w_job_state(row)])
-        else:
-            await self._store.commit([w_job_delete(name)])
+        async with self.changing:
+            job = self.get(name)
+            if job.spec.source == "config" and not override:
+                raise conflict(
+                    f"job {name!r} is managed by {self.config.path}; remove it there and reload"
+                    " (or give override: true)"
+                )
+            self.scheduler.unplace(job)
+            self.jobs.remove(name)
+            write = w_job_delete(name)
+            if job.spec.source == "config":
+                row = replace(job_row(job), spec=None, spec_json=None, override=True)
+                self.removed[name] = row = replace(row, revision=row.revision + 1)
+                write = w_job_state(row)
+            try:
+                await self._store.commit([write])
+            except StoreError:  # still stored: still here
+                self.removed.pop(name, None)
+                if name not in self.jobs:
+                    self.jobs.put(job)
+                    self.place(job)
+                raise
+            self._metrics.forget_job(name)
         self._refresh_gauges()
         log.info("job.removed", job=name)
         return job
@@ -227,14 +247,19 @@ class Catalog:
         return job
 
     async def set_paused(self, name: str, paused: bool) -> JobRuntime:
-        job = self.get(name)
-        job.paused = paused
-        await self._store.commit([w_job_state(job_row(job))])
-        if paused:
-            self.scheduler.unplace(job)
-        else:
-            self.scheduler.place(job, self._clock.time())
-            self.scheduler.wake()
+        async with self.changing:
+            job = self.get(name)
+            was = job.paused
+            job.paused = paused
+            if paused:
+                self.scheduler.unplace(job)  # no fire while the row is on its way
+            try:
+                await self._store.commit([w_job_state(job_row(job))])
+            except StoreError:
+                job.paused = was
+                raise
+            finally:
+                self.place(job)  # placed if enabled (and still this table's job)
         self._refresh_gauges()
         log.info("job.paused" if paused else "job.resumed", job=name)
         return job
@@ -242,6 +267,10 @@ class Catalog:
     async def reload(self, new: Config) -> dict[str, int]:
         """Apply a new config: reconcile config jobs, keep API jobs, every pause, and every
         override (an overridden or removed-with-override job is not the file's to change)."""
+        async with self.changing:
+            return self._reload(new)
+
+    def _reload(self, new: Config) -> dict[str, int]:
         old_specs = {s.name: s for s in self.config.jobs}
         new_specs = {s.name: s for s in new.jobs}
         d = diff_jobs(old_specs, new_specs)
@@ -299,6 +328,13 @@ class Catalog:
             "jobs_updated": updated,
             "jobs_removed": len(d.removed),
         }
+
+    def place(self, job: JobRuntime) -> None:
+        """(Re)place ``job`` on the scheduler, if it is still the table's job: a change that
+        awaited its row may find it removed or replaced meanwhile."""
+        if self.jobs.get(job.name) is job:
+            self.scheduler.place(job, self._clock.time())
+            self.scheduler.wake()
 
     def adopt(self, name: str, row: Any) -> None:
         """A job changed on another daemon of the fleet (engine/crew.py): its stored row

@@ -40,7 +40,7 @@ from automationd.engine.pool import WorkerPool
 from automationd.engine.recovery import resume_runs
 from automationd.engine.report import Report
 from automationd.engine.scheduler import Scheduler
-from automationd.errors import AutomationdError
+from automationd.errors import AutomationdError, unavailable
 from automationd.fleet.leases import Leases
 from automationd.store.pg.fleet import PgFleet
 from automationd.store.pg.sql import CANCEL_CHANNEL, JOBS_CHANNEL, WORK_CHANNEL
@@ -51,6 +51,7 @@ log = structlog.get_logger("automationd.fleet")
 
 CLAIM_BATCH = 64
 CANCEL_WAIT = 10.0
+CANCEL_POLL = 0.05  # seconds between looks at a run being cancelled elsewhere
 
 
 class FleetCrew:
@@ -296,7 +297,9 @@ class FleetCrew:
 
     async def cancel_elsewhere(self, run_id: str) -> bool:
         """Cancel a live run we do not hold: claim it if nobody does, else ask its holder;
-        then wait (up to ``CANCEL_WAIT``) for it to end."""
+        then wait (up to ``CANCEL_WAIT``, on the injected clock) for it to end. A run still
+        live at the deadline is ``unavailable``: its holder did not act, and saying it was
+        cancelled would be untrue."""
         run = await self._fleet.claim_run(run_id)
         if run is not None:
             self._leases.hold(run.id, run.lease)
@@ -304,12 +307,15 @@ class FleetCrew:
             await self._resume([run])
         else:
             await self._fleet.ask_cancel(run_id)
-        try:
-            async with asyncio.timeout(CANCEL_WAIT):
-                while True:
-                    current = await self._store.run(run_id)
-                    if current is None or current.state.terminal:
-                        return True
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            return True
+        clock = self._clock
+        deadline = clock.monotonic() + CANCEL_WAIT
+        while True:
+            current = await self._store.run(run_id)
+            if current is None or current.state.terminal:
+                return True
+            if clock.monotonic() >= deadline:
+                raise unavailable(
+                    f"run {run_id} is held by another daemon that did not cancel it within"
+                    f" {CANCEL_WAIT:g} s (see workers.list); it is {current.state.value}"
+                )
+            await clock.sleep_until(min(deadline, clock.monotonic() + CANCEL_POLL))

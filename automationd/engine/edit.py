@@ -6,8 +6,9 @@ Rules:
   The merged table is validated exactly like ``jobs.add`` (``Catalog.parse``); a rename is
   refused.
 - ``if_revision`` is a compare-and-set: the update is refused (``conflict``) when the job is
-  not at that revision any more. Updates are serialised, so two callers with the same
-  revision cannot both pass.
+  not at that revision any more. Updates are serialised with every other job change
+  (``Catalog.changing``), so two callers with the same revision cannot both pass, and a
+  ``jobs.remove`` cannot slip in while an update's row is written.
 - A config job is the file's: refused with "managed by FILE" unless ``override``; then the
   job is marked overridden, its table is kept in the jobs row, and reloads leave it alone
   until ``drop_override`` puts the file's definition back (and undoes a removal made with an
@@ -15,14 +16,14 @@ Rules:
 - A real change bumps ``revision`` by one; a patch that changes nothing changes nothing.
 - The new definition is in memory before the row is written, so every job row written
   meanwhile (a run's creation carries one) already has it; if the write fails the job is
-  put back as it was and the caller hears ``unavailable``.
+  put back as it was and the caller hears ``unavailable``. It is placed on the scheduler
+  again only if it is still the table's job (``Catalog.place``).
 - A schedule change recomputes the next fire from now; runs in flight keep the definition
   they started with (``JobRuntime.redefine`` pins them).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,11 +56,9 @@ class Editor:
     def __init__(self, *, catalog: Catalog, store: Store, clock: Clock) -> None:
         self._catalog = catalog
         self._store = store
-        self._clock = clock
-        self._lock = asyncio.Lock()
 
     async def update(self, u: Update) -> JobRuntime:
-        async with self._lock:
+        async with self._catalog.changing:
             return await self._update(u)
 
     async def _update(self, u: Update) -> JobRuntime:
@@ -107,12 +106,13 @@ class Editor:
         try:
             await self._store.commit([w_job_state(job_row(job))])
         except StoreError:
-            job.redefine(old[0])
-            job.override, job.revision, job.gate = old[1], old[2], old[3]
-            cat.jobs.put(job)
-            self._place(job)
+            if cat.jobs.get(job.name) is job:
+                job.redefine(old[0])
+                job.override, job.revision, job.gate = old[1], old[2], old[3]
+                cat.jobs.put(job)
+                cat.place(job)
             raise
-        self._place(job)
+        cat.place(job)
         log.info(
             "job.updated",
             job=job.name,
@@ -134,14 +134,10 @@ class Editor:
         try:
             await self._store.commit([w_job_state(job_row(job))])
         except StoreError:
-            cat.jobs.remove(u.name)
-            cat.removed[u.name] = tomb
+            if cat.jobs.get(u.name) is job:
+                cat.jobs.remove(u.name)
+                cat.removed[u.name] = tomb
             raise
-        self._place(job)
+        cat.place(job)
         log.info("job.restored", job=job.name, revision=job.revision)
         return job
-
-    def _place(self, job: JobRuntime) -> None:
-        sched = self._catalog.scheduler
-        sched.place(job, self._clock.time())
-        sched.wake()

@@ -19,7 +19,6 @@ the head asks makes it wait for the store and ask again: an attempt never starts
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,35 +64,26 @@ class FleetGate(ServiceGate):
     def _check_breaker(self, ticket: Ticket, now: float) -> None:
         """The fleet's breaker answers in ``admit``, at the head of the line."""
 
-    async def _lead(self, ticket: Ticket) -> None:
-        clock = self._clock
-        while True:
-            if self._cap is not None and self._in_flight >= self._cap:
-                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._slot_free = fut
-                try:
-                    await fut
-                finally:
-                    self._slot_free = None
-                continue
-            try:
-                seen = self._seen = await self._limits.admit(self.name, *self._shape())
-            except StoreError:
-                await clock.sleep_until(clock.monotonic() + STORE_RETRY)
-                continue
-            if seen.tokens is not None:
-                self._tokens_gauge.set(seen.tokens)
-            if seen.reopen_in > 0:
-                raise ActionError(
-                    f"service {self.name!r}: circuit breaker open",
-                    kind=ErrorKind.BREAKER_OPEN,
-                    retry_after=seen.reopen_in,
-                )
-            if seen.granted:
-                ticket.probe = seen.probe
-                break
-            await clock.sleep_until(clock.monotonic() + seen.wait)
-        self._in_flight += 1
+    async def _admit(self, ticket: Ticket, now: float) -> float | None:
+        """The database answers instead of the local bucket and breaker (module docstring);
+        the waits count from its answer."""
+        clock = self.clock
+        try:
+            seen = self._seen = await self._limits.admit(self.name, *self._shape())
+        except StoreError:
+            return clock.monotonic() + STORE_RETRY
+        if seen.tokens is not None:
+            self.show_tokens(seen.tokens)
+        if seen.reopen_in > 0:
+            raise ActionError(
+                f"service {self.name!r}: circuit breaker open",
+                kind=ErrorKind.BREAKER_OPEN,
+                retry_after=seen.reopen_in,
+            )
+        if seen.granted:
+            ticket.probe = seen.probe
+            return None
+        return clock.monotonic() + seen.wait
 
     def _abandon_probe(self) -> None:
         self._limits.report(self.name, probe=True, failures=self._shape()[2])
@@ -109,15 +99,15 @@ class FleetGate(ServiceGate):
                 failures=self.config.breaker.failures,
             )
 
-    def _pause(self, now: float, delay: float, *, reason: str) -> None:
-        before = self._pause_end()
-        super()._pause(now, delay, reason=reason)
-        if self._pause_end() > before:
+    def _pause(self, now: float, delay: float, *, reason: str) -> bool:
+        longer = super()._pause(now, delay, reason=reason)
+        if longer:
             self._limits.report(self.name, pause=delay)
+        return longer
 
     def observe_http(self, status: int, headers: Mapping[str, str]) -> None:
         super().observe_http(status, headers)
-        seen = read_ratelimit_headers(headers, self._clock.time(), self.config.max_retry_after)
+        seen = read_ratelimit_headers(headers, self.clock.time(), self.config.max_retry_after)
         interval = self._shape()[0]
         if seen is not None and interval > 0:
             self._limits.report(self.name, interval=interval, remaining=seen[0])
@@ -128,7 +118,7 @@ class FleetGate(ServiceGate):
         seen = self._seen
         row["tokens"] = None if seen.tokens is None else round(seen.tokens, 3)
         row["paused_until"] = (
-            rfc3339(self._clock.time() + seen.paused_for) if seen.paused_for > 0 else None
+            rfc3339(self.clock.time() + seen.paused_for) if seen.paused_for > 0 else None
         )
         row["scope"] = "fleet"
         return row

@@ -14,6 +14,8 @@ Theory of operation (``slot()``):
    head is awake: one wake-up per token or freed slot, no thundering herd, no pump task.
 4. The caller runs its attempt holding the slot; leaving the block frees it. A cancelled
    half-open probe gives the probe back.
+A subclass (engine/fleetgate.py) overrides the hooks ``_admit``, ``_check_breaker``,
+``_abandon_probe`` and ``_pause``, never this class's state: one wait loop for both.
 Time comes only from the injected ``Clock``: monotonic for tokens and pauses, ``time()`` for the
 RFC 3339 values shown by ``limits.list`` / ``breakers.list``. A rate change on reload applies
 from the next grant; a head already asleep for a token keeps its (old) deadline.
@@ -40,11 +42,11 @@ from automationd.errors import ActionError, ErrorKind
 from automationd.obs.metrics import Metrics
 from automationd.units import rfc3339
 
-__all__ = ["ServiceGate"]
+__all__ = ["SERVICE_FAILURES", "ServiceGate", "Ticket"]  # the last two: engine/fleetgate.py
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger("automationd.services")
 
-_SERVICE_FAILURES = frozenset({ErrorKind.RETRYABLE, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMITED})
+SERVICE_FAILURES = frozenset({ErrorKind.RETRYABLE, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMITED})
 
 
 class _NoGauge:
@@ -58,7 +60,7 @@ _NO_GAUGE: Any = _NoGauge()
 
 
 @dataclass(slots=True)
-class _Ticket:
+class Ticket:
     """One slot() call while it waits: holds the half-open probe once granted."""
 
     probe: bool = False
@@ -71,7 +73,7 @@ class ServiceGate:
         self, config: ServiceConfig, clock: Clock, metrics: Metrics, *, name: str | None = None
     ) -> None:
         self.name = config.name if name is None else name  # the [services.NAME] key wins
-        self._clock = clock
+        self.clock = clock
         self._metrics = metrics
         self._wait_hist = metrics.ratelimit_wait_seconds.labels(self.name)
         self._tokens_gauge = _NO_GAUGE  # a real child only while the service has a bucket
@@ -97,7 +99,7 @@ class ServiceGate:
     # ------------------------------------------------------------------ config
     def reconfigure(self, config: ServiceConfig) -> None:
         """Adopt a reloaded config, keeping tokens (capped), pause, breaker and budget state."""
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         self.config = config
         self._cap = config.concurrency
         rate = config.rate
@@ -150,10 +152,10 @@ class ServiceGate:
             self._in_flight -= 1
             self._wake_head()
 
-    async def _acquire(self, is_retry: bool) -> _Ticket:
-        clock = self._clock
+    async def _acquire(self, is_retry: bool) -> Ticket:
+        clock = self.clock
         start = clock.monotonic()
-        ticket = _Ticket()
+        ticket = Ticket()
         self._check_breaker(ticket, start)  # refuses at once, before any waiting
         self._waiting += 1
         try:
@@ -179,13 +181,13 @@ class ServiceGate:
         await self._retry_line.enter()
         try:
             while True:
-                now = self._clock.monotonic()
+                now = self.clock.monotonic()
                 budget = self._budget
                 wait = 0.0 if budget is None else budget.retry_wait(now)
                 if wait <= 0:
                     self._budget_record(now, True)
                     return
-                await self._clock.sleep_until(now + wait)
+                await self.clock.sleep_until(now + wait)
         finally:
             self._retry_line.leave()
 
@@ -193,9 +195,9 @@ class ServiceGate:
         if self._budget is not None:
             self._budget.record_call(now, is_retry)
 
-    async def _lead(self, ticket: _Ticket) -> None:
-        """At the head of the line: wait for a slot, the pause's end and a token, in turn."""
-        clock = self._clock
+    async def _lead(self, ticket: Ticket) -> None:
+        """At the head of the line: wait for a slot, then for ``_admit`` to let it go."""
+        clock = self.clock
         while True:
             now = clock.monotonic()
             self._check_breaker(ticket, now)
@@ -207,17 +209,22 @@ class ServiceGate:
                 finally:
                     self._slot_free = None
                 continue
-            wait = self._paused - now
-            if wait <= 0:
-                bucket = self._bucket
-                if bucket is None:
-                    break
-                wait = bucket.take(now)
-                if wait <= 0:
-                    self._tokens_gauge.set(bucket.tokens(now))
-                    break
-            await clock.sleep_until(now + wait)
+            until = await self._admit(ticket, now)
+            if until is None:
+                break
+            await clock.sleep_until(until)
         self._in_flight += 1
+
+    async def _admit(self, ticket: Ticket, now: float) -> float | None:
+        """The head holds a slot: None lets it go now; else the monotonic time to ask again
+        (here: the end of a pause, or the next token). Raising refuses it."""
+        wait = self._paused - now
+        bucket = self._bucket
+        if wait <= 0 and bucket is not None:
+            wait = bucket.take(now)
+            if wait <= 0:
+                self._tokens_gauge.set(bucket.tokens(now))
+        return now + wait if wait > 0 else None
 
     def _wake_head(self) -> None:
         fut = self._slot_free
@@ -225,7 +232,7 @@ class ServiceGate:
             fut.set_result(None)
 
     # ----------------------------------------------------------------- breaker
-    def _check_breaker(self, ticket: _Ticket, now: float) -> None:
+    def _check_breaker(self, ticket: Ticket, now: float) -> None:
         breaker = self._breaker
         if breaker is None or ticket.probe:
             return
@@ -264,7 +271,7 @@ class ServiceGate:
     # ------------------------------------------------------------------ report
     def report(self, *, ok: bool, kind: ErrorKind | None, retry_after: float | None) -> None:
         """After an attempt: breaker bookkeeping, and a whole-service pause on a 429."""
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         breaker = self._breaker
         if ok:
             self._rl_streak = 0
@@ -272,8 +279,8 @@ class ServiceGate:
             before = breaker.state
             if ok or kind is ErrorKind.FATAL:  # the service answered
                 breaker.record_success(now)
-            elif kind in _SERVICE_FAILURES:
-                breaker.record_failure(now, wall=self._clock.time())
+            elif kind in SERVICE_FAILURES:
+                breaker.record_failure(now, wall=self.clock.time())
             self._breaker_moved(before)
         if not ok and kind is ErrorKind.RATE_LIMITED:
             cfg = self.config
@@ -292,32 +299,38 @@ class ServiceGate:
         if child is None:
             child = self._http_children[status] = self._http_total.labels(self.name, str(status))
         child.inc()
-        seen = read_ratelimit_headers(headers, self._clock.time(), self.config.max_retry_after)
+        seen = read_ratelimit_headers(headers, self.clock.time(), self.config.max_retry_after)
         if seen is None:
             return
         left, reset_in = seen
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         if left == 0 and reset_in > 0:  # before follow() so the pause is logged once
             self._pause(now, reset_in, reason="ratelimit_remaining")
         if self._bucket is not None:
             self._bucket.follow(left, reset_in, now)
             self._tokens_gauge.set(self._bucket.tokens(now))
 
-    def _pause(self, now: float, delay: float, *, reason: str) -> None:
+    def _pause(self, now: float, delay: float, *, reason: str) -> bool:
+        """Pause the whole service until ``now + delay``; True when that made it longer."""
         until = now + delay
         if delay <= 0 or until <= self._pause_end():
-            return
+            return False
         self._paused = until
         self._pause_reason = reason  # shown with the pause (web console's limits page)
         if self._bucket is not None:
             self._bucket.pause_until(until)
         log.warning("service.paused", service=self.name, until_s=round(delay, 3), reason=reason)
+        return True
 
     def _pause_end(self) -> float:
         bucket = self._bucket
         return self._paused if bucket is None else max(self._paused, bucket.paused_until)
 
     # ------------------------------------------------------------------- views
+    def show_tokens(self, tokens: float) -> None:
+        """Set the tokens gauge (the fleet's gate shows the shared bucket's count)."""
+        self._tokens_gauge.set(tokens)
+
     @property
     def in_flight(self) -> int:
         return self._in_flight
@@ -332,14 +345,14 @@ class ServiceGate:
 
     def limits(self) -> dict[str, Any]:
         """This service's ``limits.list`` row (SPEC §3), plus its concurrency cap."""
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         bucket = self._bucket
         tokens = None
         if bucket is not None:
             tokens = round(bucket.tokens(now), 3)
             self._tokens_gauge.set(tokens)
         pause_end = self._pause_end()
-        paused = rfc3339(self._clock.time() + pause_end - now) if pause_end > now else None
+        paused = rfc3339(self.clock.time() + pause_end - now) if pause_end > now else None
         return {
             "service": self.name,
             "rate": str(self.config.rate) if self.config.rate is not None else None,
@@ -358,7 +371,7 @@ class ServiceGate:
         if breaker is None:
             return None
         before = breaker.state
-        breaker.tick(self._clock.monotonic())
+        breaker.tick(self.clock.monotonic())
         self._breaker_moved(before)
         return {
             "service": self.name,
@@ -381,8 +394,3 @@ class ServiceGate:
         self._drop_child(metrics.ratelimit_wait_seconds)
         for status in self._http_children:
             self._drop_child(metrics.http_responses_total, str(status))
-
-
-# For engine/fleetgate.py, the fleet's variant of this gate.
-SERVICE_FAILURES = _SERVICE_FAILURES
-Ticket = _Ticket

@@ -2,8 +2,11 @@
 purge.
 
 A retried run re-does only the failed targets of a ``failed``/``partial`` run, without the
-check phase, as a new run (``trigger: "retry"``, ``origin`` = the old run). A DLQ retry does
-the same for the entries chosen, and removes them in the same transaction.
+check phase, as a new run (``trigger: "retry"``, ``origin`` = the old run), and takes the old
+run's dead letters out of the DLQ in the same transaction (their targets are being redone).
+A DLQ retry does the same for the entries chosen. Each picks its dead letters and launches
+under one lock (``_letters``, with purges), so two requests never both redo one letter, and
+the DLQ count goes down once per letter.
 
 A rollback is the same run going on (engine/undo.py has its rules): its ``rolling_back`` row
 is durable before its task starts, and the undo dead letters of an earlier incomplete
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from automationd.core.runstate import ROLLBACK_FROM, RunState, TargetState
@@ -40,8 +44,13 @@ class Redo:
         self._dlq = dlq
         self._report = report
         self._rolling: set[str] = set()  # rollbacks being started (a second one is refused)
+        self._letters = asyncio.Lock()  # from picking dead letters to their launch (docstring)
 
     async def retry_run(self, run_id: str) -> Run:
+        async with self._letters:
+            return await self._retry_run(run_id)
+
+    async def _retry_run(self, run_id: str) -> Run:
         old = await self._store.run(run_id)
         if old is None:
             raise not_found(f"no run with id {run_id!r}")
@@ -64,7 +73,14 @@ class Redo:
             origin=old.id,
             depth=old.depth,
         )
-        return (await self._launcher.start([live]))[0]
+        letters = [
+            e.id
+            for e in await self._store.dlq_select(id=None, job=old.job, all=False)
+            if e.run_id == run_id and e.phase is not Phase.UNDO
+        ]
+        run = (await self._launcher.start([live], w_dlq_delete(letters)))[0]
+        self._dlq.remove(len(letters))
+        return run
 
     async def rollback(self, run_id: str) -> Run:
         """Roll a ``partial``/``failed`` run back: the same run, answered once it ended (or
@@ -117,9 +133,13 @@ class Redo:
         self._launcher.resume(live)
         return live, len(undo_letters)
 
-    async def dlq_retry(self, entries: list[DlqEntry]) -> int:
-        """One new run per (run, job) group of entries; the entries leave the DLQ atomically.
-        Entries whose undo failed roll their run back again instead (``rollback``)."""
+    async def dlq_retry(self, pick: Callable[[], Awaitable[list[DlqEntry]]]) -> int:
+        """One new run per (run, job) group of the entries ``pick`` chooses; they leave the
+        DLQ atomically. Entries whose undo failed roll their run back again instead."""
+        async with self._letters:
+            return await self._dlq_retry(await pick())
+
+    async def _dlq_retry(self, entries: list[DlqEntry]) -> int:
         groups: dict[str, list[DlqEntry]] = {}
         undone = 0
         for run_id in dict.fromkeys(e.run_id for e in entries if e.phase is Phase.UNDO):
@@ -152,9 +172,10 @@ class Redo:
         self._dlq.remove(len(done))
         return len(done) + undone
 
-    async def dlq_purge(self, entries: list[DlqEntry]) -> int:
-        ids = [e.id for e in entries]
-        if ids:
-            await self._store.commit(w_dlq_delete(ids))
-        self._dlq.remove(len(ids))
-        return len(ids)
+    async def dlq_purge(self, pick: Callable[[], Awaitable[list[DlqEntry]]]) -> int:
+        async with self._letters:
+            ids = [e.id for e in await pick()]
+            if ids:
+                await self._store.commit(w_dlq_delete(ids))
+            self._dlq.remove(len(ids))
+            return len(ids)

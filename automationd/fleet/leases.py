@@ -3,14 +3,15 @@
 Rules (several daemons on PostgreSQL; on SQLite the one daemon holds everything, token 0):
 - A run is held by one daemon at a time. The daemon that creates a run and can start it at
   once holds it from birth, under its own life's token (``token``); a run that would only
-  wait is born unowned, for whichever daemon has room to claim it (engine/claims.py). A
-  claim gives the run a new token from the database's sequence.
+  wait is born unowned, for whichever daemon has room to claim it (engine/crew.py's claims
+  loop). A claim gives the run a new token from the database's sequence.
 - Every write of a held run is checked against the token recorded here, in the writing
   transaction (store/pg/committer.py): if the run's row carries another token, another
   daemon took it over (we were declared dead), and the write is refused. Such runs are
   *lost*: ``lost()`` hands them to whoever abandons their tasks, without a word to the store.
-- A run is released only after its last write is durable (``release_after``), so a queued
-  end write is never refused for want of a token.
+- A run is released only after its last write is durable (engine/launcher.py releases it
+  from a ``submit_then`` behind the run's writes), so a queued end write is never refused for
+  want of a token.
 - ``reborn`` (a new life after being declared dead) forgets every hold: all of them are stale.
 """
 

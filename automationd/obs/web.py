@@ -101,12 +101,22 @@ async def serve_metrics(
         log.info("metrics.disabled")
         yield None
         return
+    app = make_app(registry, health, before_scrape)
+    async with serve_app(app, listen, "metrics_listen") as address:
+        log.info("metrics.listening", address=address)
+        yield address
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application, listen: str, key: str) -> AsyncIterator[str]:
+    """Serve ``app`` on ``listen`` until the block exits; yields the bound address
+    (``"127.0.0.1:40123"`` for port 0). The one start-up of both listeners (metrics and the
+    web console): an ``AppRunner`` that leaves signals to daemon.py, writes no access log and
+    gives open requests ``_SHUTDOWN_TIMEOUT`` at the end. A failure to bind is an
+    ``AutomationdError`` naming the config ``key``, the address and the reason."""
     host, port = parse_listen(listen)
     runner = web.AppRunner(
-        make_app(registry, health, before_scrape),
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=_SHUTDOWN_TIMEOUT,
+        app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
     )
     await runner.setup()
     try:
@@ -115,9 +125,7 @@ async def serve_metrics(
             await site.start()
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise AutomationdError(f"metrics_listen {listen!r}: cannot listen: {reason}") from exc
-        address = format_address(runner.addresses[0]) if runner.addresses else listen
-        log.info("metrics.listening", address=address)
-        yield address
+            raise AutomationdError(f"{key} {listen!r}: cannot listen: {reason}") from exc
+        yield format_address(runner.addresses[0]) if runner.addresses else listen
     finally:
         await runner.cleanup()

@@ -5,9 +5,10 @@ handlers, same argument checks, same answers ``{ok, result | error}``. Only the 
 differs:
 
 - arguments: a POST's JSON body is the ``args`` object (an empty body is ``{}``); a GET's
-  query parameters are the args, each value read as JSON when it is JSON (``limit=5`` is
-  5, ``dry_run=true`` is true, ``payload={"a":1}`` an object, ``name="123"`` the string
-  "123") and as a plain string otherwise (``name=sync-inventory``);
+  query parameters are the args, each value the string given (``name=123`` is the job
+  "123") except for the args the command takes as JSON (``Command.json_args``: ``limit=5``
+  is 5, ``payload={"a":1}`` an object). Bodies and JSON values are held to the socket's
+  rules (admin/protocol.py ``parse_json``: nesting, finite numbers, no lone surrogates);
 - a command that writes takes POST only (GET answers 405) and is refused (403) when the
   console is ``read_only``;
 - the answer's HTTP status follows its error code (``STATUS``); the caller is the web
@@ -23,7 +24,8 @@ import structlog
 from aiohttp import web
 
 from automationd.admin.command import invoke
-from automationd.errors import AdminError, StoreError
+from automationd.admin.protocol import parse_json
+from automationd.errors import AdminError, StoreError, bad_request
 from automationd.web.console import CALLER_KEY, Console
 
 log = structlog.get_logger("automationd.web")
@@ -40,14 +42,12 @@ STATUS = {
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-def query_args(query: Any) -> dict[str, Any]:
-    """GET parameters → args (see the module docstring); a repeated name keeps the last."""
+def query_args(query: Any, json_args: frozenset[str]) -> dict[str, Any]:
+    """GET parameters → args (see the module docstring); a repeated name keeps the last.
+    ``bad_request`` (a ``RequestError``) when a JSON-valued one is not acceptable JSON."""
     args: dict[str, Any] = {}
     for key, text in query.items():
-        try:
-            args[key] = json.loads(text)
-        except ValueError:
-            args[key] = text
+        args[key] = parse_json(text.encode(), f"args.{key}") if key in json_args else text
     return args
 
 
@@ -81,14 +81,17 @@ def make_api(console: Console) -> web.RouteTableDef:
                 response = error("bad_request", f"{name} changes state: use POST", 405)
                 response.headers["Allow"] = "POST"
                 return response
-            args = query_args(request.query)
+            try:
+                args = query_args(request.query, command.json_args)
+            except AdminError as exc:
+                return error(exc.code, exc.message)
         elif request.method == "POST":
             if command.writes and console.read_only:
                 return error("forbidden", "the web console is read-only")
             try:
                 args = await _body_args(request)
-            except ValueError as exc:
-                return error("bad_request", str(exc))
+            except AdminError as exc:
+                return error(exc.code, exc.message)
         else:
             response = error("bad_request", f"method {request.method} not allowed", 405)
             response.headers["Allow"] = "GET, POST" if not command.writes else "POST"
@@ -116,10 +119,7 @@ async def _body_args(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     if not raw.strip():
         return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"body: invalid JSON ({exc})") from None
+    value = parse_json(raw, "args")
     if not isinstance(value, dict):
-        raise ValueError("body: expected a JSON object of args")
+        raise bad_request("args: the body must be a JSON object of args")
     return value

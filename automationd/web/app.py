@@ -1,11 +1,11 @@
 """The web console's aiohttp application and its listener on ``[web] listen``
 (web/wiring.py is how the daemon starts it).
 
-Like the metrics endpoint (obs/web.py): an ``AppRunner`` that leaves signals to daemon.py
-(``handle_signals=False``) and writes no access log; :func:`serve_web` is an async context
-manager the daemon enters into its exit stack. Leaving it ends every live stream first
-(they would otherwise hold the shutdown for ``_SHUTDOWN_TIMEOUT``), then closes the
-listener. The feed's task runs in the daemon's TaskGroup (daemon.py).
+Started like the metrics endpoint, by obs/web.py's ``serve_app`` (signals left to daemon.py,
+no access log); :func:`serve_web` is an async context manager the daemon enters into its
+exit stack. Leaving it ends every live stream first (they would otherwise hold the shutdown
+for the runner's shutdown timeout), then closes the listener. The feed's task runs in the
+daemon's TaskGroup (daemon.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from importlib import resources
 import structlog
 from aiohttp import web
 
-from automationd.errors import AutomationdError
-from automationd.obs.web import format_address, parse_listen
+from automationd.obs.web import serve_app
 from automationd.web.api import make_api
 from automationd.web.console import Console
 from automationd.web.forms import make_forms
@@ -31,7 +30,6 @@ from automationd.web.stream import make_streams
 
 log = structlog.get_logger("automationd.web")
 
-_SHUTDOWN_TIMEOUT = 1.0
 MAX_BODY = 1 << 20  # like the socket's request line: 1 MiB
 
 
@@ -66,23 +64,7 @@ def url_host(address: str) -> str:
 async def serve_web(console: Console, tg: asyncio.TaskGroup) -> AsyncIterator[str]:
     """Serve the console until the block exits, its feed's task in ``tg``; yields the bound
     address."""
-    listen = console.listen
-    host, port = parse_listen(listen)
-    runner = web.AppRunner(
-        make_app(console),
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=_SHUTDOWN_TIMEOUT,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise AutomationdError(f"web.listen {listen!r}: cannot listen: {reason}") from exc
-        address = format_address(runner.addresses[0]) if runner.addresses else listen
+    async with serve_app(make_app(console), console.listen, "web.listen") as address:
         console.auth.base_url = f"http://{url_host(address)}"
         log.info("web.listening", address=address, read_only=console.read_only)
         feed = tg.create_task(console.feed.run(), name="web:feed")
@@ -91,5 +73,3 @@ async def serve_web(console: Console, tg: asyncio.TaskGroup) -> AsyncIterator[st
         finally:
             feed.cancel()
             console.feed.close()
-    finally:
-        await runner.cleanup()

@@ -102,7 +102,8 @@ class WebAuth:
 
     # -- the token and one-time codes ---------------------------------------------------
     def token_ok(self, presented: str) -> bool:
-        return hmac.compare_digest(presented.encode(), self._token)
+        # surrogatepass: a header's undecodable bytes arrive as lone surrogates
+        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), self._token)
 
     def mint_code(self) -> str:
         now = self._clock.monotonic()
@@ -125,7 +126,7 @@ class WebAuth:
         """True once for a live code (it is spent either way)."""
         expiry = None
         for known in self._codes:
-            if hmac.compare_digest(known.encode(), code.encode()):
+            if hmac.compare_digest(known.encode(), code.encode("utf-8", "surrogatepass")):
                 expiry = self._codes.pop(known)
                 break
         return expiry is not None and expiry > self._clock.monotonic()

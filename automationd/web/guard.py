@@ -126,7 +126,10 @@ async def _csrf_ok(request: web.Request, session: Session) -> bool:
     ):
         value = (await request.post()).get("csrf")
         presented = value if isinstance(value, str) else None
-    return presented is not None and hmac.compare_digest(presented, session.csrf)
+    # bytes: compare_digest raises TypeError on a str that is not ASCII (a 500, not a 403)
+    return presented is not None and hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), session.csrf.encode()
+    )
 
 
 def _unauthorized(request: web.Request, message: str) -> web.Response:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from automationd.admin.args import opt_glob, opt_id
 from automationd.core.schedule import parse_schedule
 from automationd.core.words import schedule_words
 from automationd.store.api import RunQuery
 from automationd.web.auth import COOKIE, SESSION_IDLE
 from automationd.web.console import SESSION_KEY, Console, render
 from automationd.web.job_pages import fire_rows
+from automationd.web.run_pages import read_filters
 
 EVENTS_PER_PAGE = 50
 DLQ_GROUPS = 50  # the largest (job, kind) groups shown
@@ -63,8 +65,9 @@ def make_pages(console: Console) -> web.RouteTableDef:
 
     @routes.get("/events")
     async def events(request: web.Request) -> web.Response:
-        name = request.query.get("name", "").strip() or None
-        before = request.query.get("before") or None
+        given = {k: request.query.get(k, "").strip() for k in ("name", "before")}
+        read, problem = read_filters(given, {"name": opt_glob, "before": opt_id})
+        name, before = read["name"], read["before"]
         found = await console.store.events(
             since=None,
             until=None,
@@ -83,7 +86,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
             events=[e.to_json() for e in found[:EVENTS_PER_PAGE]],
             name=name,
             before=before,
-            problem="",
+            problem=problem,
             newest_url=f"/events?{urlencode(base)}",
             older_url=f"/events?{urlencode(base | {'before': older})}" if older else None,
         )
@@ -153,7 +156,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
     @routes.get("/login")
     async def login_page(request: web.Request) -> web.StreamResponse:
         code = request.query.get("token")
-        target = _local(request.query.get("next", "/"))
+        target = local_target(request.query.get("next", "/"))
         if code is None:
             return _login_form(console, request, target, "")
         remote = request.remote or "?"
@@ -168,7 +171,7 @@ def make_pages(console: Console) -> web.RouteTableDef:
     @routes.post("/login")
     async def login_form(request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        target = _local(str(form.get("next", "/")))
+        target = local_target(str(form.get("next", "/")))
         remote = request.remote or "?"
         if console.auth.wait_for(remote) > 0:
             return _login_form(console, request, target, "Too many wrong tokens: wait.", 429)
@@ -189,9 +192,20 @@ def make_pages(console: Console) -> web.RouteTableDef:
     return routes
 
 
-def _local(target: str) -> str:
-    """Only a path on this server may follow a login (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+def local_target(target: str) -> str:
+    """Only a path on this server may follow a login (no open redirect).
+
+    Control characters are refused as well as ``//`` and backslashes: yarl drops a tab or a
+    newline when it builds the Location, so ``/<TAB>/evil.com`` would leave as ``//evil.com``."""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(c < " " or c == "\x7f" for c in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 

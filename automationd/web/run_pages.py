@@ -11,60 +11,64 @@ and a state together, succeeded) read at most ``SCAN`` candidate rows per page
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from automationd.admin.args import choice_arg, opt_id, opt_name, time_arg
 from automationd.core.runstate import RunState
 from automationd.errors import AdminError
 from automationd.records import Trigger
 from automationd.store.api import RunQuery
 from automationd.store.runpages import LIVE_STATES, UNSUCCESSFUL
-from automationd.units import parse_duration, parse_rfc3339
 from automationd.web.console import Console, render
 
 PER_PAGE = 50
 SCAN = 10_000
 _INDEXED_STATES = frozenset((*LIVE_STATES, *UNSUCCESSFUL))
 _LIVE_FILTERS = ("job", "state", "trigger")  # what the page's script matches new runs on
-
-
-def when(text: str, now: float) -> float:
-    """RFC 3339, or a duration meaning that long ago (``1h``); ``ValueError`` otherwise."""
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        return parse_rfc3339(text)
+_STATES = frozenset(s.value for s in RunState)
+_TRIGGERS = frozenset(t.value for t in Trigger)
 
 
 def runs_filter(query: Mapping[str, str], now: float) -> tuple[RunQuery, dict[str, str], str]:
-    """The page's query string → (the store query, the filters as given, a problem or "")."""
+    """The page's query string → (the store query, the filters as given, a problem or "").
+
+    Each filter is read by the validator ``runs.list`` uses (admin/args.py); one it refuses
+    is dropped and its message becomes the page's problem."""
     given = {k: query.get(k, "").strip() for k in ("job", "state", "trigger", "since", "until")}
+    given["before"] = query.get("before", "").strip()
+    readers: dict[str, Reader] = {
+        "job": opt_name,
+        "state": lambda args, key: choice_arg(args, key, _STATES),
+        "trigger": lambda args, key: choice_arg(args, key, _TRIGGERS),
+        "since": lambda args, key: time_arg(args, key, now),
+        "until": lambda args, key: time_arg(args, key, now),
+        "before": opt_id,
+    }
+    read, problem = read_filters(given, readers)
+    q = RunQuery(**read, limit=PER_PAGE + 1)
+    if not given["before"]:
+        del given["before"]
+    return q, given, problem
+
+
+Reader = Callable[[dict[str, Any], str], Any]
+
+
+def read_filters(given: dict[str, str], readers: dict[str, Reader]) -> tuple[dict[str, Any], str]:
+    """Each filter typed on a page, read by its command's validator (admin/args.py); one that
+    is refused is dropped (its ``given`` emptied) and its message is the page's problem."""
+    read: dict[str, Any] = {}
     problem = ""
-    if given["state"] and given["state"] not in RunState.__members__.values():
-        problem, given["state"] = f"unknown state {given['state']!r}", ""
-    if given["trigger"] and given["trigger"] not in Trigger.__members__.values():
-        problem, given["trigger"] = f"unknown trigger {given['trigger']!r}", ""
-    times: dict[str, float | None] = {"since": None, "until": None}
-    for key in times:
-        if given[key]:
-            try:
-                times[key] = when(given[key], now)
-            except ValueError:
-                problem, given[key] = f"{key}: expected RFC 3339 or a duration like 1h", ""
-    before = query.get("before") or None
-    q = RunQuery(
-        job=given["job"] or None,
-        state=given["state"] or None,
-        trigger=given["trigger"] or None,
-        since=times["since"],
-        until=times["until"],
-        before=before,
-        limit=PER_PAGE + 1,
-    )
-    return q, given | ({"before": before} if before else {}), problem
+    for key, reader in readers.items():
+        try:
+            read[key] = reader({key: given[key]}, key) if given[key] else None
+        except AdminError as exc:
+            problem, given[key], read[key] = exc.message, "", None
+    return read, problem
 
 
 def indexed(q: RunQuery) -> bool:

@@ -142,3 +142,22 @@ async def test_everything_else_is_forbidden_naming_the_owner(table: dict[str, Co
     assert (await call(table, "status", {}, bob))["done"] == "status"
     unknown = await call(table, "jobs.get", {"name": "nope"}, bob)
     assert unknown["name"] == "nope"  # passes on: the command itself answers not_found
+
+
+async def test_a_member_applying_a_preview_must_name_its_job(table: dict[str, Command]) -> None:
+    """bob may not apply a preview without ``name`` (the scope could not see whose job it is),
+    nor name alice's or a config job; naming his own passes (the apply path then checks that
+    the preview is of that job)."""
+    bob = user(BOB)
+    preview = f"{2:032x}"
+    assert "args.name" in await refused(table, "jobs.trigger", {"apply": preview}, bob)
+    assert f"uid {ALICE}" in await refused(
+        table, "jobs.trigger", {"apply": preview, "name": "a"}, bob
+    )
+    assert "managed by" in await refused(
+        table, "jobs.trigger", {"apply": preview, "name": "cfg"}, bob
+    )
+    mine = await call(table, "jobs.trigger", {"apply": preview, "name": "b"}, bob)
+    assert mine["done"] == "jobs.trigger"
+    admin = Caller(via=Via.SOCKET, uid=0, user="root")
+    assert (await call(table, "jobs.trigger", {"apply": preview}, admin))["apply"] == preview

@@ -7,12 +7,13 @@ import socket
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from automationd.errors import AutomationdError
 from automationd.obs.metrics import Metrics
-from automationd.obs.web import parse_listen, serve_metrics
+from automationd.obs.web import parse_listen, serve_app, serve_metrics
 from tests.support.spec import SPEC_FAMILIES
 
 
@@ -158,3 +159,22 @@ def test_parse_listen_rejects(listen: str) -> None:
     """Malformed metrics_listen values raise ValueError naming the value."""
     with pytest.raises(ValueError, match="metrics_listen"):
         parse_listen(listen)
+
+
+async def test_serve_app_runs_any_app_and_names_its_key_when_it_cannot_bind() -> None:
+    """The one runner both listeners use (metrics and the console): an app is served on the
+    bound address until the block exits, and a taken port is an error naming the config key."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    async with asyncio.timeout(5):
+        async with serve_app(app, "127.0.0.1:0", "web.listen") as addr:
+            assert (await _get(f"http://{addr}/"))[2] == "hi"
+            with pytest.raises(AutomationdError, match=rf"web\.listen '{addr}': cannot listen"):
+                async with serve_app(web.Application(), addr, "web.listen"):
+                    pass
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await _get(f"http://{addr}/")

@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,48 @@ def flaky(store: SqliteStore) -> FlakyCommitter:
     """Put a ``FlakyCommitter`` between the store's writer and its connection."""
     writer = store._writer
     wrapped = FlakyCommitter(writer._committer)
+    writer._committer = wrapped
+    return wrapped
+
+
+class HeldCommitter:
+    """Wraps the store's real committer; while ``holding``, batches wait (``arrived`` is set
+    when one does) until ``release`` hands them, in order, to the real one: a commit kept in
+    flight for as long as a test needs, to open the window between a change and its row."""
+
+    def __init__(self, real: Committer) -> None:
+        self.real = real
+        self.holding = True
+        self.held: list[tuple[Sequence[Step], asyncio.Future[list[Any]]]] = []
+        self.arrived = asyncio.Event()
+
+    def start(self, steps: Sequence[Step]) -> asyncio.Future[list[Any]]:
+        if not self.holding:
+            return self.real.start(steps)
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.held.append((steps, fut))
+        self.arrived.set()
+        return fut
+
+    def release(self) -> None:
+        self.holding = False
+        for steps, fut in self.held:
+            self.real.start(steps).add_done_callback(partial(_pass_on, fut))
+        self.held.clear()
+
+
+def _pass_on(to: asyncio.Future[list[Any]], done: asyncio.Future[list[Any]]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        to.set_exception(exc)
+    else:
+        to.set_result(done.result())
+
+
+def hold(store: SqliteStore) -> HeldCommitter:
+    """Put a ``HeldCommitter`` between the store's writer and its connection."""
+    writer = store._writer
+    wrapped = HeldCommitter(writer._committer)
     writer._committer = wrapped
     return wrapped
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -168,11 +169,11 @@ async def test_200_half_open_connections_do_not_lock_the_operator_out(
     async with asyncio.timeout(30):
         try:
             while len(flood) < 200:
-                try:
-                    r, w = await asyncio.open_unix_connection(str(d.socket))
-                except BlockingIOError:  # EAGAIN: the listen backlog is full; let it accept
+                r_w = await _connect_or_none(d.socket)
+                if r_w is None:  # EAGAIN: the listen backlog is full; let it accept
                     await asyncio.sleep(0.01)
                     continue
+                r, w = r_w
                 w.write(b'{"id":1,"cmd":"sta')
                 flood.append((r, w))
             codes = await asyncio.gather(*(_first_code(r) for r, _ in flood))
@@ -195,6 +196,22 @@ async def test_200_half_open_connections_do_not_lock_the_operator_out(
             for _, w in flood:
                 w.close()
     assert d.stop() == 0
+
+
+async def _connect_or_none(
+    path: Path,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """Connect, or None when the listen backlog is full. The connect is ours and non-blocking:
+    asyncio's own connect treats a Unix socket's EAGAIN as "in progress" and hands back a
+    socket that was never queued (it then reads as reset), which made the flood's order lie."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        sock.connect(str(path))
+    except BlockingIOError:
+        sock.close()
+        return None
+    return await asyncio.open_unix_connection(sock=sock)
 
 
 async def _first_code(r: asyncio.StreamReader) -> str:

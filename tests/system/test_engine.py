@@ -41,6 +41,14 @@ ACTIONS = textwrap.dedent(
     async def fix_c(ctx):
         FIXED.add("c")
         return {}
+
+    FAILS_LEFT = [3]
+
+    async def fatal_thrice(ctx):
+        if FAILS_LEFT[0] > 0:
+            FAILS_LEFT[0] -= 1
+            raise FatalError("not yet")
+        return {}
     """
 )
 
@@ -81,6 +89,11 @@ action = { type = "python", callable = "acts:ok" }
 name = "fixer"
 on = "never.*"
 action = { type = "python", callable = "acts:fix_c" }
+
+[[jobs]]
+name = "thrice"
+on = "never.*"
+action = { type = "python", callable = "acts:fatal_thrice" }
 """
 
 
@@ -179,6 +192,41 @@ async def test_dlq_retry_and_purge(engine_daemon: DaemonProcess) -> None:
     with pytest.raises(AdminError) as ei:
         await d.call("dlq.retry", {})
     assert ei.value.code == "bad_request"
+
+
+async def test_concurrent_dlq_retries_redo_each_entry_once(engine_daemon: DaemonProcess) -> None:
+    """1. Three runs of 'thrice' fail (its later runs succeed): three dead letters.
+    2. Eight dlq.retry {job: thrice} arrive at once, each on its own connection.
+    Result: the answers requeue three in all, three retry runs exist (one per letter), and
+    the DLQ is empty with dlq_size 0."""
+    d = engine_daemon
+    for _ in range(3):
+        d.wait_run((await d.call("jobs.trigger", {"name": "thrice"}))["id"])
+    async with asyncio.timeout(20):
+        answers = await asyncio.gather(*(d.call("dlq.retry", {"job": "thrice"}) for _ in range(8)))
+    assert sum(a["requeued"] for a in answers) == 3
+    retried = [r for r in await d.call("runs.list", {"job": "thrice"}) if r["trigger"] == "retry"]
+    assert len(retried) == 3 and len({r["origin"] for r in retried}) == 3
+    for r in retried:
+        assert d.wait_run(r["id"])["state"] == "succeeded"
+    assert await d.call("dlq.list", {}) == [] and (await d.call("status"))["dlq_size"] == 0
+
+
+async def test_runs_retry_takes_the_runs_dead_letters(engine_daemon: DaemonProcess) -> None:
+    """1. A run of 'fatal' fails: one dead letter. 2. runs.retry redoes it (it fails again).
+    Result: only the retry run's letter is left (the old one left with the retry, as with
+    dlq.retry), dlq_size is 1, and a dlq.retry by job redoes the retry run only."""
+    d = engine_daemon
+    run = await d.call("jobs.trigger", {"name": "fatal"})
+    d.wait_run(run["id"])
+    retry = await d.call("runs.retry", {"id": run["id"]})
+    d.wait_run(retry["id"])
+    letters = await d.call("dlq.list", {})
+    assert [e["run_id"] for e in letters] == [retry["id"]]
+    assert (await d.call("status"))["dlq_size"] == 1
+    assert await d.call("dlq.retry", {"job": "fatal"}) == {"requeued": 1}
+    origins = [r["origin"] for r in await d.call("runs.list", {"job": "fatal"})]
+    assert origins.count(run["id"]) == 1 and origins.count(retry["id"]) == 1
 
 
 async def test_concurrent_triggers_with_one_key_make_one_run(engine_daemon: DaemonProcess) -> None:

@@ -110,7 +110,10 @@ def refused(resp: dict[str, Any], *needles: str) -> None:
         assert needle in resp["error"]["message"], resp
 
 
-CONFIG_JOB = '[[jobs]]\nname = "shared"\non = "x"\naction = { type = "exec", argv = ["true"] }\n'
+CONFIG_JOB = (
+    '[[jobs]]\nname = "shared"\non = "x"\n'
+    'action = { type = "exec", argv = ["true"], env = { API_TOKEN = "s3cret" } }\n'
+)
 
 
 def job(name: str) -> dict[str, Any]:
@@ -152,6 +155,8 @@ async def test_two_users_see_and_change_only_their_own_jobs(
     assert sorted(j["name"] for j in ok(seen[0])) == ["a-job", "shared"]
     assert [r["id"] for r in ok(seen[1])] == [run_a]
     assert ok(seen[2])["source"] == "config"
+    assert ok(seen[2])["spec"]["action"]["env"] == {"API_TOKEN": "***"}  # no secrets to users
+    assert "s3cret" not in json.dumps(seen)
     assert ok(seen[3])["job"] == "a-job"
     assert ok(seen[4])["description"] == "mine"
 
@@ -189,6 +194,8 @@ async def test_two_users_see_and_change_only_their_own_jobs(
 
     async with asyncio.timeout(20):
         assert sorted(j["name"] for j in await d.call("jobs.list")) == ["a-job", "b-job", "shared"]
+        shared = await d.call("jobs.get", {"name": "shared"})
+        assert shared["spec"]["action"]["env"] == {"API_TOKEN": "s3cret"}  # admins see all
         trail = await d.call("audit.list", {"limit": 100})
     by = {(e["cmd"], e["target"], e["outcome"]): e["uid"] for e in trail}
     assert by[("jobs.add", "a-job", "ok")] == users[ALICE]

@@ -187,6 +187,9 @@ async def test_every_command_answers_the_same_over_http(daemon: DaemonProcess) -
         await same("runs.cancel", {"id": slow_runs[0]["id"]}, {"id": slow_runs[1]["id"]})
         await same("runs.cancel", {"id": quick["id"]})  # already ended: conflict
         await same("runs.retry", {"id": f1["id"]}, {"id": f2["id"]})
+        # the retries took f1's and f2's dead letters; failing again, each leaves its own
+        for r in await d.call("runs.list", {"job": "fails", "trigger": "retry"}):
+            await asyncio.to_thread(d.wait_run, r["id"], RUN_END)
         dead = await d.call("dlq.list", {"job": "fails"})
         assert len(dead) >= 2
         await same("dlq.purge", {"id": dead[0]["id"]}, {"id": dead[1]["id"]})
@@ -205,9 +208,9 @@ async def test_every_command_answers_the_same_over_http(daemon: DaemonProcess) -
         assert covered == set(table)
 
 
-async def test_get_works_for_reads_and_reads_query_values_as_json(daemon: DaemonProcess) -> None:
-    """GET /api/v1/CMD?ARG=… equals POST with the same args; values parse as JSON when they
-    are JSON (numbers, booleans, quoted strings) and are plain strings otherwise."""
+async def test_get_works_for_reads_and_keeps_names_as_strings(daemon: DaemonProcess) -> None:
+    """GET /api/v1/CMD?ARG=… equals POST with the same args; a value is JSON only for an arg
+    that takes one (``limit``), so ``?name=123`` names the job "123"."""
     async with asyncio.timeout(30), WebClient(daemon) as w:
         for _ in range(3):
             run = await daemon.call("jobs.trigger", {"name": "quick"})
@@ -215,14 +218,19 @@ async def test_get_works_for_reads_and_reads_query_values_as_json(daemon: Daemon
         s1, by_get = await w.api("runs.list", {"job": "quick", "limit": 2}, method="GET")
         s2, by_post = await w.api("runs.list", {"job": "quick", "limit": 2})
         assert s1 == s2 == 200 and by_get == by_post and len(by_get["result"]) == 2
-        status, body = await w.api("jobs.get", {"name": '"quick"'}, method="GET")
-        assert status == 200 and body["result"]["name"] == "quick"
+        job = {"name": "123", "on": "x.y", "action": {"type": "exec", "argv": ["/bin/true"]}}
+        await daemon.call("jobs.add", {"job": job})
+        status, body = await w.api("jobs.get", {"name": "123"}, method="GET")
+        assert status == 200 and body["result"]["name"] == "123"
+        status, body = await w.api("runs.list", {"job": "123"}, method="GET")
+        assert status == 200 and body["result"] == []
         status, body = await w.api("runs.list", {"limit": "many"}, method="GET")
         assert status == 400 and body["error"]["code"] == "bad_request"
 
 
 async def test_methods_bodies_and_statuses(daemon: DaemonProcess) -> None:
-    """A write by GET is 405 (Allow: POST); a body that is not a JSON object is 400; an
+    """A write by GET is 405 (Allow: POST); a body that is not a JSON object, or breaks the
+    socket's JSON rules (too deep, NaN, a lone surrogate), is 400, as is such a form payload; an
     unknown command is 404; no token is 401; the answers are ``{ok, error}`` objects."""
     async with asyncio.timeout(30), WebClient(daemon) as w:
         async with w.http.get(
@@ -234,7 +242,9 @@ async def test_methods_bodies_and_statuses(daemon: DaemonProcess) -> None:
             assert resp.status == 405 and resp.headers["Allow"] == "POST"
             assert (await resp.json())["error"]["code"] == "bad_request"
         token = (daemon.base / "state/web.token").read_text().strip()
-        for body in (b"[1, 2]", b"{not json", b'"text"'):
+        deep = b'{"name": ' + b"[" * 65 + b"]" * 65 + b"}"
+        bombs = (b'{"name": NaN}', b'{"name": "\\ud800"}', deep, b"[" * 100_000)
+        for body in (b"[1, 2]", b"{not json", b'"text"', b"\xff", *bombs):
             async with w.http.post(
                 f"{w.base}/api/v1/jobs.get", data=body, headers={"Authorization": f"Bearer {token}"}
             ) as resp:
@@ -249,6 +259,11 @@ async def test_methods_bodies_and_statuses(daemon: DaemonProcess) -> None:
         assert status == 401 and body["error"]["code"] == "unauthorized"
         status, body = await w.api("status", None, method="GET")
         assert status == 200 and body["ok"] and body["result"]["jobs"]["total"] == 6
+        await w.login()  # the trigger form's payload is held to the same rules
+        browser = {"Origin": w.base, "Sec-Fetch-Site": "same-origin", "Accept": "application/json"}
+        for payload in ("[" * 100_000, "NaN", '"\\ud800"'):
+            resp = await w.form("/jobs/quick/trigger", {"payload": payload}, headers=browser)
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_request"
 
 
 def test_norm_keeps_what_matters() -> None:

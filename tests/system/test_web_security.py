@@ -98,8 +98,8 @@ async def test_cross_site_and_csrf_less_changes_are_refused(
     daemon_factory: Callable[..., DaemonProcess],
 ) -> None:
     """With a valid session: a POST from another Origin, one a browser marks cross-site, and
-    one without the CSRF token are refused (403) and change nothing; the same-origin form
-    with its token works."""
+    one without the CSRF token or with a wrong one (non-ASCII too) are refused (403) and
+    change nothing; the same-origin form with its token works."""
     d = web_daemon(daemon_factory, jobs=JOBS)
     async with asyncio.timeout(30), WebClient(d) as w:
         await w.login()
@@ -114,6 +114,10 @@ async def test_cross_site_and_csrf_less_changes_are_refused(
         assert no_token.status == 403
         wrong = await w.form("/jobs/quick/pause", {"csrf": "forged"})
         assert wrong.status == 403
+        for odd in ("fälscht", "\u2603" * 40):  # not ASCII: a 403 too, not a 500
+            assert (await w.form("/jobs/quick/pause", {"csrf": odd})).status == 403
+        status, _ = await w.api("status", None, method="GET", token="t\u00f6ken")
+        assert status == 401
         assert (await d.call("jobs.get", {"name": "quick"}))["state"] == "enabled"
         status, body = await w.api(
             "jobs.pause", {"name": "quick"}, headers={"Origin": "http://evil.example"}

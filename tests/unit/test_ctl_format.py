@@ -1,5 +1,6 @@
 """automationctl's human output: one time format, humanised durations, aligned blocks,
-long errors wrapped (or whole with --wide), the jobs list's last run as time and outcome."""
+long errors wrapped (or whole with --wide), the jobs list's last run as time and outcome;
+and the ``--version`` line of both commands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from automationd import __version__, cli, ctl
 from automationd.ctl import output_style
+from automationd.ctl_args import Version
 from automationd.ctl_format import Style, clock_time, relative, span, table, use_style, when
 from automationd.ctl_render import job_detail, jobs_table, runs_table
 from automationd.units import parse_rfc3339
@@ -174,3 +177,18 @@ def test_runs_list_ends_with_the_error() -> None:
     run = {"id": "r1", "job": "sync", "state": "failed", "error": {"kind": "fatal", "message": "x"}}
     header, row = runs_table([run]).splitlines()
     assert header.split()[-1] == "ERROR" and row.endswith("fatal: x")
+
+
+@pytest.mark.parametrize("module", [cli, ctl])
+def test_both_commands_share_one_version_flag(
+    module: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """automationd and automationctl use the one ``--version`` action (ctl_args.Version):
+    each prints its own name and the installed version, then exits 0."""
+    parser = module.build_parser()
+    flag = next(a for a in parser._actions if "--version" in a.option_strings)
+    assert type(flag) is Version
+    with pytest.raises(SystemExit) as ei:
+        parser.parse_args(["--version"])
+    assert ei.value.code in (0, None)
+    assert capsys.readouterr().out == f"{parser.prog} {__version__}\n"

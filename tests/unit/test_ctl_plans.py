@@ -23,6 +23,7 @@ PREVIEW: dict[str, Any] = {
     [
         (["jobs", "trigger", "a", "--dry-run"], "jobs.trigger", {"name": "a", "dry_run": True}),
         (["jobs", "apply", "R1"], "jobs.trigger", {"apply": "R1"}),
+        (["jobs", "apply", "R1", "--job", "a"], "jobs.trigger", {"apply": "R1", "name": "a"}),
         (["runs", "rollback", "R1"], "runs.rollback", {"id": "R1"}),
         (["dlq", "summary"], "dlq.summary", {}),
         (

@@ -168,3 +168,35 @@ def test_aiosqlite_is_used_through_its_public_api_only() -> None:
     assert "automationd.store.sqlite.store" in users
     assert private_uses("conn._tx.put(x)\nself._reader.execute()") == ["1: ._tx"]
     assert {n: private_uses(p.read_text()) for n, p in users.items()} == {n: [] for n in users}
+
+
+def self_attributes(cls: ast.ClassDef) -> tuple[set[str], set[str], set[str]]:
+    """A class's ``self._x`` names: (those it uses, its methods, those it assigns)."""
+    used, state = set(), set()
+    for node in ast.walk(cls):
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+            continue
+        if node.value.id == "self" and node.attr.startswith("_") and "__" not in node.attr:
+            used.add(node.attr)
+            if isinstance(node.ctx, ast.Store):
+                state.add(node.attr)
+    methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return used, methods, state
+
+
+def test_the_fleet_gate_changes_its_base_only_through_hooks() -> None:
+    """FleetGate reads and writes none of ServiceGate's private state (its cap, in-flight
+    count, slot future, gauges, pause arithmetic, clock): every ``self._x`` it uses is its own
+    or a hook it overrides (``_admit``, ``_check_breaker``, ``_abandon_probe``, ``_pause``)."""
+
+    def one_class(path: Path, name: str) -> ast.ClassDef:
+        tree = ast.parse(path.read_text())
+        (cls,) = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name]
+        return cls
+
+    engine = PACKAGE / "engine"
+    _, _, base_state = self_attributes(one_class(engine / "gate.py", "ServiceGate"))
+    used, methods, state = self_attributes(one_class(engine / "fleetgate.py", "FleetGate"))
+    assert used & base_state == set()  # the base's state: neither read nor written
+    assert used - methods - state == set()  # a private method it calls is one it overrides
+    assert {"_admit", "_check_breaker", "_abandon_probe", "_pause"} <= methods

@@ -57,3 +57,12 @@ def test_small_arguments_come_from_a_cache_and_agree_with_the_slow_path() -> Non
         assert json.loads(text) == redact(args) and dig == digest(args)
         assert audit_args(dict(args)) == (text, dig)
     assert json.loads(audit_args({"token": "t"})[0]) == {"token": HIDDEN}
+
+
+def test_cached_scalar_args_keep_their_types() -> None:
+    """``true``, ``1`` and ``1.0`` are equal keys to a cache but not the same argument: each is
+    recorded as itself, whichever came first."""
+    assert audit_args({"dry_run": 1})[0] == '{"dry_run":1}'
+    assert audit_args({"dry_run": True})[0] == '{"dry_run":true}'
+    assert audit_args({"dry_run": 1.0})[0] == '{"dry_run":1.0}'
+    assert audit_args({"dry_run": True})[1] != audit_args({"dry_run": 1})[1]

@@ -39,11 +39,15 @@ def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_token_check() -> None:
-    """Only the exact token passes."""
+    """Only the exact token passes; any other string (non-ASCII, lone surrogates) is just
+    wrong, never an exception."""
     auth = WebAuth("s3cret-token-value", FakeClock())
     assert auth.token_ok("s3cret-token-value")
     assert not auth.token_ok("s3cret-token-valu")
     assert not auth.token_ok("")
+    for odd in ("t\u00f6ken", "\udcff\udcfe", "\ud800"):  # a header's undecodable bytes too
+        assert not auth.token_ok(odd)
+        assert not auth.redeem(odd)
 
 
 def test_login_codes_work_once_and_expire() -> None:
