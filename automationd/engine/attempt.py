@@ -140,35 +140,60 @@ def _actions_of(t: AttemptTools, live: LiveRun) -> Actions:
 
 
 def open_attempt(
-    t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None
+    t: AttemptTools,
+    live: LiveRun,
+    phase: Phase,
+    target: LiveTarget | None,
+    *,
+    now: float | None = None,
+    rows: bool = True,
 ) -> tuple[Opened, list[Write]]:
     """Count attempt n on the run (and target) and describe it; nothing is submitted.
 
     The rows returned say "attempt n started": whoever commits them may then call it.
+    ``rows`` False: the caller writes what they say itself (engine/herd.py, for many runs
+    at once, at ``now``).
     """
     job = live.job
-    action = _actions_of(t, live)[_SLOT[phase]]
+    primed, live.primed = live.primed, None
+    if primed is not None and primed[0] is phase and not live.attempts and job.gate is None:
+        action, ctx = primed[1], primed[2]  # made with the run, ahead of its fire (``prime``)
+    else:
+        action, ctx = _actions_of(t, live)[_SLOT[phase]], None
     assert action is not None, f"job {job.name} has no {phase} action"
-    now = t.clock.time()
+    if now is None:
+        now = t.clock.time()
     if live.state is RunState.QUEUED or live.state is RunState.RETRYING:
         event = RunEvent.START if live.state is RunState.QUEUED else RunEvent.RESUME
         live.state = next_run_state(live.state, event)
     if live.started_at is None:
         live.started_at = now
     live.attempts = n = live.attempts + 1
-    writes = live.riding([w_run(live)])
+    writes = live.riding([w_run(live)]) if rows else []
     if target is not None:
         if phase is Phase.PERFORM:
             target.attempts += 1
-        if live.persist_targets:
+        if live.persist_targets and rows:
             writes.append(w_target(target.snapshot(live.id)))
-    ctx = attempt_context(t.store, live, action, n, phase, target)
+    if ctx is None:
+        ctx = attempt_context(t.store, live, action, n, phase, target)
     if target is None:
         head = attempt_head(live.id, n, phase, -1, None, now)
     else:
         head = attempt_head(live.id, n, phase, target.idx, target.value, now)
-    writes.append(w_attempt_start(head))
+    if rows:
+        writes.append(w_attempt_start(head))
     return Opened(n, phase, target, action, ctx, now, head), writes
+
+
+def prime(t: AttemptTools, live: LiveRun, phase: Phase, target: LiveTarget | None) -> None:
+    """Make attempt 1's action and context now, for a run made ahead of its fire (engine/
+    ahead.py): at its due time ``open_attempt`` only counts it. Any change to the job before
+    then drops the run; a service gate (its context differs) gets none."""
+    if live.job.gate is None and not live.attempts:
+        action = _actions_of(t, live)[_SLOT[phase]]
+        if action is not None:
+            live.primed = (phase, action, attempt_context(t.store, live, action, 1, phase, target))
 
 
 async def run_phase(

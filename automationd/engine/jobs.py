@@ -51,6 +51,7 @@ class JobRuntime:
     gate: ServiceGate | None = None
     log: Any = None  # a concrete bound logger, made on the job's first run
     meters: Any = None  # obs.metrics.JobMetrics, made on the job's first run
+    ahead: Any = None  # its next fire's run, made ahead while held off the wheel (engine/ahead.py)
 
     @property
     def name(self) -> str:

@@ -41,7 +41,8 @@ import structlog
 
 from automationd.clock import Clock
 from automationd.core.ids import IdGenerator
-from automationd.engine.attempt import AttemptTools, open_attempt
+from automationd.engine.attempt import AttemptTools, open_attempt, prime
+from automationd.engine.herd import open_together, together
 from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.report import Report
@@ -53,6 +54,7 @@ from automationd.store.api import Then, Write
 from automationd.store.rows import w_run, w_target
 
 NOT_STORED_EVERY = 60.0  # seconds between log lines about runs the store refused
+AHEAD = "made ahead of its fire time"  # the reason a run made ahead carries until its fire
 
 log = structlog.get_logger("automationd.engine")
 
@@ -105,10 +107,13 @@ class Launcher:
         depth: int = 0,
         origin: str | None = None,
         after: tuple[asyncio.Future[None], ...] = (),
+        ahead: bool = False,
     ) -> LiveRun:
         """A queued run in memory, counted and tracked; nothing is submitted yet.
 
-        ``undecided``: an apply run, whose targets its decision sets (engine/plan.py)."""
+        ``undecided``: an apply run, whose targets its decision sets (engine/plan.py).
+        ``ahead``: a run made before its fire is due (engine/ahead.py): neither counted nor
+        tracked until ``track`` at its fire, and marked so until then."""
         now = self._clock.time()
         live = LiveRun(
             id=self._ids.new(now),
@@ -132,20 +137,53 @@ class Launcher:
         else:
             live.targets = [LiveTarget(i, v) for i, v in enumerate(explicit)]
             live.persist_targets = True
+        if ahead:
+            live.reason = AHEAD
+            live.made = True
+            live.direct = self._direct(live)
+            if live.direct is not None:
+                prime(self._attempts, live, *live.direct)
+            return live
         live.direct = self._direct(live)
         job.count_run(live.id, counted=trigger is not Trigger.PREVIEW)  # (max_runs: real runs)
         self.live[live.id] = live
         job.active[live.id] = live
         return live
 
+    def track(self, live: LiveRun, after: tuple[asyncio.Future[None], ...] = ()) -> LiveRun:
+        """A run made ahead of its fire, at its fire: from now on as if ``prepare`` made it
+        (its next rows carry no mark: from then on it is an ordinary queued run)."""
+        live.reason = None
+        live.after = after
+        live.direct = self._direct(live)
+        live.job.count_run(live.id)
+        self.live[live.id] = live
+        live.job.active[live.id] = live
+        return live
+
     def launch(
-        self, lives: Sequence[LiveRun], extra: Sequence[Write] = (), then: Then | None = None
+        self,
+        lives: Sequence[LiveRun],
+        extra: Sequence[Write] = (),
+        then: Then | None = None,
+        *,
+        herd: bool = False,
     ) -> None:
         """Make ``lives`` (and ``extra``) durable as one unit; then start them and tell
-        ``then``. Raises ``StoreError`` at once when the store is closing."""
+        ``then``. Raises ``StoreError`` at once when the store is closing. ``herd``: part of
+        many fires due at once; ends of runs wait until these have called their actions
+        (engine/run.py ``Starts``)."""
         writes = list(extra)
-        for live in lives:
+        rest = lives
+        if herd and not self._fleet:  # runs made ahead start together (engine/herd.py)
+            firsts, rest = together(lives, self._first_step, self._pool.try_acquire)
+            writes += open_together(self._attempts, firsts, 0)
+        for live in rest:
             writes += self._creation(live)
+        if herd:
+            for live in lives:
+                if live.first is not None:
+                    self._parts.starts.add(live)
         try:
             self._store.submit_then(writes, partial(self._stored, lives, then))
         except Exception:
@@ -320,6 +358,8 @@ class Launcher:
         return True
 
     def _leave(self, live: LiveRun) -> None:
+        if live.herd:  # it leaves without a step of its own
+            self._parts.starts.done(live)
         self.live.pop(live.id, None)
         live.job.active.pop(live.id, None)
         live.leave()

@@ -85,6 +85,7 @@ class LiveRun:
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
+    primed: Any = None  # (phase, action, ctx) of attempt 1, made ahead with the run (herd.py)
     reservation: Any = None  # its place in the worker pool's queue (pool.Reservation)
     direct: Any = None  # (phase, target) of a first attempt the launcher may open itself
     unposted: list[Any] | None = None  # attempt end rows riding with the run's next write
@@ -96,6 +97,8 @@ class LiveRun:
     gone: bool = False  # left memory
     abandoned: bool = False  # another daemon holds it now: stop without a word to the store
     unowned: bool = False  # born for any daemon to claim (fleet/leases.py); not run here
+    herd: bool = False  # launched with a herd; its task has not stepped yet (herd.Starts)
+    made: bool = False  # stored ahead of its fire (engine/ahead.py): its row exists
     _ended: asyncio.Future[None] | None = None
     # The definition this run keeps when its job is redefined meanwhile (jobs.update, a
     # reload): (spec, built actions or None). None: the job's current one.

@@ -12,7 +12,10 @@ Rules (SPEC §4):
 - a run whose job no longer exists fails with a clear error, ended by the report like any
   other run (its end row and ``run.failed`` event as one unit); its open attempts close too;
 - an apply run that had not decided yet decides again against its preview (read back); a
-  rollback goes on with the targets it has not undone, counting only its own undo tries.
+  rollback goes on with the targets it has not undone, counting only its own undo tries;
+- a run made ahead of its fire that never started (engine/ahead.py) is deleted, not
+  resumed: nothing may start before its due time, and the scheduler, placed after this,
+  treats that fire as if the run had never been made (its misfire policy decides).
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ import structlog
 from automationd.actions.exec import kill_orphans
 from automationd.core.plan import Plan, plan_from_json
 from automationd.core.runstate import RunEvent, RunState, TargetState
+from automationd.engine.ahead import made_ahead
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
 from automationd.engine.report import Report
 from automationd.errors import ErrorKind
 from automationd.records import Phase, Run, RunError, Target, Trigger
+from automationd.store.ahead_rows import w_run_delete
 from automationd.store.api import Store, Write
 from automationd.store.rows import w_attempt_interrupted
 
@@ -63,6 +68,11 @@ async def resume_runs(
 
     ``targets``: the runs' stored targets when the caller read them at once (a claim of
     many runs); a run that never started an attempt has no attempt rows to read."""
+    early = [run for run in found if made_ahead(run)]
+    if early:
+        await store.commit([w_run_delete(run.id) for run in early])
+        log.info("recovery.ahead_dropped", runs=len(early))
+        found = [run for run in found if not made_ahead(run)]
     if not found:
         return 0
     orphans: list[tuple[int, str]] = []

@@ -159,16 +159,23 @@ class Report:
             )
 
     def skipped(
-        self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
+        self,
+        job: JobRuntime,
+        *,
+        trigger: Trigger,
+        scheduled_for: float | None,
+        reason: str,
+        made: LiveRun | None = None,
     ) -> Run:
-        """A fire that the overlap policy skipped still leaves a trace: a ``skipped`` run."""
+        """A fire that the overlap policy skipped still leaves a trace: a ``skipped`` run
+        (``made``: the run made ahead for that fire, engine/ahead.py, ends so)."""
         now = self._clock.time()
         run = Run(
-            id=self._ids.new(now),
+            id=self._ids.new(now) if made is None else made.id,
             job=job.name,
             state=RunState.SKIPPED,
             trigger=trigger,
-            created_at=now,
+            created_at=now if made is None else made.created_at,
             scheduled_for=scheduled_for,
             finished_at=now,
             reason=reason,

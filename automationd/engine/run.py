@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from automationd.actions.base import ActionResult
 from automationd.core.runstate import RunEvent, RunState, TargetState, aggregate, next_run_state
 from automationd.engine.attempt import AttemptTools, Drained, run_phase
+from automationd.engine.herd import Starts
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.plan import decide_apply, preview, tell_decided
 from automationd.engine.pool import PoolClosed
@@ -56,11 +57,14 @@ class RunParts:
     report: Report
     leave: Callable[[LiveRun], None]
     debug: bool = False  # run.* debug lines wanted (asked once: a no-op call costs ~1 µs)
+    starts: Starts = field(default_factory=Starts)
 
 
 async def life(parts: RunParts, live: LiveRun) -> None:
     """The run's task body, from its first step to leaving memory."""
     live.started = True
+    if live.herd:
+        parts.starts.done(live)
     structlog.contextvars.bind_contextvars(run_id=live.id)
     try:
         if live.abandoned:
@@ -147,6 +151,8 @@ async def _execute(parts: RunParts, live: LiveRun) -> None:
     if event is not RunEvent.SUCCEED:
         err = next(x.error for x in live.targets if x.state is TargetState.FAILED)
     result = live.targets[0].result if len(live.targets) == 1 else None
+    if not parts.starts.idle.is_set():  # herd runs call their actions first (``Starts``)
+        await parts.starts.idle.wait()
     report.end(live, event, error=err, result=result)
 
 

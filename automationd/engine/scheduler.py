@@ -49,6 +49,7 @@ from automationd.clock import Clock
 from automationd.core.policy import OverlapDecision, decide_overlap, plan_misfire
 from automationd.core.runstate import RunState
 from automationd.core.wheel import TimerWheel
+from automationd.engine.ahead import HERD_MIN, Ahead
 from automationd.engine.jobs import JobRuntime, JobTable, job_row
 from automationd.engine.launcher import Launcher
 from automationd.engine.live import LiveRun
@@ -100,6 +101,8 @@ class Scheduler:
         # A fleet's store may refuse one fire (a second leader made it): each fire is then
         # its own unit, so the refusal takes no other fire with it.
         self.unit_per_fire = unit_per_fire
+        # a herd's runs are made ahead of its instant (engine/ahead.py); not in a fleet
+        self.ahead = None if unit_per_fire else Ahead(launcher, store)
         # job → (fires dropped, when, misfire policy) at its last misfire, for jobs.explain
         self.dropped: dict[str, tuple[int, float, str]] = {}
 
@@ -187,6 +190,8 @@ class Scheduler:
         job.wheel_due = due
 
     def unplace(self, job: JobRuntime) -> None:
+        if self.ahead is not None:
+            self.ahead.release(job, "the job changed before its fire")
         if job.wheel_handle is not None:
             self.wheel.cancel(job.wheel_handle)
             job.wheel_handle = None
@@ -226,9 +231,12 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            self.step()
+            await self._step()
             self._wake.clear()
             nd = self.wheel.next_deadline()
+            if self.ahead is not None:
+                self.ahead.look(self.wheel, self.clock.time())
+                nd = self.ahead.wake_at(self.wheel.next_deadline())
             delay = MAX_SLEEP if nd is None else min(MAX_SLEEP, nd - self.clock.time())
             self._wake_at = self.clock.monotonic() + max(0.0, delay)
             if delay > 0:
@@ -240,8 +248,26 @@ class Scheduler:
 
     def step(self) -> int:
         """Fire everything due now; returns the number of fires handed out."""
+        due, now, stalled = self._due()
+        for i in range(0, len(due), CHUNK):
+            self._hand_out(due[i : i + CHUNK], now, stalled, herd=len(due) >= HERD_MIN)
+        self._mark(now)  # after the fires: its write must not compete with the hand-out
+        return len(due)
+
+    async def _step(self) -> None:
+        """``step``, with a loop turn between units of ``CHUNK`` fires: the first units of a
+        herd are durable and their actions running while the rest is handed out."""
+        due, now, stalled = self._due()
+        for i in range(0, len(due), CHUNK):
+            if i:
+                await asyncio.sleep(0)
+            self._hand_out(due[i : i + CHUNK], now, stalled, herd=len(due) >= HERD_MIN)
+        self._mark(now)
+
+    def _due(self) -> tuple[list[tuple[JobRuntime, float]], float, bool]:
+        """What is due now: (job, its wheel deadline) taken off the wheel, earliest first."""
         if not self.leading:
-            return 0
+            return [], 0.0, False
         now = self.clock.time()
         mono = self.clock.monotonic()
         behind = 0.0 if self._wake_at is None else mono - self._wake_at
@@ -255,17 +281,34 @@ class Scheduler:
             self._offset = offset
             self._recompute(now)
         self._offset = offset
-        due = self.wheel.pop_due(now)
-        if not due:
-            self._mark(now)
-            return 0
-        observe = self.metrics.schedule_lateness_seconds.observe
-        batch: list[LiveRun] = []
-        for job in due:
+        jobs = self.wheel.pop_due(now)
+        if self.ahead is not None:
+            jobs = self.ahead.take_due(now) + jobs
+        due: list[tuple[JobRuntime, float]] = []
+        for job in jobs:
             handle, job.wheel_handle = job.wheel_handle, None
             nominal = job.wheel_due if job.wheel_due is not None else now
             # lateness against the jittered deadline (the jitter is intended, not late)
-            late = max(0.0, now - (handle.deadline if handle is not None else nominal))
+            due.append((job, handle.deadline if handle is not None else nominal))
+        return due, now, stalled
+
+    def _hand_out(
+        self, due: list[tuple[JobRuntime, float]], now: float, stalled: bool, *, herd: bool
+    ) -> None:
+        """Fire ``due``; plain fires are launched as one durable unit. A job that changed
+        since it was taken off the wheel (a loop turn of ``_step`` passed) is left alone:
+        paused or removed, it does not fire; placed again, the wheel has it."""
+        observe = self.metrics.schedule_lateness_seconds.observe
+        batch: list[LiveRun] = []
+        for job, deadline in due:
+            if (
+                job.wheel_handle is not None
+                or not job.enabled
+                or self.jobs.get(job.name) is not job
+            ):
+                continue
+            nominal = job.wheel_due if job.wheel_due is not None else now
+            late = max(0.0, now - deadline)
             if stalled and late > job.spec.misfire_grace:
                 self.place(job, now, catch_up=True)  # woke far behind: a misfire (see top)
                 continue
@@ -276,11 +319,8 @@ class Scheduler:
         if batch and self.unit_per_fire:
             for live in batch:
                 self._launch([live])
-        else:  # a durable unit per CHUNK plain fires of this step
-            for i in range(0, len(batch), CHUNK):
-                self._launch(batch[i : i + CHUNK])
-        self._mark(now)  # after the batch: its write must not compete with the hand-out
-        return len(due)
+        elif batch:
+            self._launch(batch, herd=herd)
 
     def _recompute(self, now: float) -> None:
         for _deadline, job in self.wheel.drain():
@@ -307,10 +347,15 @@ class Scheduler:
                 1 for lv in job.active.values() if lv.state is RunState.QUEUED and lv.after
             )
             decision = decide_overlap(job.spec.overlap, len(job.active), queued)
+        made = self.ahead.take(job, due) if self.ahead is not None else None
         if decision is OverlapDecision.SKIP:
             busy = min(job.active) if job.active else "?"
             self.report.skipped(
-                job, trigger=trigger, scheduled_for=due, reason=f"overlap: run {busy} unfinished"
+                job,
+                trigger=trigger,
+                scheduled_for=due,
+                reason=f"overlap: run {busy} unfinished",
+                made=made,
             )
         else:
             after: tuple[asyncio.Future[None], ...] = ()
@@ -320,7 +365,10 @@ class Scheduler:
                     for lv in prev:
                         self.launcher.cancel(lv.id, "cancelled by a newer fire (cancel_previous)")
                 after = tuple(lv.ended() for lv in prev)
-            live = self.launcher.prepare(job, trigger=trigger, scheduled_for=due, after=after)
+            if made is not None:
+                live = self.launcher.track(made, after)
+            else:
+                live = self.launcher.prepare(job, trigger=trigger, scheduled_for=due, after=after)
             if batch is not None and not after:
                 batch.append(live)
             else:
@@ -328,9 +376,9 @@ class Scheduler:
         if job.spec.max_runs and job.run_count >= job.spec.max_runs:
             self._complete(job)
 
-    def _launch(self, lives: list[LiveRun]) -> None:
+    def _launch(self, lives: list[LiveRun], *, herd: bool = False) -> None:
         try:
-            self.launcher.launch(lives)
+            self.launcher.launch(lives, herd=herd)
         except StoreError as exc:  # closing: the fires are lost with the runs never stored
             log.error("schedule.fire_not_stored", runs=len(lives), error=str(exc))
 

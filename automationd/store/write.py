@@ -33,6 +33,15 @@ class Stmt(enum.Enum):
     # params as JOB. On SQLite the same full-row upsert; on PostgreSQL JOB only merges
     # counters (several daemons keep their own), and only this one changes pause and spec.
     JOB_STATE = "job_state"
+    # Remove a run made ahead of its fire (engine/ahead.py) that never started: the job
+    # changed before the fire was due, or the daemon restarted (barrier).
+    RUN_DELETE = "run_delete"
+    # Many runs' first attempts started at once (a herd, engine/ahead.py): the runs' rows
+    # and their attempt rows, each one statement for a whole unit of runs (barriers).
+    RUNS_STARTED = "runs_started"
+    ATTEMPTS_STARTED = "attempts_started"
+    # Each named job counted one more run (its row exists): run_count + 1, last_run (barrier).
+    JOBS_COUNTED = "jobs_counted"
 
 
 class Write(NamedTuple):

@@ -13,6 +13,7 @@ from automationd.core.ids import IdGenerator
 from automationd.core.runstate import RunState
 from automationd.errors import ErrorKind, StoreError
 from automationd.records import DlqEntry, Event, Run, RunError, Trigger
+from automationd.store.ahead_rows import w_jobs_counted
 from automationd.store.api import Store
 from automationd.store.jobs import JobRow, w_job, w_job_delete
 from automationd.store.rows import w_dlq, w_dlq_delete, w_event, w_run
@@ -189,3 +190,16 @@ async def test_job_rows_round_trip_and_delete(store: Store) -> None:
         assert len(rows) == 1 and rows.get("api-job") is None
         cfg_now = rows.get("cfg-job")
         assert cfg_now is not None and (cfg_now.run_count, cfg_now.completed) == (2, False)
+
+
+async def test_jobs_counted_adds_one_run_each(store: Store) -> None:
+    """``w_jobs_counted`` (a herd unit's starts, engine/herd.py) adds one run to each named
+    job and makes it its last run, keeping the rest of the row; an unnamed job is untouched."""
+    a = JobRow(name="a", source="config", run_count=4, last_run="r4", last_success=T0)
+    b = JobRow(name="b", source="config", run_count=1, last_run="r1")
+    async with asyncio.timeout(5):
+        await store.commit([w_job(a), w_job(b)])
+        await store.commit([w_jobs_counted([("a", "r5")])])
+        rows = await store.job_rows()
+        assert rows.get("a") == replace(a, run_count=5, last_run="r5")
+        assert rows.get("b") == b

@@ -12,6 +12,7 @@ from automationd.core.ids import IdGenerator
 from automationd.core.runstate import RunState, TargetState
 from automationd.errors import ErrorKind, StoreError
 from automationd.records import Attempt, Phase, Run, RunError, Target, Trigger
+from automationd.store.ahead_rows import w_attempts_started, w_run_delete, w_runs_started
 from automationd.store.api import RunQuery, Store
 from automationd.store.rows import w_attempt, w_run, w_target
 
@@ -234,3 +235,49 @@ async def test_a_run_without_targets_yet_has_none(store: Store, ids: IdGenerator
     async with asyncio.timeout(5):
         await store.commit([w_run(run)])
         assert await store.targets(run) == []
+
+
+async def test_a_run_that_never_started_can_be_deleted(store: Store, ids: IdGenerator) -> None:
+    """``w_run_delete`` forgets a queued run that never started (a run made ahead of its
+    fire, engine/ahead.py) and keeps one that started, whatever it is asked; a new run for
+    the same fire may follow it (in a later unit: PostgreSQL makes no runs ahead, and creates
+    a unit's runs before its other writes)."""
+    made = _run(ids, T0, trigger=Trigger.SCHEDULE, scheduled_for=T0 + 1, reason="ahead")
+    started = _run(ids, T0, state=RunState.RUNNING, attempts=1, started_at=T0 + 0.1)
+    again = _run(ids, T0 + 0.5, trigger=Trigger.SCHEDULE, scheduled_for=T0 + 1)
+    async with asyncio.timeout(5):
+        await store.commit([w_run(made), w_run(started)])
+        await store.commit([w_run_delete(made.id), w_run_delete(started.id)])
+        await store.commit([w_run(again)])
+        assert await store.run(made.id) is None
+        assert await store.run(started.id) == started
+        assert await store.run(again.id) == again
+
+
+async def test_a_unit_of_made_runs_starts_as_one_write(store: Store, ids: IdGenerator) -> None:
+    """``w_runs_started`` and ``w_attempts_started`` say of many runs made ahead what a full
+    run row and an attempt start row would: running, attempt 1 open since that instant, the
+    mark cleared; a run not named stays as it was."""
+    made = [
+        _run(ids, T0, job=f"j{i}", trigger=Trigger.SCHEDULE, scheduled_for=T0 + 1, reason="a")
+        for i in range(3)
+    ]
+    other = made.pop()
+    started = T0 + 1.001
+    async with asyncio.timeout(5):
+        await store.commit([w_run(r) for r in [*made, other]])
+        names = [r.id for r in made]
+        await store.commit(
+            [w_runs_started(names, started, 0), w_attempts_started(names, "perform", 0, started)]
+        )
+        for r in made:
+            got = await store.run(r.id)
+            assert got == replace(
+                r, state=RunState.RUNNING, started_at=started, attempts=1, reason=None
+            )
+            [open_one] = await store.open_attempts(r.id)
+            assert open_one.n == 1
+            [attempt] = await store.attempts(r.id)
+            assert (attempt.phase, attempt.target_idx, attempt.target) == (Phase.PERFORM, 0, None)
+            assert (attempt.started_at, attempt.outcome) == (started, None)
+        assert await store.run(other.id) == other

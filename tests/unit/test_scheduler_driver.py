@@ -67,7 +67,7 @@ class FakeEngine:
             ended=lambda: done,
         )
 
-    def launch(self, lives: list[Any]) -> None:
+    def launch(self, lives: list[Any], *, herd: bool = False) -> None:
         if self.keep_running:
             for live in lives:
                 live.job.active[live.id] = live
@@ -79,7 +79,13 @@ class FakeEngine:
 
     # -- as the report
     def skipped_run(
-        self, job: JobRuntime, *, trigger: Trigger, scheduled_for: float | None, reason: str
+        self,
+        job: JobRuntime,
+        *,
+        trigger: Trigger,
+        scheduled_for: float | None,
+        reason: str,
+        made: Any = None,
     ) -> None:
         self.skipped.append((job.name, scheduled_for, reason))
 

@@ -217,6 +217,19 @@ SINGLE: dict[Stmt, str] = {
     ),
     Stmt.DLQ_DELETE: "DELETE FROM dlq WHERE id=$1",
     Stmt.JOB_DELETE: "DELETE FROM jobs WHERE name=$1",
+    Stmt.RUN_DELETE: "DELETE FROM runs WHERE id=$1 AND state='queued' AND attempts=0",
+    Stmt.RUNS_STARTED: (
+        "UPDATE runs SET state='running', started_at=$1, attempts=1, lease=$2, reason=NULL"
+        " WHERE id IN (SELECT jsonb_array_elements_text($3::jsonb))"
+    ),
+    Stmt.ATTEMPTS_STARTED: (
+        "INSERT INTO attempts (run_id, n, phase, target_idx, target, started_at)"
+        " SELECT r, 1, $1, $2, NULL, $3 FROM jsonb_array_elements_text($4::jsonb) AS r"
+    ),
+    Stmt.JOBS_COUNTED: (
+        "UPDATE jobs SET run_count = jobs.run_count + 1, last_run = j->>1"
+        " FROM jsonb_array_elements($1::jsonb) AS j WHERE jobs.name = j->>0"
+    ),
 }
 assert set(GROUPED) | set(SINGLE) == set(Stmt), "every statement needs its PostgreSQL text"
 

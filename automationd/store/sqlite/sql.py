@@ -77,6 +77,19 @@ SQL: dict[Stmt, str] = {
         " error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
     ),
 }
+SQL[Stmt.RUN_DELETE] = "DELETE FROM runs WHERE id=? AND state='queued' AND attempts=0"
+SQL[Stmt.RUNS_STARTED] = (
+    "UPDATE runs SET state='running', started_at=?, attempts=1, lease=?, reason=NULL"
+    " WHERE id IN (SELECT value FROM json_each(?))"
+)
+SQL[Stmt.ATTEMPTS_STARTED] = (
+    "INSERT INTO attempts (run_id, n, phase, target_idx, target, started_at)"
+    " SELECT value, 1, ?, ?, NULL, ? FROM json_each(?)"
+)
+SQL[Stmt.JOBS_COUNTED] = (
+    "UPDATE jobs SET run_count = run_count + 1, last_run = j.value ->> 1"
+    " FROM json_each(?) AS j WHERE jobs.name = j.value ->> 0"
+)
 SQL[Stmt.JOB_STATE] = SQL[Stmt.JOB]  # one host: an operator's change is a plain full row
 assert set(SQL) == set(Stmt), "every statement needs its SQLite text"
 
