@@ -2,9 +2,11 @@
 
 1. 2,000 jobs firing every second (``*/1 * * * * *``) for 10 s: every fire must become a run
    (counted per job in the SQLite file afterwards); lateness is reported three ways:
-   - *fire*: the scheduler's hand-out time minus the due time, i.e. the run's ``created_at``
-     minus ``scheduled_for`` (per fire, so the 2,000th fire of a second pays for the 1,999
-     before it), and the ``automationd_schedule_lateness_seconds`` histogram's p99 bucket;
+   - *wake*: the scheduler's wake time minus the due time, from the
+     ``automationd_schedule_lateness_seconds`` histogram (the bucket holding p50 / p99);
+   - *fire*: the hand-out time minus the due time, i.e. the run's ``created_at`` minus
+     ``scheduled_for``, for runs made at their fire (a herd's are made ahead of it, see
+     engine/ahead.py, and counted apart);
    - *start*: when the python action itself ran, minus ``scheduled_for`` (the honest
      end-to-end figure: durable run row, worker pool, action call).
    APScheduler (AsyncIOScheduler; MemoryJobStore and SQLAlchemyJobStore on SQLite) runs the
@@ -68,14 +70,15 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
-def hist_p99(text: str, name: str) -> float:
-    """Upper bound of the bucket holding the 99th percentile of a Prometheus histogram."""
+def hist_p99(text: str, name: str, q: float = 0.99) -> float:
+    """Upper bound of the bucket holding the q-quantile of a Prometheus histogram (so
+    ``hist_p99(...) <= 0.005`` says exactly "p99 ≤ 5 ms" when 0.005 is a bucket bound)."""
     buckets = [
         (float(le), float(v))
         for le, v in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M)
     ]
     total = buckets[-1][1]
-    return next(le for le, v in buckets if v >= 0.99 * total)
+    return next(le for le, v in buckets if v >= q * total)
 
 
 def vm_rss_mb(pid: int) -> float:
@@ -148,11 +151,10 @@ def run_ours_per_second(
         per_job[job] = per_job.get(job, 0) + 1
     expected = window[1] - window[0] + 1
     lost = sum(max(0, expected - per_job.get(f"j{i}", 0)) for i in range(n))
-    fire = [c - s for _, _, _, s, c, _ in rows]
-    first: dict[float, float] = {}
-    for _, _, _, s, c, _ in rows:
-        first[s] = min(first.get(s, c), c)
-    wake = [first[s] - s for _, _, _, s, _, _ in rows]  # per fire, like the histogram
+    # Runs of a herd are made ahead of their fire (engine/ahead.py): their created_at says
+    # nothing of the fire, so hand-out lateness counts only runs made at their fire, and the
+    # scheduler's wake lateness comes from its own histogram (observed at each fire).
+    fire = [c - s for _, _, _, s, c, _ in rows if c >= s] or [0.0]
     started = [st - s for _, _, _, s, _, st in rows if st is not None]
     action = [float(stamps[r]) - s for r, _, _, s, _, _ in rows if r in stamps]
     return {
@@ -160,12 +162,12 @@ def run_ours_per_second(
         "expected": expected * n,
         "lost": lost,
         "not_succeeded": sum(1 for r in rows if r[2] != "succeeded"),
-        "wake_p50": pct(wake, 0.5),
-        "wake_p99": pct(wake, 0.99),
+        "made_ahead": sum(1 for _, _, _, s, c, _ in rows if c < s),
+        "wake_p50": hist_p99(text, "automationd_schedule_lateness_seconds", 0.5),
+        "wake_p99": hist_p99(text, "automationd_schedule_lateness_seconds"),
         "fire_p50": pct(fire, 0.5),
         "fire_p99": pct(fire, 0.99),
         "fire_max": max(fire),
-        "hist_p99": hist_p99(text, "automationd_schedule_lateness_seconds"),
         "start_p50": pct(started, 0.5),
         "start_p99": pct(started, 0.99),
         "action_p50": pct(action, 0.5),
@@ -255,16 +257,11 @@ def test_2000_jobs_every_second_vs_apscheduler(short_tmp: Path) -> None:
         Row(f"fires handled of {int(ours['expected'])}", ours["fires"], mem["fires"], "fires",
             mem_name),
         Row("  (APS SQLite store)", ours["fires"], sql["fires"], "fires", sql_name),
-        Row("scheduler lateness p50 (wake - due)", ours["wake_p50"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("scheduler lateness p99 (wake - due)", ours["wake_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("  same, /metrics histogram p99 bucket ≤", ours["hist_p99"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("hand-out lateness p50 (created - due)", ours["fire_p50"] * ms, None, "ms",
-            higher_is_better=False),
-        Row("hand-out lateness p99 (created - due)", ours["fire_p99"] * ms, None, "ms",
-            higher_is_better=False),
+        Row("scheduler lateness p50 (wake - due) ≤", ours["wake_p50"] * ms, None,
+            "ms, /metrics bucket", higher_is_better=False),
+        Row("scheduler lateness p99 (wake - due) ≤", ours["wake_p99"] * ms, None,
+            "ms, /metrics bucket", higher_is_better=False),
+        Row("runs made ahead of their fire", ours["made_ahead"], None, "runs"),
         Row("attempt-durable lateness p50 (started_at)", ours["start_p50"] * ms, None, "ms",
             higher_is_better=False),
         Row("action-start lateness p50 (action - due)", ours["action_p50"] * ms,
@@ -295,24 +292,17 @@ def test_lateness_with_100k_pending_timers(short_tmp: Path) -> None:
     ms = 1000.0
     rows = [
         Row(
-            "scheduler lateness p50 (wake - due)",
+            "scheduler lateness p50 (wake - due) ≤",
             res["wake_p50"] * ms,
             None,
-            "ms",
+            "ms, /metrics bucket",
             higher_is_better=False,
         ),
         Row(
-            "scheduler lateness p99 (wake - due)",
+            "scheduler lateness p99 (wake - due) ≤",
             res["wake_p99"] * ms,
             None,
-            "ms",
-            higher_is_better=False,
-        ),
-        Row(
-            "  same, /metrics histogram p99 bucket ≤",
-            res["hist_p99"] * ms,
-            None,
-            "ms",
+            "ms, /metrics bucket",
             higher_is_better=False,
         ),
         Row(
