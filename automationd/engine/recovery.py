@@ -67,7 +67,13 @@ async def resume_runs(
     a daemon that stopped or was declared dead (engine/crew.py). Returns how many.
 
     ``targets``: the runs' stored targets when the caller read them at once (a claim of
-    many runs); a run that never started an attempt has no attempt rows to read."""
+    many runs); a run that never started an attempt has no attempt rows to read. A run this
+    daemon already runs (``Launcher.holds``) is left alone: resuming it would close its open
+    attempt as interrupted while its action runs, and run it twice."""
+    held = [run.id for run in found if launcher.holds(run.id)]
+    if held:
+        log.warning("recovery.already_live", runs=len(held), run_id=held[0])
+        found = [run for run in found if not launcher.holds(run.id)]
     early = [run for run in found if made_ahead(run)]
     if early:
         await store.commit([w_run_delete(run.id) for run in early])
