@@ -1,6 +1,7 @@
 """One run id, one ``LiveRun`` that runs it: a run resumed again while it runs here is left
-alone, a successor under the same id survives its predecessor leaving, and an abandoned run
-gives its place in the worker pool's line back."""
+alone, a successor under the same id survives its predecessor leaving, an abandoned run
+gives its place in the worker pool's line back; and thousands of waiting runs giving their
+granted slots back do not nest the pool's grants."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from automationd.actions.base import ActionContext
 from automationd.engine.live import LiveRun
 from automationd.engine.recovery import resume_runs
-from automationd.records import Run
+from automationd.records import Run, Trigger
 from tests.support.engine import Rig, engine_rig
 
 
@@ -97,3 +98,27 @@ async def test_an_abandoned_run_gives_back_its_place_in_the_pools_line(tmp_path:
         await r.settled(blocker)
         assert calls.runs == [blocker] and r.pool.busy == 0
         assert await r.store.attempts(waiting) == []
+
+
+async def test_thousands_of_waiting_runs_let_go_of_their_slots_without_recursion(
+    tmp_path: Path,
+) -> None:
+    """1. 3,000 runs wait for the one worker (pool reservations, no tasks).
+    2. The daemon drains; the busy run ends and frees the worker.
+    3. Each waiting run is granted the slot, may not open its attempt, and gives it back.
+    Result: all leave memory queued (to resume at next start), none opened an attempt, and
+    the slot is free: the grants were handed on one after another, not nested."""
+    async with asyncio.timeout(20), engine_rig(tmp_path, workers=1) as r:
+        calls = Calls()
+        blocker = (await r.trigger(r.job("hold", calls.action)))["id"]
+        await calls.entered.get()
+        job = r.job("wait", calls.action)
+        lives = [r.launcher.prepare(job, trigger=Trigger.MANUAL) for _ in range(3000)]
+        await r.launcher.start(lives)
+        assert r.pool.waiting == 3000
+        r.draining.set()
+        calls.release.set()
+        await r.settled(blocker)
+        assert list(r.launcher.live) == [] and r.pool.busy == 0 and r.pool.waiting == 0
+        assert calls.runs == [blocker]
+        assert all(lv.gone and lv.first is None for lv in lives)

@@ -110,6 +110,7 @@ class Rig:
     intake: Intake
     pool: WorkerPool
     metrics: Metrics
+    draining: asyncio.Event  # set: the daemon drains (runs park, none opens an attempt)
 
     def job(self, name: str, fn: Callable[[ActionContext], Any], **kw: Any) -> JobRuntime:
         spec = JobSpec(name=name, action=PythonAction(callable=f"t:{name}", fn=fn), **kw)
@@ -150,6 +151,7 @@ async def engine_rig(tmp: Path, workers: int = 4) -> AsyncIterator[Rig]:
         pool = WorkerPool(workers)
         ids = IdGenerator(random.Random(7))
         jobs = JobTable()
+        draining = asyncio.Event()
         report = Report(
             clock=clock,
             ids=ids,
@@ -166,13 +168,13 @@ async def engine_rig(tmp: Path, workers: int = 4) -> AsyncIterator[Rig]:
             http=http,
             metrics=metrics,
             rng=random.Random(7),
-            draining=asyncio.Event(),
+            draining=draining,
         )
         launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
         async with asyncio.TaskGroup() as tg:
             launcher.attach(tg)
             intake = Intake(launcher, store, report, jobs)
-            yield Rig(store, jobs, launcher, report, intake, pool, metrics)
+            yield Rig(store, jobs, launcher, report, intake, pool, metrics, draining)
             for task in launcher.tasks():
                 task.cancel()
             await report.settle()
