@@ -144,6 +144,9 @@ class Report:
         self._store.submit_then(writes, partial(self._jobless_settled, ended, event_id), retry=True)
 
     def _jobless_settled(self, run: Run, event_id: str, exc: BaseException | None) -> None:
+        if exc is not None:  # refused (another daemon holds the run now): nothing published
+            log.warning("run.end_refused", run_id=run.id, job=run.job, error=str(exc))
+            return
         log.warning("run.failed_jobless", run_id=run.id, job=run.job, error=str(run.error))
         self._metrics.events_published_total.inc()
         if self._listening("run.failed"):
@@ -253,8 +256,8 @@ class Report:
                 attempts=run.attempts,
                 duration_s=round(duration or 0.0, 6),
             )
-        self._metrics.events_published_total.inc()  # ours count as published events
-        if event_id is not None:
+        if event_id is not None:  # the end stored a ``run.<state>`` event: it is published
+            self._metrics.events_published_total.inc()
             name = f"run.{run.state.value}"
             if self._listening(name):
                 payload = {"job": run.job, "run_id": run.id, "state": run.state.value}
