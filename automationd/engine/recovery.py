@@ -27,7 +27,13 @@ import structlog
 
 from automationd.actions.exec import kill_orphans
 from automationd.core.plan import Plan, plan_from_json
-from automationd.core.runstate import RunEvent, RunState, TargetState
+from automationd.core.runstate import (
+    RunEvent,
+    RunState,
+    TargetEvent,
+    TargetState,
+    next_target_state,
+)
 from automationd.engine.ahead import made_ahead
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
@@ -132,7 +138,7 @@ async def resume_runs(
             continue
         for t in live.targets:
             if t.state is TargetState.PENDING and t.attempts > live.spec.retries:
-                t.state = TargetState.FAILED
+                t.state = next_target_state(t.state, TargetEvent.FAIL)
                 t.error = err
                 live.targets_failed += 1
                 report.dead_letter(live, t, err)

@@ -176,7 +176,7 @@ class Report:
         run = Run(
             id=self._ids.new(now) if made is None else made.id,
             job=job.name,
-            state=RunState.SKIPPED,
+            state=next_run_state(RunState.QUEUED, RunEvent.SKIP),  # a fire that never ran
             trigger=trigger,
             created_at=now if made is None else made.created_at,
             scheduled_for=scheduled_for,
@@ -184,9 +184,9 @@ class Report:
             reason=reason,
         )
         job.count_run(run.id, counted=False)
-        job.note_end(RunState.SKIPPED.value, now)
+        job.note_end(run.state.value, now)
         self._store.post([w_run(run), w_job_of(job)])
-        meters(job, self._metrics).run_ended("skipped", None, now)
+        meters(job, self._metrics).run_ended(run.state.value, None, now)
         return run
 
     def dead_letter(
