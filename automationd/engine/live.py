@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from automationd.core.runstate import RunState, TargetState
-from automationd.records import Run, RunError, Target, Trigger, fresh_run_json
+from automationd.records import Run, RunError, Target, Trigger, fresh_run_json, is_fresh
 
 if TYPE_CHECKING:
     from automationd.config.model import JobSpec
@@ -163,17 +163,7 @@ class LiveRun:
     def to_json_text(self) -> str:
         """``snapshot().to_json_text()``; a run nothing has happened to yet (a trigger's
         answer, written once per run) is rendered from its attributes, with no snapshot."""
-        if (
-            self.finished_at is None
-            and self.scheduled_for is None
-            and self.idempotency_key is None
-            and self.error is None
-            and self.result is None
-            and self.origin is None
-            and self.reason is None
-            and self.targets_succeeded == 0
-            and self.targets_failed == 0
-        ):
+        if is_fresh(self):
             return fresh_run_json(
                 self.id,
                 self.job.spec.name,
