@@ -34,7 +34,7 @@ import structlog
 from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
 from automationd.actions.build import build_action
 from automationd.clock import Clock
-from automationd.config.model import Backoff, JobSpec
+from automationd.config.model import MAX_RETRY_AFTER, RATE_LIMITED_BACKOFF, JobSpec
 from automationd.core.backoff import retry_delay
 from automationd.core.runstate import RunEvent, RunState, next_run_state
 from automationd.engine.context import attempt_context
@@ -56,7 +56,6 @@ from automationd.store.rows import w_attempt, w_run, w_target
 log = structlog.get_logger("automationd.engine")
 
 _SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2, Phase.UNDO: 3}
-_DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
 
 
 class Drained(Exception):
@@ -215,8 +214,8 @@ async def run_phase(
             if not exc.kind.retryable or tries > spec.retries:
                 return RunError(kind=exc.kind, message=exc.message)
             gate = live.job.gate
-            rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
-            cap = gate.config.max_retry_after if gate is not None else 3600.0
+            rl = gate.config.rate_limited_backoff if gate is not None else RATE_LIMITED_BACKOFF
+            cap = gate.config.max_retry_after if gate is not None else MAX_RETRY_AFTER
             delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, t.rng)
             log.warning(  # a retrying job is not silent until its end
                 "attempt.failed",
