@@ -42,7 +42,7 @@ from automationd.engine.jobs import JobRuntime
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.pool import WorkerPool
 from automationd.errors import ActionError, ErrorKind, StoreError
-from automationd.obs.metrics import JobMetrics, Metrics
+from automationd.obs.metrics import Metrics
 from automationd.records import Attempt, Phase, RunError
 from automationd.store.api import Store, Write
 from automationd.store.attempt_row import (
@@ -101,11 +101,9 @@ class Opened:
 
 
 def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
-    """Per-job things made once, on the job's first attempt: actions, logger, metrics."""
+    """Per-job things made once, on the job's first attempt: actions, logger."""
     job.actions = _build_actions(t, job.spec)
     job.log = structlog.get_logger("automationd.action").bind(job=job.name)
-    if job.meters is None:
-        job.meters = JobMetrics(t.metrics, job.name)
 
 
 Actions = tuple[Action, Action | None, Action | None, Action | None]  # by _SLOT
@@ -305,7 +303,7 @@ def _refused(
         )
     )
     t.store.post(writes)
-    _meters(live.job).attempt(exc.kind.value)
+    live.job.meters_on(t.metrics).attempt(exc.kind.value)
 
 
 async def _call(t: AttemptTools, live: LiveRun, opened: Opened) -> ActionResult:
@@ -352,7 +350,7 @@ def _close(
         live.unposted = [end]
     else:
         live.unposted.append(end)
-    _meters(live.job).attempt(outcome)
+    live.job.meters_on(t.metrics).attempt(outcome)
     log.debug(
         "attempt.finished",
         run_id=live.id,
@@ -369,8 +367,3 @@ def _close(
             kind=error.kind if error else None,
             retry_after=error.retry_after if error else None,
         )
-
-
-def _meters(job: JobRuntime) -> JobMetrics:
-    meters: JobMetrics = job.meters
-    return meters

@@ -17,6 +17,7 @@ from automationd.config.jobs import parsed_schedule
 from automationd.config.model import JobSpec
 from automationd.core.match import glob_match
 from automationd.core.schedule import Schedule
+from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.store.jobs import JobRow, w_job, w_job_fields
 from automationd.store.write import Write
 from automationd.units import format_duration, rfc3339
@@ -50,12 +51,20 @@ class JobRuntime:
     actions: tuple[Action, Action | None, Action | None, Action | None] | None = None
     gate: ServiceGate | None = None
     log: Any = None  # a concrete bound logger, made on the job's first run
-    meters: Any = None  # obs.metrics.JobMetrics, made on the job's first run
+    meters: JobMetrics | None = None  # its metric children: ``meters_on``, made on first use
     ahead: Any = None  # its next fire's run, made ahead while held off the wheel (engine/ahead.py)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def meters_on(self, metrics: Metrics) -> JobMetrics:
+        """The job's metric children (the one place they are made: on first use, not for
+        each of 100,000 idle jobs)."""
+        meters = self.meters
+        if meters is None:
+            meters = self.meters = JobMetrics(metrics, self.name)
+        return meters
 
     @property
     def active(self) -> dict[str, Any]:

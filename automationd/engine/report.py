@@ -34,7 +34,7 @@ from automationd.core.runstate import RunEvent, RunState, next_run_state
 from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.outbox import Outbox
-from automationd.obs.metrics import JobMetrics, Metrics
+from automationd.obs.metrics import Metrics
 from automationd.records import (
     DlqEntry,
     Event,
@@ -186,7 +186,7 @@ class Report:
         job.count_run(run.id, counted=False)
         job.note_end(run.state.value, now)
         self._store.post([w_run(run), w_job_of(job)])
-        meters(job, self._metrics).run_ended(run.state.value, None, now)
+        job.meters_on(self._metrics).run_ended(run.state.value, None, now)
         return run
 
     def dead_letter(
@@ -246,7 +246,7 @@ class Report:
     def _report(self, run: Run, job: JobRuntime, event_id: str | None) -> None:
         now = run.finished_at or self._clock.time()
         duration = now - run.started_at if run.started_at is not None else None
-        meters(job, self._metrics).run_ended(run.state.value, duration, now)
+        job.meters_on(self._metrics).run_ended(run.state.value, duration, now)
         if self._log_runs:
             log.info(
                 "run.finished",
@@ -266,11 +266,3 @@ class Report:
                         id=event_id, name=name, payload=payload, created_at=now, depth=run.depth + 1
                     )
                 )
-
-
-def meters(job: JobRuntime, metrics: Metrics) -> JobMetrics:
-    """The job's metric children, made on first use."""
-    if job.meters is None:
-        job.meters = JobMetrics(metrics, job.name)
-    found: JobMetrics = job.meters
-    return found
