@@ -39,7 +39,7 @@ from automationd.core.backoff import retry_delay
 from automationd.core.runstate import RunEvent, RunState, next_run_state
 from automationd.engine.context import attempt_context
 from automationd.engine.jobs import JobRuntime
-from automationd.engine.live import LiveRun, LiveTarget
+from automationd.engine.live import Actions, LiveRun, LiveTarget
 from automationd.engine.pool import WorkerPool
 from automationd.errors import ActionError, ErrorKind, StoreError
 from automationd.obs.metrics import Metrics
@@ -106,9 +106,6 @@ def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
     job.log = structlog.get_logger("automationd.action").bind(job=job.name)
 
 
-Actions = tuple[Action, Action | None, Action | None, Action | None]  # by _SLOT
-
-
 def _build_actions(t: AttemptTools, spec: JobSpec) -> Actions:
     return (
         build_action(spec.action, http=t.http),
@@ -153,6 +150,7 @@ def open_attempt(
     """
     job = live.job
     primed, live.primed = live.primed, None
+    action: Action | None
     if primed is not None and primed[0] is phase and not live.attempts and job.gate is None:
         action, ctx = primed[1], primed[2]  # made with the run, ahead of its fire (``prime``)
     else:

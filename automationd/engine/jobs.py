@@ -17,6 +17,7 @@ from automationd.config.jobs import parsed_schedule
 from automationd.config.model import JobSpec
 from automationd.core.match import glob_match
 from automationd.core.schedule import Schedule
+from automationd.core.wheel import Handle
 from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.store.jobs import JobRow, w_job, w_job_fields
 from automationd.store.write import Write
@@ -45,7 +46,7 @@ class JobRuntime:
     last_run_state: str | None = None  # how the latest run that ended ended (this life only)
     last_run_at: float | None = None  # when it ended
     next_run: float | None = None
-    wheel_handle: Any = None
+    wheel_handle: Handle[JobRuntime] | None = None
     wheel_due: float | None = None
     live: dict[str, Any] | None = None  # run id → live run context; see ``active``
     actions: tuple[Action, Action | None, Action | None, Action | None] | None = None
