@@ -44,19 +44,16 @@ from automationd.caller import Caller, Via
 from automationd.clock import Clock, SystemClock
 from automationd.config.load import load_config
 from automationd.config.model import Config
-from automationd.core.ids import IdGenerator
-from automationd.engine.attempt import AttemptTools
 from automationd.engine.catalog import Catalog
 from automationd.engine.eventbus import EventBus
 from automationd.engine.intake import Intake
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
-from automationd.engine.outbox import Outbox
-from automationd.engine.pool import WorkerPool
 from automationd.engine.redo import Redo
-from automationd.engine.report import DlqCount, Report
+from automationd.engine.report import Report
 from automationd.engine.scheduler import Scheduler
 from automationd.engine.services import ServiceRegistry
+from automationd.engine.wiring import wire_run_life
 from automationd.errors import AdminError, AutomationdError, ConfigError, LockedError, bad_request
 from automationd.obs.logs import configure_logging
 from automationd.obs.metrics import Metrics
@@ -117,33 +114,20 @@ class Daemon:
                 )
                 http = await stack.enter_async_context(HttpClients())
                 services = ServiceRegistry(cfg.services, clock, metrics, backend.gates(store))
-                pool = WorkerPool(cfg.workers.max_concurrency)
                 rng = random.Random()
-                ids = IdGenerator(rng)
-                draining = asyncio.Event()
-                outbox = Outbox()
-                dlq = DlqCount(metrics, await store.dlq_count())
-                report = Report(
-                    clock=clock,
-                    ids=ids,
-                    store=store,
-                    metrics=metrics,
-                    dlq=dlq,
-                    outbox=outbox,
-                    listening=jobs.listening,
-                )
-                attempts = AttemptTools(
+                life = wire_run_life(
                     clock=clock,
                     store=store,
-                    pool=pool,
                     http=http,
                     metrics=metrics,
+                    jobs=jobs,
+                    workers=cfg.workers.max_concurrency,
                     rng=rng,
-                    draining=draining,
+                    dead_letters=await store.dlq_count(),
+                    leases=backend.leases,
                 )
-                launcher = Launcher(
-                    clock=clock, ids=ids, attempts=attempts, report=report, leases=backend.leases
-                )
+                pool, ids, draining, outbox = life.pool, life.ids, life.draining, life.outbox
+                dlq, report, launcher = life.dlq, life.report, life.launcher
                 scheduler = Scheduler(
                     launcher=launcher,
                     report=report,

@@ -48,6 +48,11 @@ class Backoff:
     jitter: float = 0.2
 
 
+# Retries after ``rate_limited`` with no Retry-After, and the longest Retry-After obeyed:
+RATE_LIMITED_BACKOFF = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
+MAX_RETRY_AFTER = 3600.0  # (a service's key defaults, and a job with no service: attempt.py)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerConfig:
     failures: int = 5
@@ -107,10 +112,8 @@ class ServiceConfig:
     burst: int | None = None  # None: max(1, ceil(rate per second))
     concurrency: int | None = None  # None: unlimited (only the global pool bounds it)
     breaker: BreakerConfig | None = None
-    rate_limited_backoff: Backoff = field(
-        default_factory=lambda: Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
-    )
-    max_retry_after: float = 3600.0
+    rate_limited_backoff: Backoff = RATE_LIMITED_BACKOFF
+    max_retry_after: float = MAX_RETRY_AFTER
     retry_budget: float = 0.2
     retry_budget_floor: Rate = field(default_factory=lambda: Rate(10, 1.0, "10/s"))
 

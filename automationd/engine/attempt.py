@@ -34,15 +34,15 @@ import structlog
 from automationd.actions.base import Action, ActionContext, ActionResult, HttpClients
 from automationd.actions.build import build_action
 from automationd.clock import Clock
-from automationd.config.model import Backoff, JobSpec
+from automationd.config.model import MAX_RETRY_AFTER, RATE_LIMITED_BACKOFF, JobSpec
 from automationd.core.backoff import retry_delay
 from automationd.core.runstate import RunEvent, RunState, next_run_state
 from automationd.engine.context import attempt_context
 from automationd.engine.jobs import JobRuntime
-from automationd.engine.live import LiveRun, LiveTarget
+from automationd.engine.live import Actions, LiveRun, LiveTarget
 from automationd.engine.pool import WorkerPool
 from automationd.errors import ActionError, ErrorKind, StoreError
-from automationd.obs.metrics import JobMetrics, Metrics
+from automationd.obs.metrics import Metrics
 from automationd.records import Attempt, Phase, RunError
 from automationd.store.api import Store, Write
 from automationd.store.attempt_row import (
@@ -56,7 +56,6 @@ from automationd.store.rows import w_attempt, w_run, w_target
 log = structlog.get_logger("automationd.engine")
 
 _SLOT = {Phase.PERFORM: 0, Phase.CHECK: 1, Phase.VERIFY: 2, Phase.UNDO: 3}
-_DEFAULT_RL = Backoff(base=16.0, max=64.0, multiplier=2.0, jitter=0.2)
 
 
 class Drained(Exception):
@@ -102,14 +101,9 @@ class Opened:
 
 
 def prepare_job(t: AttemptTools, job: JobRuntime) -> None:
-    """Per-job things made once, on the job's first attempt: actions, logger, metrics."""
+    """Per-job things made once, on the job's first attempt: actions, logger."""
     job.actions = _build_actions(t, job.spec)
     job.log = structlog.get_logger("automationd.action").bind(job=job.name)
-    if job.meters is None:
-        job.meters = JobMetrics(t.metrics, job.name)
-
-
-Actions = tuple[Action, Action | None, Action | None, Action | None]  # by _SLOT
 
 
 def _build_actions(t: AttemptTools, spec: JobSpec) -> Actions:
@@ -156,6 +150,7 @@ def open_attempt(
     """
     job = live.job
     primed, live.primed = live.primed, None
+    action: Action | None
     if primed is not None and primed[0] is phase and not live.attempts and job.gate is None:
         action, ctx = primed[1], primed[2]  # made with the run, ahead of its fire (``prime``)
     else:
@@ -215,8 +210,8 @@ async def run_phase(
             if not exc.kind.retryable or tries > spec.retries:
                 return RunError(kind=exc.kind, message=exc.message)
             gate = live.job.gate
-            rl = gate.config.rate_limited_backoff if gate is not None else _DEFAULT_RL
-            cap = gate.config.max_retry_after if gate is not None else 3600.0
+            rl = gate.config.rate_limited_backoff if gate is not None else RATE_LIMITED_BACKOFF
+            cap = gate.config.max_retry_after if gate is not None else MAX_RETRY_AFTER
             delay = retry_delay(exc.kind, tries, spec.backoff, rl, exc.retry_after, cap, t.rng)
             log.warning(  # a retrying job is not silent until its end
                 "attempt.failed",
@@ -306,7 +301,7 @@ def _refused(
         )
     )
     t.store.post(writes)
-    _meters(live.job).attempt(exc.kind.value)
+    live.job.meters_on(t.metrics).attempt(exc.kind.value)
 
 
 async def _call(t: AttemptTools, live: LiveRun, opened: Opened) -> ActionResult:
@@ -353,7 +348,7 @@ def _close(
         live.unposted = [end]
     else:
         live.unposted.append(end)
-    _meters(live.job).attempt(outcome)
+    live.job.meters_on(t.metrics).attempt(outcome)
     log.debug(
         "attempt.finished",
         run_id=live.id,
@@ -370,8 +365,3 @@ def _close(
             kind=error.kind if error else None,
             retry_after=error.retry_after if error else None,
         )
-
-
-def _meters(job: JobRuntime) -> JobMetrics:
-    meters: JobMetrics = job.meters
-    return meters

@@ -17,6 +17,8 @@ from automationd.config.jobs import parsed_schedule
 from automationd.config.model import JobSpec
 from automationd.core.match import glob_match
 from automationd.core.schedule import Schedule
+from automationd.core.wheel import Handle
+from automationd.obs.metrics import JobMetrics, Metrics
 from automationd.store.jobs import JobRow, w_job, w_job_fields
 from automationd.store.write import Write
 from automationd.units import format_duration, rfc3339
@@ -44,18 +46,26 @@ class JobRuntime:
     last_run_state: str | None = None  # how the latest run that ended ended (this life only)
     last_run_at: float | None = None  # when it ended
     next_run: float | None = None
-    wheel_handle: Any = None
+    wheel_handle: Handle[JobRuntime] | None = None
     wheel_due: float | None = None
     live: dict[str, Any] | None = None  # run id → live run context; see ``active``
     actions: tuple[Action, Action | None, Action | None, Action | None] | None = None
     gate: ServiceGate | None = None
     log: Any = None  # a concrete bound logger, made on the job's first run
-    meters: Any = None  # obs.metrics.JobMetrics, made on the job's first run
+    meters: JobMetrics | None = None  # its metric children: ``meters_on``, made on first use
     ahead: Any = None  # its next fire's run, made ahead while held off the wheel (engine/ahead.py)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def meters_on(self, metrics: Metrics) -> JobMetrics:
+        """The job's metric children (the one place they are made: on first use, not for
+        each of 100,000 idle jobs)."""
+        meters = self.meters
+        if meters is None:
+            meters = self.meters = JobMetrics(metrics, self.name)
+        return meters
 
     @property
     def active(self) -> dict[str, Any]:

@@ -18,9 +18,10 @@ Rules:
     opened and submitted (``retry``: a failed batch is tried again, holding the slot), and
     its settlement creates the task.
   Why: a run that waited for a worker as a task cost three task steps, a future and an
-  awaited commit of its own; this way every such run is one task step (measured: the
-  event loop's CPU per run fell by about a third with a backlog, see README Performance).
-- ``resume`` restarts a run found unfinished at start-up (or claimed), under the same id.
+  awaited commit; this is one task step (a third less loop CPU per run: README Performance).
+- ``resume`` restarts a run found unfinished at start-up (or claimed), under the same id,
+  unless this daemon runs it already (``holds``); one in memory that will not run here
+  (abandoned and unwinding, or born unowned) is replaced, and leaving removes only itself.
 - Every run task is created in the daemon's TaskGroup, with a context of its own.
 - Several daemons (fleet/leases.py): a run that starts at once is held by this daemon from
   birth, under its token; one that would only wait is born unowned and leaves memory once
@@ -81,8 +82,7 @@ class Launcher:
         self.live: dict[str, LiveRun] = {}
         self.freed = asyncio.Event()  # a run left memory (a fleet claims again: room)
         self._tg: asyncio.TaskGroup | None = None
-        self._unstored = 0  # runs the store refused since the last line about them
-        self._unstored_told = -NOT_STORED_EVERY
+        self._unstored, self._unstored_told = 0, -NOT_STORED_EVERY  # refused runs not yet told
 
     @property
     def clock(self) -> Clock:
@@ -236,7 +236,7 @@ class Launcher:
     def _first_step(self, live: LiveRun) -> tuple[Phase, LiveTarget | None] | None:
         """``_direct``, unless the run was cancelled, the daemon drains or (after a reload)
         the job got a service gate meanwhile."""
-        if live.cancel_reason is not None or live.job.gate is not None:
+        if live.cancel_reason is not None or live.job.gate is not None or live.abandoned:
             return None
         if self._draining.is_set():
             return None
@@ -298,21 +298,14 @@ class Launcher:
             self._leave(live)
 
     def _not_stored(self, lives: Sequence[LiveRun], exc: BaseException) -> None:
-        """Runs the store refused (disk full, I/O error): their callers hear it; the log says
-        so at most once a minute, with how many since the last line, not once per run (a
-        full disk under load refused thousands a second)."""
+        """Runs the store refused (disk full): their callers hear it; the log says so at
+        most once a minute with a count (a full disk refused thousands a second)."""
         self._unstored += len(lives)
-        now = self._clock.monotonic()
+        now, live = self._clock.monotonic(), lives[0]
         if now - self._unstored_told >= NOT_STORED_EVERY:
-            live = lives[0]
-            log.error(
-                "run.not_stored",
-                runs=self._unstored,
-                run_id=live.id,
-                job=live.job_name,
-                error=str(exc),
-                note=f"said at most once per {NOT_STORED_EVERY:g}s while the store refuses",
-            )
+            note = f"said at most once per {NOT_STORED_EVERY:g}s while the store refuses"
+            job, n = live.job_name, self._unstored
+            log.error("run.not_stored", runs=n, run_id=live.id, job=job, error=str(exc), note=note)
             self._unstored, self._unstored_told = 0, now
 
     def _unopen(self, live: LiveRun) -> None:
@@ -320,11 +313,21 @@ class Launcher:
             live.first = None
             self._pool.release()
 
-    def resume(self, live: LiveRun) -> None:
-        """A run found unfinished at start-up goes on under its own id."""
+    def holds(self, run_id: str) -> bool:
+        """In memory and run here (not abandoned, nor born for others): not to resume again."""
+        live = self.live.get(run_id)
+        return live is not None and not live.abandoned and not live.unowned
+
+    def resume(self, live: LiveRun) -> bool:
+        """A run found unfinished at start-up (or claimed) goes on under its own id; False,
+        and nothing done, if this daemon already runs it (``holds``)."""
+        if self.holds(live.id):
+            log.warning("run.already_live", run_id=live.id, job=live.job_name)
+            return False
         self.live[live.id] = live
         live.job.active[live.id] = live
         self.spawn(live)
+        return True
 
     def spawn(self, live: LiveRun) -> None:
         assert self._tg is not None, "launcher not attached to a TaskGroup"
@@ -340,11 +343,7 @@ class Launcher:
         if live is None:
             return None
         live.cancel_reason = reason
-        if live.task is not None and live.started:
-            live.task.cancel()
-        elif live.reservation is not None and self._pool.withdraw(live.reservation):
-            live.reservation = None
-            self.spawn(live)  # it ends cancelled on its first step
+        self._stop(live)  # it ends cancelled on its first step
         return live
 
     def abandon(self, run_id: str) -> bool:
@@ -353,19 +352,30 @@ class Launcher:
         if live is None:
             return False
         live.abandoned = True
+        self._stop(live)  # it leaves memory on its first step, without a write
+        return True
+
+    def _stop(self, live: LiveRun) -> None:
+        """Cancel the run's task; a run still waiting for a worker gives its place in the
+        pool's line to the next waiter and gets a task, to end on its first step."""
         if live.task is not None and live.started:
             live.task.cancel()
-        return True
+        elif live.reservation is not None and self._pool.withdraw(live.reservation):
+            live.reservation = None
+            self.spawn(live)
 
     def _leave(self, live: LiveRun) -> None:
         if live.herd:  # it leaves without a step of its own
             self._parts.starts.done(live)
-        self.live.pop(live.id, None)
-        live.job.active.pop(live.id, None)
+        successor = self.live.get(live.id, live) is not live  # resumed or claimed again: stays
+        if not successor:
+            self.live.pop(live.id, None)
+        if live.job.active.get(live.id) is live:
+            del live.job.active[live.id]
         live.leave()
         if self._fleet:
             self.freed.set()
-        if self._fleet and not live.unowned and not live.abandoned:
+        if self._fleet and not live.unowned and not live.abandoned and not successor:
             # the lease goes once every write the run left is durable (submission order)
             run_id, leases = live.id, self._leases
             try:

@@ -19,12 +19,19 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from automationd.actions.base import Action, ActionContext
+from automationd.core.plan import Plan
 from automationd.core.runstate import RunState, TargetState
-from automationd.records import Run, RunError, Target, Trigger, fresh_run_json
+from automationd.engine.pool import Reservation
+from automationd.records import Phase, Run, RunError, Target, Trigger, fresh_run_json, is_fresh
+from automationd.store.write import Write
 
 if TYPE_CHECKING:
     from automationd.config.model import JobSpec
     from automationd.engine.jobs import JobRuntime
+
+# A job's built actions, by phase slot (perform, check, verify, undo): engine/attempt.py.
+Actions = tuple[Action, Action | None, Action | None, Action | None]
 
 
 @dataclass(slots=True, eq=False)
@@ -77,7 +84,7 @@ class LiveRun:
     check_tries: int = 0  # check attempts already failed (after a crash, the interrupted)
     # previews, apply and rollback (engine/plan.py, engine/undo.py)
     plan: Any = None  # the plan as stored: a preview's, or an apply's once decided
-    basis: Any = None  # an apply's preview: (Plan, made_at, check output) until decided
+    basis: tuple[Plan, float, Any] | None = None  # an apply's (preview plan, made at, check's)
     decided: asyncio.Future[None] | None = None  # an apply's answer waits for its decision
     targets_rolled_back: int = 0
     undo_from: int | None = None  # ``attempts`` when the latest rollback began
@@ -85,10 +92,10 @@ class LiveRun:
     # life in memory
     after: tuple[asyncio.Future[None], ...] = ()  # previous runs' ends (overlap: queue)
     first: Any = None  # the attempt the launcher opened with the run (attempt.Opened)
-    primed: Any = None  # (phase, action, ctx) of attempt 1, made ahead with the run (herd.py)
-    reservation: Any = None  # its place in the worker pool's queue (pool.Reservation)
-    direct: Any = None  # (phase, target) of a first attempt the launcher may open itself
-    unposted: list[Any] | None = None  # attempt end rows riding with the run's next write
+    primed: tuple[Phase, Action, ActionContext] | None = None  # attempt 1's, made ahead (herd)
+    reservation: Reservation | None = None  # its place in the worker pool's queue
+    direct: tuple[Phase, LiveTarget | None] | None = None  # a first attempt the launcher opens
+    unposted: list[Write] | None = None  # attempt end rows riding with the run's next write
     resumed: bool = False
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
@@ -102,7 +109,7 @@ class LiveRun:
     _ended: asyncio.Future[None] | None = None
     # The definition this run keeps when its job is redefined meanwhile (jobs.update, a
     # reload): (spec, built actions or None). None: the job's current one.
-    pinned: tuple[JobSpec, Any] | None = None
+    pinned: tuple[JobSpec, Actions | None] | None = None
 
     @property
     def job_name(self) -> str:
@@ -114,7 +121,7 @@ class LiveRun:
         pinned = self.pinned
         return self.job.spec if pinned is None else pinned[0]
 
-    def pin(self, spec: JobSpec, actions: Any) -> None:
+    def pin(self, spec: JobSpec, actions: Actions | None) -> None:
         """Keep ``spec`` (and its actions, if built) whatever the job becomes; first pin wins."""
         if self.pinned is None:
             self.pinned = (spec, actions)
@@ -150,7 +157,7 @@ class LiveRun:
             undo_from=self.undo_from,
         )
 
-    def riding(self, writes: list[Any]) -> list[Any]:
+    def riding(self, writes: list[Write]) -> list[Write]:
         """``writes`` with the attempt end rows that wait to ride with them in front (see
         engine/attempt.py: an attempt's end and what follows it are stored together)."""
         unposted = self.unposted
@@ -163,17 +170,7 @@ class LiveRun:
     def to_json_text(self) -> str:
         """``snapshot().to_json_text()``; a run nothing has happened to yet (a trigger's
         answer, written once per run) is rendered from its attributes, with no snapshot."""
-        if (
-            self.finished_at is None
-            and self.scheduled_for is None
-            and self.idempotency_key is None
-            and self.error is None
-            and self.result is None
-            and self.origin is None
-            and self.reason is None
-            and self.targets_succeeded == 0
-            and self.targets_failed == 0
-        ):
+        if is_fresh(self):
             return fresh_run_json(
                 self.id,
                 self.job.spec.name,

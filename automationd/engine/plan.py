@@ -83,7 +83,7 @@ def tell_decided(live: LiveRun) -> None:
 
 async def _decide(t: AttemptTools, report: Report, live: LiveRun) -> bool:
     spec = live.job.spec
-    basis: Plan
+    assert live.basis is not None, "only an apply not decided yet decides"
     basis, made_at, before = live.basis
     definition = definition_of(live.job)
     early = early_reasons(basis, definition, made_at, t.clock.time(), spec.preview_ttl)

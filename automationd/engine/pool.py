@@ -12,6 +12,10 @@ Rules:
   ``grant(True)`` is called), so ``busy`` never dips and no waiter can overtake another by
   racing for a freed slot.
 - A cancelled waiter is skipped when it reaches the head. Nothing polls.
+- A grant may release a slot again, at once (the launcher's, for a run that may no longer
+  open its attempt): that inner ``release()`` only counts the slot, and the outer one hands
+  it on in its loop. Handing on is iterative, so a line of thousands of such reservations
+  does not nest thousands of calls deep (it overflowed the stack).
 - ``close()`` (shutdown) fails every waiter and all later acquisitions with ``PoolClosed``;
   a reservation hears ``grant(False)``.
 """
@@ -62,6 +66,8 @@ class WorkerPool:
         self._seq = itertools.count()
         self._closed = False
         self._waiting = 0  # waiters not yet handed a slot nor cancelled (``status`` reads it)
+        self._owed = 0  # slots released and not yet handed on (``release``)
+        self._handing = False  # a ``release()`` is handing slots on (a grant's may not nest)
 
     @property
     def waiting(self) -> int:
@@ -115,6 +121,19 @@ class WorkerPool:
         return True
 
     def release(self) -> None:
+        self._owed += 1
+        if self._handing:
+            return  # a grant releasing inside our loop: the loop below hands it on
+        self._handing = True
+        try:
+            while self._owed:
+                self._owed -= 1
+                self._hand_on()
+        finally:
+            self._handing = False
+
+    def _hand_on(self) -> None:
+        """One released slot to the head waiter, or back to the free ones."""
         heap = self._heap
         while heap:
             waiter = heapq.heappop(heap)[2]

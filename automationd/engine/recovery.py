@@ -27,7 +27,13 @@ import structlog
 
 from automationd.actions.exec import kill_orphans
 from automationd.core.plan import Plan, plan_from_json
-from automationd.core.runstate import RunEvent, RunState, TargetState
+from automationd.core.runstate import (
+    RunEvent,
+    RunState,
+    TargetEvent,
+    TargetState,
+    next_target_state,
+)
 from automationd.engine.ahead import made_ahead
 from automationd.engine.jobs import JobTable
 from automationd.engine.launcher import Launcher
@@ -67,7 +73,13 @@ async def resume_runs(
     a daemon that stopped or was declared dead (engine/crew.py). Returns how many.
 
     ``targets``: the runs' stored targets when the caller read them at once (a claim of
-    many runs); a run that never started an attempt has no attempt rows to read."""
+    many runs); a run that never started an attempt has no attempt rows to read. A run this
+    daemon already runs (``Launcher.holds``) is left alone: resuming it would close its open
+    attempt as interrupted while its action runs, and run it twice."""
+    held = [run.id for run in found if launcher.holds(run.id)]
+    if held:
+        log.warning("recovery.already_live", runs=len(held), run_id=held[0])
+        found = [run for run in found if not launcher.holds(run.id)]
     early = [run for run in found if made_ahead(run)]
     if early:
         await store.commit([w_run_delete(run.id) for run in early])
@@ -126,7 +138,7 @@ async def resume_runs(
             continue
         for t in live.targets:
             if t.state is TargetState.PENDING and t.attempts > live.spec.retries:
-                t.state = TargetState.FAILED
+                t.state = next_target_state(t.state, TargetEvent.FAIL)
                 t.error = err
                 live.targets_failed += 1
                 report.dead_letter(live, t, err)

@@ -34,7 +34,7 @@ from automationd.core.runstate import RunEvent, RunState, next_run_state
 from automationd.engine.jobs import JobRuntime, w_job_of
 from automationd.engine.live import LiveRun, LiveTarget
 from automationd.engine.outbox import Outbox
-from automationd.obs.metrics import JobMetrics, Metrics
+from automationd.obs.metrics import Metrics
 from automationd.records import (
     DlqEntry,
     Event,
@@ -144,6 +144,9 @@ class Report:
         self._store.submit_then(writes, partial(self._jobless_settled, ended, event_id), retry=True)
 
     def _jobless_settled(self, run: Run, event_id: str, exc: BaseException | None) -> None:
+        if exc is not None:  # refused (another daemon holds the run now): nothing published
+            log.warning("run.end_refused", run_id=run.id, job=run.job, error=str(exc))
+            return
         log.warning("run.failed_jobless", run_id=run.id, job=run.job, error=str(run.error))
         self._metrics.events_published_total.inc()
         if self._listening("run.failed"):
@@ -173,7 +176,7 @@ class Report:
         run = Run(
             id=self._ids.new(now) if made is None else made.id,
             job=job.name,
-            state=RunState.SKIPPED,
+            state=next_run_state(RunState.QUEUED, RunEvent.SKIP),  # a fire that never ran
             trigger=trigger,
             created_at=now if made is None else made.created_at,
             scheduled_for=scheduled_for,
@@ -181,9 +184,9 @@ class Report:
             reason=reason,
         )
         job.count_run(run.id, counted=False)
-        job.note_end(RunState.SKIPPED.value, now)
+        job.note_end(run.state.value, now)
         self._store.post([w_run(run), w_job_of(job)])
-        meters(job, self._metrics).run_ended("skipped", None, now)
+        job.meters_on(self._metrics).run_ended(run.state.value, None, now)
         return run
 
     def dead_letter(
@@ -243,7 +246,7 @@ class Report:
     def _report(self, run: Run, job: JobRuntime, event_id: str | None) -> None:
         now = run.finished_at or self._clock.time()
         duration = now - run.started_at if run.started_at is not None else None
-        meters(job, self._metrics).run_ended(run.state.value, duration, now)
+        job.meters_on(self._metrics).run_ended(run.state.value, duration, now)
         if self._log_runs:
             log.info(
                 "run.finished",
@@ -253,8 +256,8 @@ class Report:
                 attempts=run.attempts,
                 duration_s=round(duration or 0.0, 6),
             )
-        self._metrics.events_published_total.inc()  # ours count as published events
-        if event_id is not None:
+        if event_id is not None:  # the end stored a ``run.<state>`` event: it is published
+            self._metrics.events_published_total.inc()
             name = f"run.{run.state.value}"
             if self._listening(name):
                 payload = {"job": run.job, "run_id": run.id, "state": run.state.value}
@@ -263,11 +266,3 @@ class Report:
                         id=event_id, name=name, payload=payload, created_at=now, depth=run.depth + 1
                     )
                 )
-
-
-def meters(job: JobRuntime, metrics: Metrics) -> JobMetrics:
-    """The job's metric children, made on first use."""
-    if job.meters is None:
-        job.meters = JobMetrics(metrics, job.name)
-    found: JobMetrics = job.meters
-    return found

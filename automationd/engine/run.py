@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 import structlog
 
 from automationd.actions.base import ActionResult
-from automationd.core.runstate import RunEvent, RunState, TargetState, aggregate, next_run_state
+from automationd.core.runstate import (
+    RunEvent,
+    RunState,
+    TargetEvent,
+    TargetState,
+    aggregate,
+    next_run_state,
+    next_target_state,
+)
 from automationd.engine.attempt import AttemptTools, Drained, run_phase
 from automationd.engine.herd import Starts
 from automationd.engine.live import LiveRun, LiveTarget
@@ -196,12 +204,12 @@ async def _do_target(parts: RunParts, live: LiveRun, target: LiveTarget) -> None
         elif _mismatch(vres):
             res = RunError(kind=ErrorKind.FATAL, message="verify reported a mismatch")
     if isinstance(res, RunError):
-        target.state = TargetState.FAILED
+        target.state = next_target_state(target.state, TargetEvent.FAIL)
         target.error = res
         live.targets_failed += 1
         parts.report.dead_letter(live, target, res)
         return
-    target.state = TargetState.SUCCEEDED
+    target.state = next_target_state(target.state, TargetEvent.SUCCEED)
     target.result = res.value
     live.targets_succeeded += 1
     if live.persist_targets:

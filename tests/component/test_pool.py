@@ -81,3 +81,23 @@ async def test_close_refuses_reservations_and_fails_tasks() -> None:
             await pool.acquire()
         pool.reserve(0, heard.append)
         assert heard == [False, False]
+
+
+async def test_grants_that_release_at_once_do_not_nest() -> None:
+    """A line of 5,000 reservations whose grant gives the slot straight back (the launcher's,
+    for a run that may no longer open its attempt) is handed on in one loop, in order, with
+    no recursion: the slot ends free and nobody waits."""
+    pool = WorkerPool(1)
+    assert pool.try_acquire()
+    order: list[int] = []
+
+    def giving_back(n: int, granted: bool) -> None:
+        assert granted
+        order.append(n)
+        pool.release()
+
+    for n in range(5000):
+        pool.reserve(0, lambda ok, n=n: giving_back(n, ok))
+    pool.release()
+    assert order == list(range(5000))
+    assert pool.busy == 0 and pool.waiting == 0

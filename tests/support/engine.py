@@ -1,5 +1,6 @@
-"""The engine's run-life parts wired as daemon.py wires them, on a real SQLite store: for
-component tests of launching, attempts, ends and the writer's retries, without a socket."""
+"""The engine's run-life parts wired by daemon.py's own wiring (engine/wiring.py), on a real
+SQLite store: for component tests of launching, attempts, ends and the writer's retries,
+without a socket."""
 
 from __future__ import annotations
 
@@ -16,14 +17,12 @@ from typing import Any
 from automationd.actions.base import ActionContext, HttpClients
 from automationd.clock import SystemClock
 from automationd.config.model import JobSpec, PythonAction
-from automationd.core.ids import IdGenerator
-from automationd.engine.attempt import AttemptTools
 from automationd.engine.intake import Intake
 from automationd.engine.jobs import JobRuntime, JobTable
 from automationd.engine.launcher import Launcher
-from automationd.engine.outbox import Outbox
 from automationd.engine.pool import WorkerPool
-from automationd.engine.report import DlqCount, Report
+from automationd.engine.report import Report
+from automationd.engine.wiring import wire_run_life
 from automationd.errors import StoreError
 from automationd.obs.metrics import Metrics
 from automationd.records import Run
@@ -110,6 +109,7 @@ class Rig:
     intake: Intake
     pool: WorkerPool
     metrics: Metrics
+    draining: asyncio.Event  # set: the daemon drains (runs park, none opens an attempt)
 
     def job(self, name: str, fn: Callable[[ActionContext], Any], **kw: Any) -> JobRuntime:
         spec = JobSpec(name=name, action=PythonAction(callable=f"t:{name}", fn=fn), **kw)
@@ -147,32 +147,21 @@ async def engine_rig(tmp: Path, workers: int = 4) -> AsyncIterator[Rig]:
     clock = SystemClock()
     async with open_sqlite(tmp, clock=clock) as store, HttpClients() as http:
         metrics = Metrics()
-        pool = WorkerPool(workers)
-        ids = IdGenerator(random.Random(7))
         jobs = JobTable()
-        report = Report(
-            clock=clock,
-            ids=ids,
-            store=store,
-            metrics=metrics,
-            dlq=DlqCount(metrics),
-            outbox=Outbox(),
-            listening=jobs.listening,
-        )
-        attempts = AttemptTools(
+        life = wire_run_life(
             clock=clock,
             store=store,
-            pool=pool,
             http=http,
             metrics=metrics,
+            jobs=jobs,
+            workers=workers,
             rng=random.Random(7),
-            draining=asyncio.Event(),
         )
-        launcher = Launcher(clock=clock, ids=ids, attempts=attempts, report=report)
+        launcher, report = life.launcher, life.report
         async with asyncio.TaskGroup() as tg:
             launcher.attach(tg)
             intake = Intake(launcher, store, report, jobs)
-            yield Rig(store, jobs, launcher, report, intake, pool, metrics)
+            yield Rig(store, jobs, launcher, report, intake, life.pool, metrics, life.draining)
             for task in launcher.tasks():
                 task.cancel()
             await report.settle()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from typing import Any
 
 import pytest
 
 from automationd.admin.protocol import RawJSON, encode_ok
+from automationd.config.model import JobSpec, PythonAction
 from automationd.core.ids import IdGenerator, id_floor
 from automationd.core.runstate import RunState
+from automationd.engine.jobs import JobRuntime
+from automationd.engine.live import LiveRun
 from automationd.errors import ErrorKind
 from automationd.records import Event, Run, RunError, Target, Trigger
 
@@ -121,3 +125,24 @@ def test_fast_records_build_copy_and_stay_frozen() -> None:
             id="x", job="j", stat=RunState.QUEUED, trigger=Trigger.MANUAL, created_at=0.0
         )
     assert json.loads(RUNS[0].to_json_text())["targets"]["pending"] == 0
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{}, {"plan": {"hash": "h1", "targets": ["a"]}}, {"targets_rolled_back": 1}, {"reason": "r"}],
+    ids=["fresh", "plan", "rolled_back", "reason"],
+)
+def test_a_live_runs_json_text_is_its_snapshots(changed: dict[str, Any]) -> None:
+    """A live run's JSON text (fast path for a run nothing has happened to) is the same line
+    as its snapshot record's, also when it has a plan or rolled-back targets (the fast path
+    must leave them to the slow one, as the record's does)."""
+    spec = JobSpec(name="j", action=PythonAction(callable="t:j", fn=lambda ctx: None))
+    live = LiveRun(
+        id="0190a1b2c3d4e5f60718293a4b5c6d7e",
+        job=JobRuntime(spec=spec, schedule=None),
+        trigger=Trigger.APPLY,
+        created_at=1_790_000_000.5,
+        **changed,
+    )
+    assert live.to_json_text() == live.snapshot().to_json_text()
+    assert json.loads(live.to_json_text()) == live.snapshot().to_json()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,36 @@ def test_names_match_the_spec() -> None:
 def test_aggregate(succeeded: int, failed: int, event: RunEvent) -> None:
     """A run's end follows from its targets: all ok, none ok, or some of each."""
     assert aggregate(succeeded, failed, succeeded + failed) is event
+
+
+def _state_literals(source: str) -> list[int]:
+    """Lines where ``source`` sets a ``state`` to a ``RunState``/``TargetState`` member
+    directly (``x.state = RunState.FAILED``, ``Run(state=RunState.SKIPPED, ...)``)."""
+    found: list[int] = []
+
+    def member(node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in {"RunState", "TargetState"}
+        )
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and member(node.value):
+            if any(isinstance(t, ast.Attribute) and t.attr == "state" for t in node.targets):
+                found.append(node.lineno)
+        elif isinstance(node, ast.keyword) and node.arg == "state" and member(node.value):
+            found.append(node.value.lineno)
+    return found
+
+
+def test_the_engine_changes_states_only_through_the_tables() -> None:
+    """No engine module sets a run's or a target's state to a member by hand: every change
+    is a transition of ``next_run_state``/``next_target_state``, so an illegal one raises."""
+    engine = Path(__file__).resolve().parents[2] / "automationd" / "engine"
+    by_hand = {
+        path.name: lines
+        for path in sorted(engine.glob("*.py"))
+        if (lines := _state_literals(path.read_text()))
+    }
+    assert by_hand == {}

@@ -12,8 +12,9 @@ Durability: a write is reported after its COMMIT returned, so it is as durable a
 server's ``synchronous_commit`` makes it (on by default: flushed to the WAL, and to a
 synchronous standby if one is configured).
 
-Health: as SQLite's (store/sqlite/store.py): a probe every ``health_interval`` sends an empty
-batch through the writer and a ``SELECT 1`` through the pool, each under ``health_timeout``.
+Health: as SQLite's, by the same code (store/health.py): a probe every ``health_interval``
+sends an empty batch through the writer and a ``SELECT 1`` through the pool, each under
+``health_timeout``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from automationd.config.model import StoreConfig
 from automationd.errors import StoreError
 from automationd.fleet.leases import Leases
 from automationd.store.api import PrunePass
+from automationd.store.health import StoreHealth
 from automationd.store.pg import prune
 from automationd.store.pg.committer import PgCommitter, pg_error
 from automationd.store.pg.migrate import require_current
@@ -83,56 +85,22 @@ class PgStore(SqlReads):
         self.schema_version = schema_version
         self._writer = writer
         self._clock = clock
-        self._health_interval = health_interval
-        self._health_timeout = health_timeout
-        self._probe_failure: str | None = None
-        self._health_changed = asyncio.Event()
         self._sql: dict[str, str] = {}
+        self.health = StoreHealth(
+            writer, clock, self._ping, interval=health_interval, timeout=health_timeout
+        )
 
-    # -- health ---------------------------------------------------------------------------
+    # -- health (store/health.py) ---------------------------------------------------------
     @property
     def healthy(self) -> bool:
-        return self._probe_failure is None and self._writer.failing is None
+        return self.health.healthy
 
     @property
     def health_reason(self) -> str | None:
-        if self._probe_failure is not None:
-            return self._probe_failure
-        if self._writer.failing is not None:
-            return self._writer.last_error
-        return None
+        return self.health.reason
 
     async def wait_healthy(self) -> None:
-        while not self.healthy:
-            self._health_changed.clear()
-            await self._health_changed.wait()
-
-    def health_changed(self) -> None:
-        self._health_changed.set()
-
-    async def probe_loop(self) -> None:
-        was: str | None = None
-        while True:
-            await self._clock.sleep_until(self._clock.monotonic() + self._health_interval)
-            self._probe_failure = await self._probe_once()
-            if self._probe_failure != was:
-                if self._probe_failure is None:
-                    log.info("store.healthy")
-                else:
-                    log.error("store.unhealthy", reason=self._probe_failure)
-                was = self._probe_failure
-                self._health_changed.set()
-
-    async def _probe_once(self) -> str | None:
-        for what, probe in (("writer", self._writer.submit(())), ("reader", self._ping())):
-            try:
-                async with asyncio.timeout(self._health_timeout):
-                    await probe
-            except TimeoutError:
-                return f"store: {what} stalled (no answer within {self._health_timeout:g}s)"
-            except StoreError as exc:
-                return str(exc)
-        return None
+        await self.health.wait_healthy()
 
     async def _ping(self) -> None:
         await self._fetchall("SELECT 1", ())
@@ -290,7 +258,7 @@ async def open_pg(
                 clock,
                 max_batch=max_batch,
                 on_error=on_error,
-                on_health=lambda: store_ref[0].health_changed() if store_ref else None,
+                on_health=lambda: store_ref[0].health.changed() if store_ref else None,
             )
             store = PgStore(
                 writer,
@@ -302,7 +270,7 @@ async def open_pg(
                 health_timeout=health_timeout,
             )
             store_ref.append(store)
-            probe = tg.create_task(store.probe_loop(), name="store:probe")
+            probe = tg.create_task(store.health.probe_loop(), name="store:probe")
             body_error: BaseException | None = None
             try:
                 yield store

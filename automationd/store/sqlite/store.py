@@ -27,10 +27,10 @@ one line naming the ways back. A read that still meets a row SQLite cannot hand 
 (not UTF-8) is run again on a connection that takes text as bytes, and the row comes back
 repaired (U+FFFD) and marked, so a listing reports that row instead of failing.
 
-Health: every ``health_interval`` a probe sends an empty batch through the writer (it runs
-``SELECT 1`` on the writer's thread) and a ``SELECT 1`` through the reader, each under
-``health_timeout``. A stalled thread or a failing batch makes the store unhealthy with a
-reason (``store: disk full``) until both pass again.
+Health (store/health.py, shared with PostgreSQL): every ``health_interval`` a probe sends an
+empty batch through the writer (it runs ``SELECT 1`` on the writer's thread) and a ``SELECT
+1`` through the reader, each under ``health_timeout``. A stalled thread or a failing batch
+makes the store unhealthy with a reason (``store: disk full``) until both pass again.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from automationd.clock import Clock, SystemClock
 from automationd.errors import StoreError
 from automationd.store.api import PrunePass
 from automationd.store.batch import Step
+from automationd.store.health import StoreHealth
 from automationd.store.lock import StateDirLock
 from automationd.store.reads import SqlReads
 from automationd.store.rows import Row
@@ -107,66 +108,24 @@ class SqliteStore(SqlReads):
         self._writer = writer
         self._reader = reader
         self._clock = clock
-        self._health_interval = health_interval
-        self._health_timeout = health_timeout
-        self._probe_failure: str | None = None
-        self._health_changed = asyncio.Event()
+        self.health = StoreHealth(
+            writer, clock, self._ping, interval=health_interval, timeout=health_timeout
+        )
 
-    # -- health ---------------------------------------------------------------------------
+    # -- health (store/health.py) ---------------------------------------------------------
     @property
     def healthy(self) -> bool:
-        return self._probe_failure is None and self._writer.failing is None
+        return self.health.healthy
 
     @property
     def health_reason(self) -> str | None:
-        if self._probe_failure is not None:
-            return self._probe_failure
-        if self._writer.failing is not None:
-            return self._writer.last_error
-        return None
+        return self.health.reason
 
     async def wait_healthy(self) -> None:
-        while not self.healthy:
-            self._health_changed.clear()
-            await self._health_changed.wait()
+        await self.health.wait_healthy()
 
-    def health_changed(self) -> None:
-        """The writer's failure state moved (its ``on_health`` callback)."""
-        self._health_changed.set()
-
-    async def probe_loop(self) -> None:
-        was: str | None = None
-        told = False  # logged store.unhealthy (a write failure episode is the writer's to log)
-        while True:
-            await self._clock.sleep_until(self._clock.monotonic() + self._health_interval)
-            self._probe_failure = await self._probe_once()
-            if self._probe_failure != was:
-                if self._probe_failure is None:
-                    if told:
-                        log.info("store.healthy")
-                    told = False
-                elif not told and not self._writer.episode:
-                    log.error("store.unhealthy", reason=self._probe_failure)
-                    told = True
-                was = self._probe_failure
-                self._health_changed.set()
-
-    async def _probe_once(self) -> str | None:
-        try:
-            async with asyncio.timeout(self._health_timeout):
-                await self._writer.submit(())
-        except TimeoutError:
-            return f"store: writer stalled (no answer within {self._health_timeout:g}s)"
-        except StoreError as exc:
-            return exc.reason
-        try:
-            async with asyncio.timeout(self._health_timeout):
-                await self._fetchall("SELECT 1", ())
-        except TimeoutError:
-            return f"store: reader stalled (no answer within {self._health_timeout:g}s)"
-        except StoreError as exc:
-            return exc.reason
-        return None
+    async def _ping(self) -> None:
+        await self._fetchall("SELECT 1", ())
 
     # -- writes ---------------------------------------------------------------------------
     def post(self, writes: Sequence[Write]) -> None:
@@ -333,7 +292,7 @@ async def open_sqlite(
                     clock,
                     max_batch=max_batch,
                     on_error=on_error,
-                    on_health=lambda: store_ref[0].health_changed() if store_ref else None,
+                    on_health=lambda: store_ref[0].health.changed() if store_ref else None,
                     quiet_after=quiet_after,
                 )
                 store = SqliteStore(
@@ -348,7 +307,7 @@ async def open_sqlite(
                 store_ref.append(store)
                 body_error: BaseException | None = None
                 async with asyncio.TaskGroup() as tg:
-                    probe = tg.create_task(store.probe_loop(), name="store:probe")
+                    probe = tg.create_task(store.health.probe_loop(), name="store:probe")
                     try:
                         yield store
                     except BaseException as exc:
