@@ -44,7 +44,7 @@ run: $(VENV)/.run
 	$(BIN)/automationd run --config $(CONFIG)
 
 test: $(VENV)/.dev
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: $(VENV)/.bench
 	$(BIN)/pytest -q -p no:cacheprovider -m bench tests/bench -s
