@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from automationd.core.runstate import RunState, TargetState
@@ -29,6 +30,18 @@ from automationd.store.rows import (
 )
 
 E = TypeVar("E", bound=enum.Enum)
+R = TypeVar("R")
+
+
+def _whole(r: Row, convert: Callable[[Row], R]) -> tuple[R | None, str]:
+    """The record when the row reads back whole; else None and what was wrong, as said."""
+    problem = _damage(r)
+    if problem is None:
+        try:
+            return convert(r), ""
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"[:200]
+    return None, f"store: damaged row ({problem})"
 
 
 def _damage(r: Row) -> str | None:
@@ -67,12 +80,9 @@ def _loads(v: Any) -> Any:
 
 
 def read_run(r: Row) -> Run:
-    problem = _damage(r)
-    if problem is None:
-        try:
-            return run_from_row(r)
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"[:200]
+    run, why = _whole(r, run_from_row)
+    if run is not None:
+        return run
     return Run(
         id=_text(_cell(r, "id")) or "?",
         job=_text(_cell(r, "job")) or "?",
@@ -92,36 +102,30 @@ def read_run(r: Row) -> Run:
         result=_loads(_cell(r, "result")),
         depth=_int(_cell(r, "depth")),
         origin=_text(_cell(r, "origin")),
-        reason=f"store: damaged row ({problem})",
+        reason=why,
         lease=_int(_cell(r, "lease")),
     )
 
 
 def read_target(r: Row) -> Target:
-    problem = _damage(r)
-    if problem is None:
-        try:
-            return target_from_row(r)
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"[:200]
+    target, why = _whole(r, target_from_row)
+    if target is not None:
+        return target
     return Target(
         run_id=_text(_cell(r, "run_id")) or "?",
         idx=_int(_cell(r, "idx")),
         target=_loads(_cell(r, "target")),
         state=_member(TargetState, _cell(r, "state"), TargetState.FAILED),
         attempts=_int(_cell(r, "attempts")),
-        error=RunError(kind=ErrorKind.FATAL, message=f"store: damaged row ({problem})"),
+        error=RunError(kind=ErrorKind.FATAL, message=why),
         result=_loads(_cell(r, "result")),
     )
 
 
 def read_attempt(r: Row) -> Attempt:
-    problem = _damage(r)
-    if problem is None:
-        try:
-            return attempt_from_row(r)
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"[:200]
+    attempt, why = _whole(r, attempt_from_row)
+    if attempt is not None:
+        return attempt
     return Attempt(
         run_id=_text(_cell(r, "run_id")) or "?",
         n=_int(_cell(r, "n")),
@@ -131,40 +135,34 @@ def read_attempt(r: Row) -> Attempt:
         started_at=_num(_cell(r, "started_at")) or 0.0,
         finished_at=_num(_cell(r, "finished_at")),
         outcome=_text(_cell(r, "outcome")),
-        error=f"store: damaged row ({problem})",
+        error=why,
     )
 
 
 def read_dlq(r: Row) -> DlqEntry:
-    problem = _damage(r)
-    if problem is None:
-        try:
-            return dlq_from_row(r)
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"[:200]
+    entry, why = _whole(r, dlq_from_row)
+    if entry is not None:
+        return entry
     return DlqEntry(
         id=_text(_cell(r, "id")) or "?",
         run_id=_text(_cell(r, "run_id")) or "?",
         job=_text(_cell(r, "job")) or "?",
         target_idx=_int(_cell(r, "target_idx")),
         target=_loads(_cell(r, "target")),
-        error=RunError(kind=ErrorKind.FATAL, message=f"store: damaged row ({problem})"),
+        error=RunError(kind=ErrorKind.FATAL, message=why),
         failed_at=_num(_cell(r, "failed_at")) or 0.0,
     )
 
 
 def read_event(r: Row) -> Event:
-    problem = _damage(r)
-    if problem is None:
-        try:
-            return event_from_row(r)
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"[:200]
+    event, why = _whole(r, event_from_row)
+    if event is not None:
+        return event
     return Event(
         id=_text(_cell(r, "id")) or "?",
         name=_text(_cell(r, "name")) or "?",
         payload={
-            "damaged": f"store: damaged row ({problem})",
+            "damaged": why,
             "payload": _loads(_cell(r, "payload")),
         },
         created_at=_num(_cell(r, "created_at")) or 0.0,
