@@ -23,6 +23,14 @@ DEFAULT_CONFIG = Path("/etc/automationd/automationd.toml")
 FIRES_SHOWN = 3
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` as every command that reads the config takes it."""
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``automationd`` command line (also the source of its man page and completion)."""
     parser = argparse.ArgumentParser(
@@ -41,10 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the daemon in the foreground until SIGTERM/SIGINT (drain, then exit "
         "0); SIGHUP reloads the config file. Logs go to stderr.",
     )
-    run.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
-        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
-    )  # fmt: skip
+    _config_option(run)
     check = sub.add_parser(
         "check-config",
         help="validate a config file and show each job's next 3 fire times",
@@ -65,10 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "names (run it once before the first start and after each upgrade; `run` never "
         "migrates). Exit 0, or 1 with one line on stderr. SQLite migrates itself at start.",
     )
-    migrate.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
-        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
-    )  # fmt: skip
+    _config_option(migrate)
     store = sub.add_parser(
         "check-store",
         help="check the store for damage (the daemon running or not)",
@@ -76,10 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         " rows pointing at runs that are not stored, and every row decoded. Exit 0 sound,"
         " 1 damaged (one line per problem), 2 bad config.",
     )
-    store.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
-        help=f"the TOML config file (default: {DEFAULT_CONFIG})",
-    )  # fmt: skip
+    _config_option(store)
     return parser
 
 
