@@ -75,10 +75,7 @@ def test_bad_rows_are_reported_not_fatal_and_store_check_names_them(
     assert offline.stdout.splitlines() == check["problems"]
     assert "DAMAGED (3 problem(s) above)" in offline.stderr
 
-    refused = subprocess.run(
-        [str(BIN / "automationd"), "run", "--config", str(d.config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    refused = _run(str(BIN / "automationd"), "run", "--config", str(d.config))
     assert refused.returncode == 1
     line = refused.stderr.strip().splitlines()[-1]
     assert line.startswith(f"automationd: store damaged: {_db(d)}: runs row id=")
@@ -106,10 +103,7 @@ def test_scribbled_page_content_is_refused_at_start(
     with sqlite3.connect(_db(d)) as db:
         assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
 
-    refused = subprocess.run(
-        [str(BIN / "automationd"), "run", "--config", str(d.config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    refused = _run(str(BIN / "automationd"), "run", "--config", str(d.config))
     assert refused.returncode == 1
     line = refused.stderr.strip().splitlines()[-1]
     assert f"runs row id='{run['id']}': column payload is not valid UTF-8" in line
@@ -139,10 +133,7 @@ def test_broken_page_structure_is_refused_at_start(
     raw[mid : mid + 64] = b"\xa5" * 64
     path.write_bytes(bytes(raw))
 
-    refused = subprocess.run(
-        [str(BIN / "automationd"), "run", "--config", str(d.config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    refused = _run(str(BIN / "automationd"), "run", "--config", str(d.config))
     assert refused.returncode == 1
     line = refused.stderr.strip().splitlines()[-1]
     assert line.startswith(f"automationd: store damaged: {path}: ")
